@@ -1,0 +1,240 @@
+"""The three operations of a convolutional layer, named as they are derived.
+
+Notation of Nielsen, *Neural Networks and Deep Learning*, ch. 2 and 6: layer
+``l`` has weighted input ``z^l = w^l ⋆ a^{l-1} + b^l`` and activation
+``a^l = σ(z^l)``; its error is ``δ^l = ∂C/∂z^l``.  For a fully connected layer
+the backpropagation equations are
+
+    δ^l      = ((w^{l+1})^T δ^{l+1}) ⊙ σ'(z^l)          (BP2)
+    ∂C/∂w^l  = a^{l-1} δ^l                                (BP4)
+    ∂C/∂b^l  = δ^l                                        (BP3)
+
+and for a convolutional layer the matrix product becomes a correlation:
+
+    z^l        = a^{l-1} ⋆ w^l + b^l                      forward: valid cross-correlation
+    δ^{l-1}    = (δ^l ∗_full rot180(w^l)) ⊙ σ'(z^{l-1})   backward: full convolution, kernel rotated 180°
+    ∂C/∂w^l    = a^{l-1} ⋆ δ^l                            weight gradient: valid correlation
+    ∂C/∂b^l    = Σ_{x,y} δ^l
+
+Each operation exists twice: a plain-loop ``*_reference`` that reads like the
+equation, and the fast vectorised version (stride-trick windows + one BLAS
+GEMM per batch) that the network uses.  The tests hold the two equal.
+
+Shapes: inputs ``(N, C, H, W)``, kernels ``(F, C, kh, kw)`` (PyTorch's
+``Conv2d`` layout), deltas ``(N, F, Ho, Wo)``.  Padding is applied by the
+caller (:func:`pad`) so that every function here is a *valid* operation on
+the array it is given, exactly as in the derivation.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+__all__ = [
+    "pad", "unpad", "dilate", "rot180", "output_size",
+    "correlate_valid", "correlate_valid_reference",
+    "convolve_full_rotated", "convolve_full_rotated_reference",
+    "weight_gradient", "weight_gradient_reference",
+]
+
+
+def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """``floor((size + 2·padding − kernel) / stride) + 1``, as in PyTorch."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def pad(x: np.ndarray, padding: int) -> np.ndarray:
+    """Zero-pad the two spatial axes of ``(N, C, H, W)`` by ``padding`` on each side."""
+    if padding == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+
+
+def unpad(x: np.ndarray, padding: int) -> np.ndarray:
+    """Crop ``padding`` from each side of the spatial axes (the inverse of :func:`pad`)."""
+    if padding == 0:
+        return x
+    return x[:, :, padding:-padding, padding:-padding]
+
+
+def rot180(kernel: np.ndarray) -> np.ndarray:
+    """The kernel rotated by 180° in its two spatial axes: ``rot180(w)[f, c, u, v] = w[f, c, kh−1−u, kw−1−v]``."""
+    return kernel[..., ::-1, ::-1]
+
+
+def dilate(delta: np.ndarray, stride: int) -> np.ndarray:
+    """Insert ``stride − 1`` zeros between neighbouring entries of the spatial axes.
+
+    With stride ``s`` the forward pass only visits every ``s``-th window, so the
+    delta of a strided layer is the delta of a stride-1 layer with the skipped
+    positions set to zero.  ``(N, F, Ho, Wo) → (N, F, (Ho−1)s+1, (Wo−1)s+1)``.
+    """
+    if stride == 1:
+        return delta
+    n, f, ho, wo = delta.shape
+    out = np.zeros((n, f, (ho - 1) * stride + 1, (wo - 1) * stride + 1), dtype=delta.dtype)
+    out[:, :, ::stride, ::stride] = delta
+    return out
+
+
+def _windows(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
+    """A read-only view ``(N, C, Ho, Wo, kh, kw)`` of every kernel-sized window of ``x``."""
+    n, c, h, w = x.shape
+    ho = (h - kh) // stride + 1
+    wo = (w - kw) // stride + 1
+    sn, sc, sh, sw = x.strides
+    return as_strided(x, (n, c, ho, wo, kh, kw), (sn, sc, sh * stride, sw * stride, sh, sw), writeable=False)
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
+    """Lay every window of ``x`` out as a column: ``(C·kh·kw, N·Ho·Wo)``.
+
+    Row ``c·kh·kw + u·kw + v`` holds ``x[n, c, i·s+u, j·s+v]`` for every sample
+    and output position ``(n, i, j)``; this turns a correlation over the whole
+    batch into one matrix product with the kernel reshaped to ``(F, C·kh·kw)``.
+    """
+    win = _windows(x, kh, kw, stride)
+    n, c, ho, wo = win.shape[:4]
+    return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * ho * wo)
+
+
+# --- forward: z = a ⋆ w (valid cross-correlation) ------------------------------------------
+
+def correlate_valid_reference(x: np.ndarray, w: np.ndarray, stride: int = 1) -> np.ndarray:
+    """Valid cross-correlation, as a loop: ``z[n,f,i,j] = Σ_{c,u,v} x[n,c,i·s+u,j·s+v] · w[f,c,u,v]``.
+
+    x: (N, C, H, W), w: (F, C, kh, kw) → (N, F, Ho, Wo).
+    """
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    z = np.zeros((n, f, ho, wo), dtype=np.result_type(x, w))
+    for i in range(ho):
+        for j in range(wo):
+            window = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]   # (N, C, kh, kw)
+            for k in range(f):
+                z[:, k, i, j] = (window * w[k]).sum(axis=(1, 2, 3))
+    return z
+
+
+def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndarray | None = None) -> np.ndarray:
+    """Valid cross-correlation ``x ⋆ w`` (fast): one GEMM over the im2col matrix of the whole batch.
+
+    x: (N, C, H, W), w: (F, C, kh, kw) → (N, F, Ho, Wo).  ``cols`` may pass a
+    precomputed ``im2col(x, kh, kw, stride)`` (the layer keeps it for the
+    weight gradient).
+    """
+    f, c, kh, kw = w.shape
+    n, _, h, wd = x.shape
+    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    if cols is None:
+        cols = im2col(x, kh, kw, stride)
+    z = w.reshape(f, c * kh * kw) @ cols                      # (F, N·Ho·Wo)
+    return z.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)      # a view in NCHW order
+
+
+# --- backward to the input: δ^{l-1} = δ^l ∗_full rot180(w) -------------------------------
+
+def _full_padding(delta: np.ndarray, stride: int, kh: int, kw: int, in_shape: tuple[int, int]) -> np.ndarray:
+    """Dilate the delta by the stride and zero-pad it so that a *valid* correlation
+    with a kh×kw kernel gives the full convolution, of spatial size ``in_shape``.
+
+    The full convolution has size ``(Ho−1)s + k``; when the forward pass floored
+    away rows or columns of the input, those got no gradient: they are the extra
+    zeros padded at the bottom and right.
+    """
+    d = dilate(delta, stride)
+    h, w = in_shape
+    extra_h = h - ((delta.shape[2] - 1) * stride + kh)
+    extra_w = w - ((delta.shape[3] - 1) * stride + kw)
+    return np.pad(d, ((0, 0), (0, 0), (kh - 1, kh - 1 + extra_h), (kw - 1, kw - 1 + extra_w)))
+
+
+def convolve_full_rotated_reference(delta: np.ndarray, w_rot: np.ndarray, stride: int,
+                                    in_shape: tuple[int, int]) -> np.ndarray:
+    """The error passed back, as a loop: full convolution of δ with the rotated kernel.
+
+    ``δ^{l-1}[n,c,y,x] = Σ_{f,u,v} δ̃[n,f,y+u,x+v] · rot180(w)[f,c,u,v]`` where
+    ``δ̃`` is δ dilated by the stride and zero-padded by ``k−1`` (the "full" mode).
+    Call with ``w_rot = rot180(w)``.  delta: (N, F, Ho, Wo), w_rot: (F, C, kh, kw),
+    ``in_shape`` = (H, W) of the (padded) layer input → (N, C, H, W).
+    """
+    f, c, kh, kw = w_rot.shape
+    d = _full_padding(delta, stride, kh, kw, in_shape)
+    n = delta.shape[0]
+    h, wd = in_shape
+    out = np.zeros((n, c, h, wd), dtype=np.result_type(delta, w_rot))
+    for y in range(h):
+        for x in range(wd):
+            window = d[:, :, y:y + kh, x:x + kw]   # (N, F, kh, kw)
+            for ch in range(c):
+                out[:, ch, y, x] = (window * w_rot[:, ch]).sum(axis=(1, 2, 3))
+    return out
+
+
+def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
+                          in_shape: tuple[int, int]) -> np.ndarray:
+    """The error passed back (fast): ``δ^l ∗_full rot180(w)``, the sum of the reference, reordered.
+
+    The reference sums ``δ̃[n,f,y+u,x+v] · w_rot[f,c,u,v]`` over ``f, u, v``,
+    where ``δ̃`` is the dilated and (k−1)-padded delta, mostly zeros.  Here the
+    sum over ``f`` for every tap ``(u, v)`` of the rotated kernel is one GEMM,
+    ``(w_rot)^T δ`` (BP2's transpose), and each tap's map is then added at the
+    offset where that tap meets the non-zero entries of ``δ̃``:
+    ``y = i·s + (kh−1−u)``.  The padding and dilation zeros are never
+    multiplied.  Call with ``w_rot = rot180(w)``.  delta: (N, F, Ho, Wo) → (N, C, H, W).
+    """
+    f, c, kh, kw = w_rot.shape
+    n, _, ho, wo = delta.shape
+    h, wd = in_shape
+    d = delta.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)
+    taps = (w_rot.reshape(f, c * kh * kw).T @ d).reshape(c, kh, kw, n, ho, wo)   # (w_rot)^T δ, per tap
+    out = np.zeros((c, n, h, wd), dtype=taps.dtype)
+    s = stride
+    for u in range(kh):
+        for v in range(kw):
+            y0, x0 = kh - 1 - u, kw - 1 - v
+            out[:, :, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[:, u, v]
+    return out.transpose(1, 0, 2, 3)
+
+
+# --- weight gradient: ∂C/∂w = a ⋆ δ (valid correlation of input and delta) -----------------
+
+def weight_gradient_reference(x: np.ndarray, delta: np.ndarray, stride: int,
+                              kernel_shape: tuple[int, int]) -> np.ndarray:
+    """∂C/∂w as a loop: valid correlation of the layer input with the (dilated) delta.
+
+    ``∂C/∂w[f,c,u,v] = Σ_{n,i,j} x[n,c,i·s+u,j·s+v] · δ[n,f,i,j]``, summed over the batch.
+    x: (N, C, H, W) padded input, delta: (N, F, Ho, Wo) → (F, C, kh, kw).
+    """
+    kh, kw = kernel_shape
+    d = dilate(delta, stride)
+    dh, dw = d.shape[2], d.shape[3]
+    n, c = x.shape[:2]
+    f = delta.shape[1]
+    grad = np.zeros((f, c, kh, kw), dtype=np.result_type(x, delta))
+    for u in range(kh):
+        for v in range(kw):
+            patch = x[:, :, u:u + dh, v:v + dw]   # (N, C, dh, dw): the inputs that met w[., ., u, v]
+            for k in range(f):
+                grad[k, :, u, v] = (patch * d[:, k:k + 1]).sum(axis=(0, 2, 3))
+    return grad
+
+
+def weight_gradient(x: np.ndarray | None, delta: np.ndarray, stride: int, kernel_shape: tuple[int, int],
+                    cols: np.ndarray | None = None) -> np.ndarray:
+    """∂C/∂w = a^{l-1} ⋆ δ^l (fast), one GEMM over batch and positions.
+
+    The windows of the input that the forward pass met (``im2col``, reused
+    from the forward pass when given as ``cols``, in which case ``x`` may be
+    None) are correlated with the delta.
+    x: (N, C, H, W) padded input, delta: (N, F, Ho, Wo) → (F, C, kh, kw).
+    """
+    kh, kw = kernel_shape
+    f = delta.shape[1]
+    if cols is None:
+        cols = im2col(x, kh, kw, stride)
+    c = cols.shape[0] // (kh * kw)
+    # Σ over batch and positions of δ (F, N·Ho·Wo) · cols^T (N·Ho·Wo, C·kh·kw).
+    d = delta.transpose(1, 0, 2, 3).reshape(f, -1)
+    return (d @ cols.T).reshape(f, c, kh, kw)
