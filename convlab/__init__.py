@@ -1,0 +1,1 @@
+"""convlab's command line and configuration (the `convlab` entry point)."""

@@ -1,0 +1,61 @@
+"""``convlab run``: one job in this process, no service."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from engine.datasets import DatasetError, load_npz
+from engine.jobs import Hooks, run_job
+from engine.spec import SpecError, validate_job_spec
+
+from .progress import ProgressBar
+
+
+def _npz_shape(dataset: str) -> tuple[int, ...] | None:
+    """A local ``.npz`` path as a dataset: its sample shape, checked by the safe loader."""
+    if not dataset.endswith(".npz") or not Path(dataset).is_file():
+        return None
+    return load_npz(dataset, name=dataset).input_shape
+
+
+def read_spec(path: str) -> dict:
+    """Parse and validate a spec file; SpecError / ValueError carry a message for the user."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    return validate_job_spec(raw, datasets=_npz_shape)
+
+
+def run(spec_path: str, out_dir: str | None) -> int:
+    """Run the job; the result JSON goes to stdout, weights to ``out_dir/weights.npz``."""
+    try:
+        spec = read_spec(spec_path)
+    except (SpecError, DatasetError, ValueError, OSError) as exc:
+        print(f"convlab run: invalid spec:\n{exc}", file=sys.stderr)
+        return 2
+    bar = ProgressBar()
+    epochs = spec["train"]["epochs"] if spec["type"] == "train" else None
+    hooks = Hooks(on_metric=bar.metric,
+                  on_progress=lambda e, s, t: bar.update(e, s, t, epochs))
+    try:
+        outcome = run_job(spec, hooks, resolve_dataset=lambda p: load_npz(p, name=p))
+    except KeyboardInterrupt:
+        bar.close()
+        print("convlab run: interrupted", file=sys.stderr)
+        return 130
+    bar.close()
+    if out_dir and outcome.weights is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "weights.npz").write_bytes(outcome.weights)
+    json.dump({"status": outcome.status, "type": spec["type"], "name": spec["name"], "result": outcome.result},
+              sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    if spec["type"] == "gradcheck" and not outcome.result["passed"]:
+        # Scripts can tell a failed check by the exit code; the report is on stdout either way.
+        print(f"gradcheck failed: max relative error {outcome.result['max_relative_error']:.3g}", file=sys.stderr)
+        return 1
+    return 0
