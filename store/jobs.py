@@ -1,0 +1,304 @@
+"""Jobs: create, read, and the few state changes (DESIGN.md "Where truth lives").
+
+Every change that can race is ONE conditional ``UPDATE ... WHERE status = ...``:
+whoever's update matches the row wins, the others see no row and back off.
+Statuses only move ``queued -> running -> succeeded | failed | cancelled``
+(and ``running -> queued`` when a worker is lost); terminal ones never change.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, case, cast, func, literal, or_, select, true, update
+from sqlalchemy.orm import Session
+
+from .auth import UserInfo
+from .db import Store
+from .models import STATUSES, TERMINAL_STATUSES, Job, JobTag, User, UTCDateTime, iso, utcnow
+
+
+def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
+    """The job as the API shows it (SPEC §3), plus ``user`` and ``cancel_requested``."""
+    return {
+        "id": job.id,
+        "type": job.type,
+        "name": job.name,
+        # The tags live in the spec; job_tags is only an index for filtering.
+        "tags": list(job.spec.get("tags", [])),
+        "status": job.status,
+        "spec": job.spec,
+        "result": job.result,
+        "error": job.error,
+        "attempts": job.attempts,
+        "progress": {"epoch": job.epoch, "step": job.step, "total_steps": job.total_steps},
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "user": user_name,
+        "cancel_requested": job.cancel_requested,
+    }
+
+
+def _visible(user: UserInfo | None):
+    """WHERE clause: the jobs ``user`` may see (admins and internal callers see all)."""
+    if user is None or user.is_admin:
+        return true()
+    return Job.user_id == user.id
+
+
+def _load(s: Session, job_id: str, user: UserInfo | None = None) -> dict[str, Any] | None:
+    """Read one job as a dict in session ``s``."""
+    row = s.execute(select(Job, User.name).join(User, User.id == Job.user_id)
+                    .where(Job.id == job_id, _visible(user))).first()
+    return None if row is None else _job_dict(*row)
+
+
+def _update(s: Session, *where, **values):
+    """``UPDATE jobs SET values WHERE where RETURNING id, status`` -> the row, or None if none matched."""
+    stmt = update(Job).where(*where).values(**values).returning(Job.id, Job.status)
+    return s.execute(stmt, execution_options={"synchronize_session": False}).first()
+
+
+def _now(now: datetime):
+    """``now`` as a typed SQL literal, for use inside SQL expressions (CASE, COALESCE)."""
+    return literal(now, UTCDateTime())
+
+
+def create_job(store: Store, user_id: int, spec: dict[str, Any], max_attempts: int = 3) -> dict[str, Any]:
+    """Insert a queued job for a spec that the caller has already validated and normalised.
+
+    Commits before returning: publish the task only after this returns (DESIGN.md).
+    """
+    job = Job(id=uuid.uuid4().hex, user_id=user_id, type=spec["type"], name=spec["name"],
+              status="queued", spec=spec, max_attempts=max_attempts)
+    with store.session() as s:
+        s.add(job)
+        s.add_all(JobTag(job_id=job.id, tag=t) for t in dict.fromkeys(spec.get("tags", [])))
+        s.flush()
+        return _load(s, job.id)
+
+
+def get_job(store: Store, job_id: str, user: UserInfo | None) -> dict[str, Any] | None:
+    """The job, or None if missing or not ``user``'s (admins see all; ``user=None``: internal, no check)."""
+    with store.session() as s:
+        return _load(s, job_id, user)
+
+
+def _like_escape(text: str) -> str:
+    """``text`` with LIKE wildcards escaped (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_jobs(store: Store, user: UserInfo | None, status: str | None = None, type: str | None = None,
+              tag: str | None = None, search: str | None = None, limit: int = 50,
+              offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """The jobs ``user`` may see, newest first, and how many match in all (for paging).
+
+    ``search`` matches a case-insensitive substring of the name or a prefix of the id.
+    The caller bounds ``limit``.
+    """
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must be >= 0")
+    where = [_visible(user)]
+    if status:
+        where.append(Job.status == status)
+    if type:
+        where.append(Job.type == type)
+    if tag:
+        where.append(select(JobTag.job_id).where(JobTag.job_id == Job.id, JobTag.tag == tag).exists())
+    if search:
+        pattern = _like_escape(search)
+        where.append(or_(Job.name.ilike(f"%{pattern}%", escape="\\"),
+                         Job.id.like(f"{pattern.lower()}%", escape="\\")))
+    with store.session() as s:
+        total = s.scalar(select(func.count()).select_from(Job).where(*where))
+        rows = s.execute(select(Job, User.name).join(User, User.id == Job.user_id).where(*where)
+                         .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+        return [_job_dict(job, name) for job, name in rows], total
+
+
+def claim_job(store: Store, job_id: str, worker: str) -> dict[str, Any] | None:
+    """Take a queued job for ``worker``: ``running``, ``attempts + 1``, heartbeat now.
+
+    None if it is not queued (cancelled, finished, or another worker has it):
+    the caller then drops the message. ``worker`` must name one executing task
+    slot (e.g. ``host:pid``), since heartbeats and finishing check it.
+    """
+    now = utcnow()
+    with store.session() as s:
+        won = _update(s, Job.id == job_id, Job.status == "queued",
+                      status="running", attempts=Job.attempts + 1, worker=worker, heartbeat_at=now,
+                      started_at=func.coalesce(Job.started_at, _now(now)))
+        return None if won is None else _load(s, job_id)
+
+
+def heartbeat(store: Store, job_id: str, worker: str) -> str:
+    """Record that ``worker`` still runs the job. Returns what the task should do next:
+
+    ``"ok"`` go on; ``"cancel"`` a cancel was requested, stop cleanly and
+    ``finish_job(..., "cancelled")``; ``"lost"`` the job is no longer running
+    on this worker (reaped, finished): stop without writing a result.
+    """
+    with store.session() as s:
+        flag = s.execute(update(Job).where(Job.id == job_id, Job.status == "running", Job.worker == worker)
+                         .values(heartbeat_at=utcnow()).returning(Job.cancel_requested),
+                         execution_options={"synchronize_session": False}).scalar()
+    if flag is None:
+        return "lost"
+    return "cancel" if flag else "ok"
+
+
+def update_progress(store: Store, job_id: str, epoch: int, step: int, total_steps: int,
+                    worker: str | None = None) -> bool:
+    """Set the job's progress; only while it runs (on ``worker`` if given). True if written."""
+    where = [Job.id == job_id, Job.status == "running"]
+    if worker is not None:
+        where.append(Job.worker == worker)
+    with store.session() as s:
+        return _update(s, *where, epoch=epoch, step=step, total_steps=total_steps) is not None
+
+
+def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | None = None,
+               error: str | None = None, worker: str | None = None) -> bool:
+    """Write a terminal status, once: only if the job is running (on ``worker`` if given).
+
+    False if it was not (already finished, reaped, or taken over by another worker).
+    """
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"not a terminal status: {status!r}")
+    where = [Job.id == job_id, Job.status == "running"]
+    if worker is not None:
+        where.append(Job.worker == worker)
+    with store.session() as s:
+        return _update(s, *where, status=status, result=result, error=error,
+                       finished_at=utcnow()) is not None
+
+
+def request_cancel(store: Store, job_id: str, user: UserInfo | None) -> str | None:
+    """Cancel a job: ``"cancelled"`` (it was queued: cancelled now), ``"requested"`` (it runs:
+    flagged, the task stops at its next heartbeat), ``"finished"`` (already terminal: the API
+    answers 409), or None (missing or not visible to ``user``)."""
+    now = utcnow()
+    with store.session() as s:
+        if s.scalar(select(Job.id).where(Job.id == job_id, _visible(user))) is None:
+            return None
+        # One statement for both cases, so a claim racing with the cancel cannot slip between.
+        queued = Job.status == "queued"
+        row = _update(s, Job.id == job_id, Job.status.in_(("queued", "running")),
+                      cancel_requested=True,
+                      status=case((queued, "cancelled"), else_=Job.status),
+                      finished_at=case((queued, _now(now)), else_=Job.finished_at))
+    if row is None:
+        return "finished"
+    return "cancelled" if row.status == "cancelled" else "requested"
+
+
+def _release_values(now: datetime) -> dict[str, Any]:
+    """SET clause that takes a running job away from its worker.
+
+    Back to ``queued``, unless a cancel was requested (``cancelled``) or its
+    attempts are used up (``failed``, "worker lost (N attempts)").
+    """
+    cancelled = Job.cancel_requested.is_(True)
+    exhausted = and_(Job.cancel_requested.is_(False), Job.attempts >= Job.max_attempts)
+    lost = literal("worker lost (") + cast(Job.attempts, String) + literal(" attempts)")
+    return {
+        "status": case((cancelled, "cancelled"), (exhausted, "failed"), else_="queued"),
+        "error": case((exhausted, lost), else_=Job.error),
+        "finished_at": case((or_(cancelled, exhausted), _now(now)), else_=Job.finished_at),
+        "heartbeat_at": None,
+        "enqueued_at": None,          # its message is gone with the worker: publish it again
+    }
+
+
+def requeue_job(store: Store, job_id: str, worker: str | None = None) -> str | None:
+    """Put a running job back in the queue (a redelivered or stale job; a worker shutting down).
+
+    Returns the new status (``queued``, or ``failed`` / ``cancelled`` as in
+    :func:`reap_stale_jobs`; republish only ``queued``), None if it was not
+    running (on ``worker`` if given).
+    """
+    where = [Job.id == job_id, Job.status == "running"]
+    if worker is not None:
+        where.append(Job.worker == worker)
+    with store.session() as s:
+        row = _update(s, *where, **_release_values(utcnow()))
+    return None if row is None else row.status
+
+
+def reap_stale_jobs(store: Store, timeout_s: float) -> list[tuple[str, str]]:
+    """Take back running jobs whose heartbeat is older than ``timeout_s``: ``[(job_id, new_status)]``.
+
+    A job goes back to ``queued`` (the caller republishes it), or to ``failed``
+    with "worker lost (N attempts)" once ``attempts >= max_attempts``, or to
+    ``cancelled`` if a cancel was pending. A heartbeat that lands first keeps
+    the job: the condition is re-checked in the same statement.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=timeout_s)
+    stmt = (update(Job)
+            .where(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
+            .values(**_release_values(now)).returning(Job.id, Job.status))
+    with store.session() as s:
+        rows = s.execute(stmt, execution_options={"synchronize_session": False}).all()
+    return [(r.id, r.status) for r in rows]
+
+
+def mark_enqueued(store: Store, job_id: str) -> None:
+    """Record that the job's message is on the broker (after a successful publish)."""
+    with store.session() as s:
+        _update(s, Job.id == job_id, Job.status == "queued", enqueued_at=utcnow())
+
+
+def take_unpublished(store: Store, older_than_s: float) -> list[str]:
+    """Queued jobs whose message is not on the broker, marked as being published now.
+
+    The submitter publishes right after its commit; what it could not (broker
+    down) and what was taken back from a lost worker is found here, once it is
+    ``older_than_s`` old.  The conditional update hands each job to one caller
+    only; if its publish fails it calls :func:`unmark_enqueued`.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than_s)
+    stmt = (update(Job)
+            .where(Job.status == "queued", Job.enqueued_at.is_(None),
+                   # attempts > 0: taken back from a lost worker, nobody else will publish it
+                   or_(Job.attempts > 0, Job.created_at <= cutoff))
+            .values(enqueued_at=now).returning(Job.id))
+    with store.session() as s:
+        return list(s.execute(stmt, execution_options={"synchronize_session": False}).scalars())
+
+
+def unmark_enqueued(store: Store, job_id: str) -> None:
+    """A publish failed: leave the job to the next :func:`take_unpublished`."""
+    with store.session() as s:
+        _update(s, Job.id == job_id, Job.status == "queued", enqueued_at=None)
+
+
+def queue_position(store: Store, job_id: str) -> int | None:
+    """1-based place of a queued job in the queue (oldest first), None if it is not queued."""
+    with store.session() as s:
+        job = s.execute(select(Job.status, Job.created_at).where(Job.id == job_id)).first()
+        if job is None or job.status != "queued":
+            return None
+        ahead = s.scalar(select(func.count()).select_from(Job).where(
+            Job.status == "queued",
+            or_(Job.created_at < job.created_at, and_(Job.created_at == job.created_at, Job.id < job_id))))
+        return ahead + 1
+
+
+def count_by_status(store: Store) -> dict[str, int]:
+    """How many jobs are in each status (every status present, 0 if none)."""
+    with store.session() as s:
+        counts = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    return {status: counts.get(status, 0) for status in STATUSES}
+
+
+def job_durations(store: Store) -> list[float]:
+    """Seconds from first start to finish of every finished job that started (for Prometheus)."""
+    with store.session() as s:
+        rows = s.execute(select(Job.started_at, Job.finished_at).where(
+            Job.status.in_(TERMINAL_STATUSES), Job.started_at.is_not(None), Job.finished_at.is_not(None)))
+        return [(finished - started).total_seconds() for started, finished in rows]
