@@ -19,14 +19,18 @@ def _npz_shape(dataset: str) -> tuple[int, ...] | None:
     return load_npz(dataset, name=dataset).input_shape
 
 
-def read_spec(path: str) -> dict:
-    """Parse and validate a spec file; SpecError / ValueError carry a message for the user."""
+def read_json(path: str):
+    """A JSON file (``-``: stdin); ValueError says where it is malformed."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
     try:
-        raw = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON: {exc}") from None
-    return validate_job_spec(raw, datasets=_npz_shape)
+
+
+def read_spec(path: str) -> dict:
+    """Parse and validate a spec file; SpecError / ValueError carry a message for the user."""
+    return validate_job_spec(read_json(path), datasets=_npz_shape)
 
 
 def run(spec_path: str, out_dir: str | None) -> int:
