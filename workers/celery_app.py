@@ -22,12 +22,13 @@ def make_celery(settings: Settings) -> Celery:
     transport_options: dict = {}
     if settings.embedded_broker:
         folder = settings.broker_folder
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         transport_options = {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),     # exchange bindings (default: ./control)
             "store_processed": False,
             "polling_interval": 0.1,
         }

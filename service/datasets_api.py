@@ -1,0 +1,69 @@
+"""``/api/v1/datasets``: upload ``.npz`` datasets (checked by the engine, never unpickled) and list them."""
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, g, request, url_for
+
+import store
+from engine.datasets import load_npz
+
+from .errors import ApiError
+from .extension import convlab
+from .schemas import dataset_json
+
+bp = Blueprint("datasets", __name__, url_prefix="/datasets")
+
+MAX_NAME_LENGTH = 200
+
+
+def _name(filename: str | None) -> str:
+    """The dataset's name: the form field ``name``, else the file's name without ``.npz``."""
+    name = (request.form.get("name") or "").strip()
+    if not name:
+        base = os.path.basename((filename or "").replace("\\", "/"))
+        name = (base[:-4] if base.lower().endswith(".npz") else base).strip() or "upload"
+    if len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise ApiError(422, "invalid dataset name", code="invalid_dataset", details=[
+            {"path": "name", "message": f"must be printable and at most {MAX_NAME_LENGTH} characters"}])
+    return name
+
+
+@bp.get("")
+def list_datasets():
+    """The datasets the caller uploaded (admins: all), newest first, without their bytes."""
+    return {"datasets": [dataset_json(d) for d in store.list_datasets(convlab().store, g.user)]}
+
+
+@bp.get("/<dataset_id>")
+def get_dataset(dataset_id: str):
+    """One uploaded dataset's description (its id is what a job spec's ``data.dataset`` names)."""
+    info = store.get_dataset(convlab().store, dataset_id, g.user)
+    if info is None:
+        raise ApiError(404, f"no dataset {dataset_id[:64]!r}")
+    return dataset_json(info)
+
+
+@bp.post("")
+def upload_dataset():
+    """Upload a dataset: multipart field ``file`` (an ``.npz`` with ``X`` and ``y``), optional ``name``.
+
+    The engine checks it (sizes, dtypes, labels; object arrays are refused,
+    nothing is unpickled); an invalid file answers 422 and nothing is stored.
+    """
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, f"expected multipart/form-data with a file field 'file', got {request.mimetype or 'none'!r}")
+    ext = convlab()
+    limits = ext.settings.dataset_limits
+    upload = request.files.get("file")      # a body over MAX_CONTENT_LENGTH raises 413 here
+    if upload is None:
+        raise ApiError(422, "no file uploaded", code="invalid_dataset",
+                       details=[{"path": "file", "message": "required: a multipart file field 'file'"}])
+    name = _name(upload.filename)
+    data = upload.stream.read(limits.max_bytes + 1)
+    if len(data) > limits.max_bytes:
+        raise ApiError(413, f"the dataset is larger than the limit of {limits.max_bytes} bytes")
+    dataset = load_npz(data, limits, name=name)     # DatasetError -> 422 (errors.py)
+    info = store.save_dataset(ext.store, g.user.id, name, data, samples=int(len(dataset.y)),
+                              shape=dataset.input_shape, classes=int(dataset.classes))
+    return dataset_json(info), 201, {"Location": url_for(".get_dataset", dataset_id=info["id"])}

@@ -1,0 +1,127 @@
+"""``/api/v1/jobs``: submit, list, read, cancel; a job's metric series and trained weights."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, url_for
+
+import store
+from engine.spec import JOB_TYPES, validate_job_spec
+
+from .errors import ApiError
+from .extension import convlab
+from .params import Query, json_object
+from .schemas import job_json
+
+bp = Blueprint("jobs", __name__, url_prefix="/jobs")
+
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+MAX_OFFSET = 2**31 - 1
+DEFAULT_POINTS, MAX_POINTS = 2000, 100_000
+WEIGHTS = "weights.npz"
+
+
+def _visible_job(job_id: str) -> dict:
+    """The job if the caller may see it (their own; admins: any), else 404."""
+    job = store.get_job(convlab().store, job_id, g.user)
+    if job is None:
+        raise ApiError(404, f"no job {job_id[:64]!r}")
+    return job
+
+
+def _shown(job: dict) -> dict:
+    """The job as answered, with its queue position while queued."""
+    queued = job["status"] == "queued"
+    return job_json(job, store.queue_position(convlab().store, job["id"]) if queued else None)
+
+
+def _uploaded_shape(dataset_id: str) -> tuple[int, ...] | None:
+    """Sample shape (C, H, W) of an uploaded dataset the caller may use, None if unknown to them."""
+    info = store.get_dataset(convlab().store, dataset_id, g.user)
+    return None if info is None else tuple(info["shape"])
+
+
+@bp.post("")
+def submit_job():
+    """Submit a job spec (SPEC §1). It is validated, stored as queued (committed), then published.
+
+    Answers 201 with the job and its ``Location``. ``data.dataset`` is a
+    built-in name or the id of a dataset the caller uploaded. If publishing
+    fails the job stays queued, unmarked, for the workers' sweep
+    (``store.take_unpublished``) to publish; the failure is logged.
+    """
+    body = json_object()
+    ext = convlab()
+    spec = validate_job_spec(body, ext.settings.limits, datasets=_uploaded_shape)
+    job = store.create_job(ext.store, g.user.id, spec, max_attempts=ext.settings.max_attempts)
+    try:
+        ext.publish(job["id"])          # only after the commit (DESIGN.md)
+        store.mark_enqueued(ext.store, job["id"])
+    except Exception:                   # noqa: BLE001 - the job is stored: the workers' sweep publishes it later
+        current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
+    headers = {"Location": url_for(".get_job", job_id=job["id"])}
+    return _shown(job), 201, headers
+
+
+@bp.get("")
+def list_jobs():
+    """List the caller's jobs (admins: everyone's), newest first, with filters and paging.
+
+    ``status``, ``type``, ``tag`` filter exactly; ``search`` matches part of
+    the name or the start of the id. ``total`` counts every matching job.
+    """
+    q = Query()
+    status = q.choice("status", store.STATUSES)
+    job_type = q.choice("type", JOB_TYPES)
+    tag = q.text("tag", 64)
+    search = q.text("search", 200)
+    limit = q.integer("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = q.integer("offset", 0, 0, MAX_OFFSET)
+    q.check()
+    jobs, total = store.list_jobs(convlab().store, g.user, status=status, type=job_type, tag=tag,
+                                  search=search, limit=limit, offset=offset)
+    return {"jobs": [_shown(j) for j in jobs], "total": total}
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str):
+    """One job: spec, status, progress, result or error."""
+    return _shown(_visible_job(job_id))
+
+
+@bp.get("/<job_id>/metrics")
+def job_metrics(job_id: str):
+    """The job's metric series as ``[step, value]`` points (``names``: comma-separated, default all).
+
+    A series longer than ``max_points`` is downsampled by min/max buckets, so spikes stay visible.
+    """
+    _visible_job(job_id)
+    q = Query()
+    names = q.text("names", 2000)
+    max_points = q.integer("max_points", DEFAULT_POINTS, 2, MAX_POINTS)
+    q.check()
+    selected = None if names is None else [n.strip() for n in names.split(",") if n.strip()]
+    return {"series": store.get_metrics(convlab().store, job_id, selected, max_points)}
+
+
+@bp.post("/<job_id>/cancel")
+def cancel_job(job_id: str):
+    """Cancel a job: 200 if it was queued (cancelled now), 202 if it runs (it stops at its next
+    heartbeat), 409 if it had already finished."""
+    outcome = store.request_cancel(convlab().store, job_id, g.user)
+    if outcome is None:
+        raise ApiError(404, f"no job {job_id[:64]!r}")
+    job = _visible_job(job_id)
+    if outcome == "finished":
+        raise ApiError(409, f"the job has already finished: it is {job['status']}")
+    return {"job": _shown(job)}, 200 if outcome == "cancelled" else 202
+
+
+@bp.get(f"/<job_id>/artifacts/{WEIGHTS}")
+def job_weights(job_id: str):
+    """The trained weights as ``.npz`` (SPEC §5: ``net.params`` keys); 404 until there are some."""
+    _visible_job(job_id)
+    data = store.load_artifact(convlab().store, job_id, WEIGHTS)
+    if data is None:
+        raise ApiError(404, "the job has no weights yet")
+    return Response(data, mimetype="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{job_id}-{WEIGHTS}"',
+        "Cache-Control": "no-store"})

@@ -1,0 +1,150 @@
+"""The OpenAPI 3.1 document, generated from the app's URL map and the schemas defined once
+(``service.schemas``; the job spec: ``engine.spec.job_spec_schema``).
+
+Every ``/api/v1`` route appears (plus ``/healthz`` and ``/metrics``); its
+description is the view's docstring, its request and responses come from
+:data:`OPERATIONS`.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from importlib import metadata
+
+from flask import Flask
+
+from engine.spec import JOB_TYPES
+from store import STATUSES
+
+from . import jobs_api
+from .extension import API_PREFIX, EXTENSION_KEY
+from .schemas import component_schemas, ref
+
+OUTSIDE_PREFIX = ("/healthz", "/metrics")       # documented routes outside /api/v1
+_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def _json(description: str, schema: dict) -> dict:
+    """A JSON response."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    """An error response (the one error shape)."""
+    return _json(description, ref("Error"))
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    """An optional query parameter."""
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_INVALID_QUERY = _error("invalid query parameters (details: query.<name>)")
+_NO_JOB = _error("no such job, or not yours")
+_CANCELLED = _json("the job", {"type": "object", "properties": {"job": ref("Job")}, "required": ["job"]})
+
+OPERATIONS: dict[str, dict] = {
+    "api.jobs.submit_job": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobSpec")}}},
+        "responses": {"201": {**_json("the queued job", ref("Job")),
+                              "headers": {"Location": {"schema": {"type": "string"}}}},
+                      "400": _error("malformed JSON, or not an object"), "413": _error("body too large"),
+                      "415": _error("not application/json"), "422": _error("invalid spec (details: field paths)")}},
+    "api.jobs.list_jobs": {
+        "parameters": [
+            _query("status", {"enum": list(STATUSES)}, "only jobs in this status"),
+            _query("type", {"enum": list(JOB_TYPES)}, "only jobs of this type"),
+            _query("tag", {"type": "string", "maxLength": 64}, "only jobs with this tag"),
+            _query("search", {"type": "string", "maxLength": 200}, "part of the name, or the start of the id"),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": jobs_api.MAX_LIMIT,
+                             "default": jobs_api.DEFAULT_LIMIT}, "page size"),
+            _query("offset", {"type": "integer", "minimum": 0, "maximum": jobs_api.MAX_OFFSET, "default": 0},
+                   "jobs to skip"),
+        ],
+        "responses": {"200": _json("a page of jobs, newest first", ref("JobList")), "422": _INVALID_QUERY}},
+    "api.jobs.get_job": {"responses": {"200": _json("the job", ref("Job")), "404": _NO_JOB}},
+    "api.jobs.job_metrics": {
+        "parameters": [
+            _query("names", {"type": "string"}, "comma-separated series names (default: all)"),
+            _query("max_points", {"type": "integer", "minimum": 2, "maximum": jobs_api.MAX_POINTS,
+                                  "default": jobs_api.DEFAULT_POINTS}, "most points per series"),
+        ],
+        "responses": {"200": _json("the series", ref("Metrics")), "404": _NO_JOB, "422": _INVALID_QUERY}},
+    "api.jobs.cancel_job": {"responses": {
+        "200": _CANCELLED, "202": _CANCELLED, "404": _NO_JOB, "409": _error("the job had already finished")}},
+    "api.jobs.job_weights": {"responses": {
+        "200": {"description": "weights.npz (SPEC §5)",
+                "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                    "contentMediaType": "application/zip"}}}},
+        "404": _error("no such job, or no weights yet")}},
+    "api.datasets.list_datasets": {"responses": {"200": _json("the datasets", ref("DatasetList"))}},
+    "api.datasets.get_dataset": {"responses": {"200": _json("the dataset", ref("Dataset")),
+                                               "404": _error("no such dataset, or not yours")}},
+    "api.datasets.upload_dataset": {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("DatasetUpload")}}},
+        "responses": {"201": _json("the stored dataset", ref("Dataset")), "413": _error("file too large"),
+                      "415": _error("not multipart/form-data"), "422": _error("unusable file (details: file)")}},
+    "api.list_workers": {"responses": {"200": _json("live workers", ref("Workers"))}},
+    "api.openapi": {"responses": {"200": _json("this document", {"type": "object"})}},
+    "health.healthz": {"security": [], "responses": {
+        "200": _json("the API and its database answer", ref("Health")),
+        "503": _json("the database does not answer", ref("Health"))}},
+    "metrics.prometheus": {"security": [], "responses": {
+        "200": {"description": "Prometheus text format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}}},
+}
+
+
+def _version() -> str:
+    """The installed package's version."""
+    try:
+        return metadata.version("convlab")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _operation(app: Flask, endpoint: str, path: str, arguments) -> dict:
+    """The operation object of one route."""
+    doc = inspect.getdoc(app.view_functions[endpoint]) or ""
+    spec = OPERATIONS.get(endpoint, {})
+    op: dict = {"operationId": endpoint.replace(".", "_"), "summary": " ".join(doc.split("\n\n", 1)[0].split()),
+                "description": doc, "tags": [endpoint.split(".")[-2] if "." in endpoint else endpoint]}
+    params = [{"name": a, "in": "path", "required": True, "schema": {"type": "string"}} for a in sorted(arguments)]
+    params += spec.get("parameters", [])
+    if params:
+        op["parameters"] = params
+    if "requestBody" in spec:
+        op["requestBody"] = spec["requestBody"]
+    op["responses"] = dict(spec.get("responses", {}))
+    if "security" in spec:
+        op["security"] = spec["security"]
+    elif path.startswith(API_PREFIX):
+        op["responses"]["401"] = _error("missing or invalid token")
+    return op
+
+
+def openapi_document(app: Flask) -> dict:
+    """The OpenAPI 3.1 document of ``app``'s API."""
+    paths: dict[str, dict] = {}
+    used: set[str] = set()
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not (rule.rule.startswith(API_PREFIX + "/") or rule.rule in OUTSIDE_PREFIX):
+            continue
+        path = _CONVERTER.sub(r"{\1}", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            op = _operation(app, rule.endpoint, path, rule.arguments)
+            if op["operationId"] in used:       # one view on two paths (/healthz)
+                op["operationId"] += "_" + re.sub(r"\W+", "_", path).strip("_")
+            used.add(op["operationId"])
+            paths.setdefault(path, {})[method.lower()] = op
+    settings = app.extensions[EXTENSION_KEY].settings
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "convlab", "version": _version(),
+                 "description": "Train and verify convolutional networks as a service (SPEC.md §3)."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": component_schemas(settings.limits),
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+    }

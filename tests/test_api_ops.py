@@ -1,0 +1,223 @@
+"""API unit tests of the operational endpoints: health, Prometheus metrics, workers, the OpenAPI
+document (complete, and honest: real responses conform to its schemas), security headers."""
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import numpy as np
+import pytest
+from helpers import tiny_train_spec
+from test_api import API, assert_error
+
+import store
+from engine.spec import job_spec_schema
+
+# ------------------------------------------------------------------ health, headers
+
+
+@pytest.mark.parametrize("path", ["/healthz", f"{API}/healthz"])
+def test_healthz_needs_no_token(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 200 and resp.get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_healthz_is_503_when_the_database_does_not_answer(client, monkeypatch):
+    def down(_db):
+        raise ConnectionError("database is down")
+    monkeypatch.setattr(store, "ping", down)
+    resp = client.get("/healthz")
+    assert resp.status_code == 503 and resp.get_json()["database"] == "unavailable"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics", f"{API}/jobs", f"{API}/nope", "/nope"])
+def test_security_headers_on_every_response(client, path):
+    headers = client.get(path).headers
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+# ------------------------------------------------------------------ /metrics
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
+
+
+def scrape(client) -> dict[str, float]:
+    """GET /metrics, check every line's syntax, return ``{"name{labels}": value}``."""
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for line in resp.get_data(as_text=True).splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* \S", line), line
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a sample line: {line!r}"
+        samples[line.rsplit(" ", 1)[0]] = float(m.group(4))
+    return samples
+
+
+def test_metrics_counts_change_with_jobs(client, headers, app_store):
+    before = scrape(client)
+    for status in store.STATUSES:
+        assert before[f'convlab_jobs{{status="{status}"}}'] == 0
+    assert before["convlab_queue_depth"] == 0 and before["convlab_workers_live"] == 0
+    assert before["convlab_job_duration_seconds_count"] == 0
+    assert before['convlab_job_duration_seconds_bucket{le="+Inf"}'] == 0
+
+    ids = [client.post(f"{API}/jobs", json=tiny_train_spec(), headers=headers).get_json()["id"] for _ in range(3)]
+    store.claim_job(app_store, ids[0], "w")
+    store.finish_job(app_store, ids[0], "succeeded", result={})
+    store.worker_heartbeat(app_store, "w@host", "host", 1, None)
+    after = scrape(client)
+    assert after['convlab_jobs{status="queued"}'] == 2 and after["convlab_queue_depth"] == 2
+    assert after['convlab_jobs{status="succeeded"}'] == 1 and after["convlab_workers_live"] == 1
+    assert after["convlab_job_duration_seconds_count"] == 1
+    assert after['convlab_job_duration_seconds_bucket{le="+Inf"}'] == 1
+    assert after['convlab_job_duration_seconds_bucket{le="1.0"}'] == 1       # it took no time
+    assert 0 <= after["convlab_job_duration_seconds_sum"] < 1
+    buckets = [v for k, v in after.items() if k.startswith("convlab_job_duration_seconds_bucket")]
+    assert buckets == sorted(buckets)                                        # cumulative
+
+
+# ------------------------------------------------------------------ /workers
+
+def test_workers_lists_live_ones(client, headers, app_store, settings):
+    assert client.get(f"{API}/workers", headers=headers).get_json() == {"workers": []}
+    store.worker_heartbeat(app_store, "w1@a", "a", 10, "job-1")
+    store.worker_heartbeat(app_store, "w2@b", "b", 11, None)
+    workers = client.get(f"{API}/workers", headers=headers).get_json()["workers"]
+    assert [(w["name"], w["job_id"]) for w in workers] == [("w1@a", "job-1"), ("w2@b", None)]
+    assert all(0 <= w["heartbeat_age_s"] < settings.worker_alive_s for w in workers)
+
+
+# ------------------------------------------------------------------ OpenAPI
+
+def openapi(client, headers) -> dict:
+    resp = client.get(f"{API}/openapi.json", headers=headers)
+    assert resp.status_code == 200
+    return resp.get_json()
+
+
+def test_openapi_documents_every_api_route(client, headers, app):
+    doc = openapi(client, headers)
+    assert doc["openapi"].startswith("3.1")
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(f"{API}/"):
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            op = doc["paths"].get(path, {}).get(method.lower())
+            assert op is not None, f"{method} {path} is missing from openapi.json"
+            assert op["description"].strip() and op["summary"].strip(), f"{method} {path} has no description"
+            assert any(code.startswith("2") for code in op["responses"]), f"{method} {path}: no success"
+            if path != f"{API}/healthz":
+                assert "401" in op["responses"]
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_openapi_job_spec_is_the_engines_schema(client, headers, settings):
+    doc = openapi(client, headers)
+    assert doc["components"]["schemas"]["JobSpec"] == job_spec_schema(settings.limits)
+    body = doc["paths"][f"{API}/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/JobSpec"}
+
+
+def test_openapi_document_is_valid(client, headers):
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(openapi(client, headers))
+
+
+def conforms(value, schema: dict, components: dict, where: str = "$") -> None:
+    """Assert ``value`` satisfies ``schema`` (the JSON Schema subset service/schemas.py uses)."""
+    if "$ref" in schema:
+        return conforms(value, components[schema["$ref"].rsplit("/", 1)[1]], components, where)
+    if "anyOf" in schema or "oneOf" in schema:
+        options = schema.get("anyOf") or schema["oneOf"]
+        passed = 0
+        for option in options:
+            try:
+                conforms(value, option, components, where)
+                passed += 1
+            except AssertionError:
+                pass
+        assert passed >= 1 if "anyOf" in schema else passed == 1, f"{where}: {value!r} matches {passed} options"
+        return
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        py = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+              "integer": int, "number": (int, float)}
+        ok = any(isinstance(value, py[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+                 for t in types)
+        assert ok, f"{where}: {value!r} is not {types}"
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
+    if "const" in schema:
+        assert value == schema["const"], f"{where}: {value!r} != {schema['const']!r}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        assert value >= schema.get("minimum", -math.inf) and value <= schema.get("maximum", math.inf), where
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            assert key in value, f"{where}: missing {key!r}"
+        for key, item in value.items():
+            if key in props:
+                conforms(item, props[key], components, f"{where}.{key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                conforms(item, schema["additionalProperties"], components, f"{where}.{key}")
+            else:
+                assert schema.get("additionalProperties", True) is not False, f"{where}: unexpected {key!r}"
+    if isinstance(value, list):
+        prefix = schema.get("prefixItems", [])
+        for i, item in enumerate(value):
+            sub = prefix[i] if i < len(prefix) else schema.get("items", {})
+            assert sub is not False, f"{where}: too many items"
+            conforms(item, sub, components, f"{where}[{i}]")
+        assert len(value) >= schema.get("minItems", 0) and len(value) <= schema.get("maxItems", math.inf), where
+
+
+def test_responses_conform_to_the_documented_schemas(client, headers, app_store):
+    doc = openapi(client, headers)
+    components = doc["components"]["schemas"]
+
+    def check(resp, method: str, path: str) -> None:
+        op = doc["paths"][path][method]
+        schema = op["responses"][str(resp.status_code)]["content"]["application/json"]["schema"]
+        conforms(resp.get_json(), schema, components, f"{method} {path} {resp.status_code}")
+
+    buf = io.BytesIO()
+    np.savez(buf, X=np.zeros((8, 6, 6)), y=np.arange(8) % 2)
+    ds = client.post(f"{API}/datasets", headers=headers, content_type="multipart/form-data",
+                     data={"file": (io.BytesIO(buf.getvalue()), "d.npz")})
+    check(ds, "post", f"{API}/datasets")
+    check(client.get(f"{API}/datasets", headers=headers), "get", f"{API}/datasets")
+    check(client.get(f"{API}/datasets/{ds.get_json()['id']}", headers=headers), "get", f"{API}/datasets/{{dataset_id}}")
+
+    job = client.post(f"{API}/jobs", headers=headers, json=tiny_train_spec())
+    check(job, "post", f"{API}/jobs")
+    job_id = job.get_json()["id"]
+    store.claim_job(app_store, job_id, "w")
+    store.record_metrics(app_store, job_id, [("train_loss", 1, 0.5), ("train_loss", 2, float("inf"))])
+    store.finish_job(app_store, job_id, "succeeded", result={"test_accuracy": 0.5, "parameter_count": 10,
+                                                            "confusion_matrix": [[1, 0], [0, 1]]})
+    check(client.get(f"{API}/jobs", headers=headers), "get", f"{API}/jobs")
+    check(client.get(f"{API}/jobs/{job_id}", headers=headers), "get", f"{API}/jobs/{{job_id}}")
+    check(client.get(f"{API}/jobs/{job_id}/metrics", headers=headers), "get", f"{API}/jobs/{{job_id}}/metrics")
+    queued = client.post(f"{API}/jobs", headers=headers, json=tiny_train_spec()).get_json()["id"]
+    check(client.post(f"{API}/jobs/{queued}/cancel", headers=headers), "post", f"{API}/jobs/{{job_id}}/cancel")
+    store.worker_heartbeat(app_store, "w@h", "h", 1, job_id)
+    check(client.get(f"{API}/workers", headers=headers), "get", f"{API}/workers")
+    check(client.get("/healthz"), "get", "/healthz")
+
+    # Errors too.
+    check(client.post(f"{API}/jobs", headers=headers, json={"type": "x"}), "post", f"{API}/jobs")
+    check(client.post(f"{API}/jobs/{job_id}/cancel", headers=headers), "post", f"{API}/jobs/{{job_id}}/cancel")
+    check(client.get(f"{API}/jobs?limit=0", headers=headers), "get", f"{API}/jobs")
+    check(client.get(f"{API}/jobs", headers={}), "get", f"{API}/jobs")
+    assert_error(client.get(f"{API}/jobs/nope", headers=headers), 404)

@@ -1,0 +1,138 @@
+"""Faults with private processes: a worker killed with SIGKILL mid-job, Redis restarted mid-run.
+
+Each test starts its own Redis (own port, own data directory, append-only
+file on) so that restarting it touches nothing shared; PostgreSQL is a fresh
+database of the shared server.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+import redis
+from threadpoolctl import threadpool_limits
+
+from engine import validate_job_spec
+from engine.jobs import run_job
+from store_fixtures import pg_databases  # noqa: F401  (fixture)
+from tests.cluster import Cluster, free_port, redis_server_binary, wait_for
+
+
+class PrivateRedis:
+    """A redis-server of our own, persistent across its restarts (AOF in ``directory``)."""
+
+    def __init__(self, directory):
+        self.dir, self.port = directory, free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ping, 20, "the private Redis to answer")
+
+    def _ping(self) -> bool:
+        try:
+            return redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)      # redis writes its AOF and exits
+            self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if redis_server_binary() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    r = PrivateRedis(tmp_path)
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, private_redis, pg_databases):  # noqa: F811
+    c = Cluster(tmp_path / "home", pg_databases(), private_redis.url)
+    yield c
+    c.stop()
+
+
+def _slow_spec(epochs: int = 8) -> dict:
+    """Real MNIST digits, a net big enough that one epoch takes a noticeable while."""
+    return {
+        "type": "train", "name": "fault",
+        "model": {"input_shape": [1, 28, 28], "layers": [
+            {"type": "conv", "filters": 8, "kernel": 5, "activation": "relu"},
+            {"type": "maxpool", "size": 2},
+            {"type": "dense", "units": 10, "activation": "softmax"}], "loss": "cross_entropy"},
+        "data": {"dataset": "mnist-5k"},
+        "train": {"epochs": epochs, "batch_size": 32, "seed": 3,
+                  "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}},
+    }
+
+
+def test_killed_worker_job_resumes_elsewhere_from_checkpoint(cluster):
+    """SIGKILL the worker mid-job: another worker takes it over from the last checkpoint,
+    writes no duplicate points, and ends with exactly the uninterrupted run's numbers."""
+    cluster.start(workers=2)
+    client = cluster.client()
+    spec = _slow_spec()
+    job = client.request("POST", "/jobs", spec)
+    job_id = job["id"]
+
+    def past_first_checkpoint():
+        j = client.request("GET", f"/jobs/{job_id}")
+        assert j["status"] in ("queued", "running"), j
+        return j if j["progress"]["epoch"] >= 2 else None
+    wait_for(past_first_checkpoint, 120, "the job to finish two epochs")
+
+    runner = next(w for w in client.request("GET", "/workers")["workers"] if w["job_id"] == job_id)
+    pool_pid = int(runner["name"].rsplit(":", 1)[1])
+    victim = next(p for p in cluster.workers if p.pid == os.getpgid(pool_pid))
+    Cluster.kill(victim, signal.SIGKILL)
+
+    done = cluster.wait_status(client, job_id, timeout=180)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 2
+
+    series = client.request("GET", f"/jobs/{job_id}/metrics")["series"]
+    steps = [s for s, _ in series["train_loss"]]
+    assert steps == list(range(1, done["progress"]["total_steps"] + 1))   # no duplicates, no gaps
+    assert len(series["val_accuracy"]) == spec["train"]["epochs"]
+
+    # Same numbers as an uninterrupted run with the workers' BLAS thread count (a GEMM's
+    # summation order, and so its last bits, depends on how many threads share it).
+    with threadpool_limits(limits=int(cluster.env["CONVLAB_BLAS_THREADS"])):
+        uninterrupted = run_job(validate_job_spec(spec))
+    assert done["result"]["test_accuracy"] == uninterrupted.result["test_accuracy"]
+    assert done["result"]["confusion_matrix"] == uninterrupted.result["confusion_matrix"]
+
+
+def test_redis_restart_loses_no_job(cluster, private_redis):
+    """Redis goes away mid-run and comes back: the running job finishes, and a job
+    submitted while the broker was down is accepted (the database is the truth) and runs."""
+    cluster.start(workers=2)
+    client = cluster.client()
+    first = client.request("POST", "/jobs", _slow_spec(epochs=6))
+    cluster.wait_status(client, first["id"], ("running",), timeout=60)
+
+    private_redis.stop()
+    during = client.request("POST", "/jobs", _slow_spec(epochs=2))
+    assert during["status"] == "queued"
+    private_redis.start()
+
+    for job in (first, during):
+        done = cluster.wait_status(client, job["id"], timeout=240)
+        assert done["status"] == "succeeded", done["error"]
