@@ -153,3 +153,23 @@ def test_float32_network_computes_in_float32():
     _, grads = net.loss_and_gradients(np.zeros((2, 1, 12, 12)), np.array([0, 1]))
     assert all(g.dtype == np.float32 for g in grads.values())
     assert all(p.dtype == np.float32 for p in net.params.values())
+
+
+def _train_in_child(queue):
+    outcome = run_job(validate_job_spec(tiny_train_spec(epochs=1)))
+    queue.put(outcome.result["test_accuracy"])
+
+
+def test_engine_runs_in_a_forked_child_after_blas_was_used():
+    """Celery's prefork pool forks after the parent imported NumPy: BLAS must still work in the child."""
+    import multiprocessing as mp
+    a = np.random.default_rng(0).random((512, 512))
+    a @ a                                            # the parent's BLAS thread pool is up
+    expected = run_job(validate_job_spec(tiny_train_spec(epochs=1))).result["test_accuracy"]
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_train_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == expected
