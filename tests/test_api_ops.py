@@ -129,8 +129,8 @@ def test_openapi_job_spec_is_the_engines_schema(client, headers, settings):
 
 
 def test_openapi_document_is_valid(client, headers):
-    validator = pytest.importorskip("openapi_spec_validator")
-    validator.validate(openapi(client, headers))
+    import openapi_spec_validator
+    openapi_spec_validator.validate(openapi(client, headers))
 
 
 def conforms(value, schema: dict, components: dict, where: str = "$") -> None:
