@@ -1,11 +1,13 @@
 """The HTTP client behind ``convlab submit / jobs / status / cancel`` (stdlib only)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from .progress import ProgressBar
@@ -71,6 +73,28 @@ def _print(obj) -> None:
     sys.stdout.write("\n")
 
 
+def _command(name: str):
+    """Turn API and connection errors of a client command into a message and an exit code.
+
+    409 (a conflict, e.g. cancelling a finished job) exits 1; other errors 2.
+    """
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs) -> int:
+            try:
+                return fn(*args, **kwargs)
+            except ApiError as exc:
+                print(f"convlab {name}: {exc}", file=sys.stderr)
+                return 1 if exc.status == 409 else 2
+            except urllib.error.URLError as exc:
+                print(f"convlab {name}: cannot reach the API ({exc.reason}); is CONVLAB_URL right?",
+                      file=sys.stderr)
+                return 2
+        return run
+    return wrap
+
+
+@_command("submit")
 def submit(path: str, wait: bool) -> int:
     from .local import read_json
     try:
@@ -79,11 +103,7 @@ def submit(path: str, wait: bool) -> int:
         print(f"convlab submit: {exc}", file=sys.stderr)
         return 2
     client = Client()
-    try:
-        job = client.request("POST", "/jobs", spec)
-    except ApiError as exc:
-        print(f"convlab submit: {exc}", file=sys.stderr)
-        return 2
+    job = client.request("POST", "/jobs", spec)
     print(f"job {job['id']} {job['status']}", file=sys.stderr)
     if not wait:
         _print(job)
@@ -95,13 +115,10 @@ def submit(path: str, wait: bool) -> int:
     return 0 if job["status"] == "succeeded" else 1
 
 
+@_command("jobs")
 def jobs(status: str | None, limit: int) -> int:
-    query = f"?limit={limit}" + (f"&status={status}" if status else "")
-    try:
-        out = Client().request("GET", f"/jobs{query}")
-    except ApiError as exc:
-        print(f"convlab jobs: {exc}", file=sys.stderr)
-        return 2
+    query = urllib.parse.urlencode({"limit": limit, **({"status": status} if status else {})})
+    out = Client().request("GET", f"/jobs?{query}")
     print(f"{'id':32}  {'type':9}  {'status':9}  {'progress':>9}  name")
     for j in out["jobs"]:
         p = j["progress"]
@@ -111,19 +128,13 @@ def jobs(status: str | None, limit: int) -> int:
     return 0
 
 
+@_command("status")
 def status(job_id: str) -> int:
-    try:
-        _print(Client().request("GET", f"/jobs/{job_id}"))
-    except ApiError as exc:
-        print(f"convlab status: {exc}", file=sys.stderr)
-        return 2
+    _print(Client().request("GET", f"/jobs/{urllib.parse.quote(job_id)}"))
     return 0
 
 
+@_command("cancel")
 def cancel(job_id: str) -> int:
-    try:
-        _print(Client().request("POST", f"/jobs/{job_id}/cancel"))
-    except ApiError as exc:
-        print(f"convlab cancel: {exc}", file=sys.stderr)
-        return 1 if exc.status == 409 else 2
+    _print(Client().request("POST", f"/jobs/{urllib.parse.quote(job_id)}/cancel"))
     return 0

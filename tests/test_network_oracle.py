@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import Network, SpecError, validate_model_spec
+from tests.helpers import example
 
 FORWARD_RTOL = 1e-9
 GRAD_RTOL = 1e-7
@@ -288,19 +289,7 @@ def test_network_matches_torch_float32(index):
     compare_with_torch(MODELS[index], seed=index, dtype="float32", fwd_tol=FLOAT32_RTOL, grad_tol=FLOAT32_RTOL)
 
 
-LENET = {
-    "input_shape": [1, 28, 28],
-    "layers": [
-        {"type": "conv", "filters": 20, "kernel": 5, "stride": 1, "padding": 0, "activation": "relu"},
-        {"type": "maxpool", "size": 2},
-        {"type": "conv", "filters": 40, "kernel": 5, "activation": "relu"},
-        {"type": "maxpool", "size": 2},
-        {"type": "dense", "units": 100, "activation": "relu"},
-        {"type": "dropout", "rate": 0.5},
-        {"type": "dense", "units": 10, "activation": "softmax"},
-    ],
-    "loss": "cross_entropy",
-}
+LENET = example("lenet-mnist")["model"]        # SPEC §1's model
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -12,33 +12,11 @@ from engine.spec import (
     Limits, SpecError, estimate_batch_memory, job_spec_schema, parameter_count, plan_model,
     validate_job_spec, validate_model_spec,
 )
+from tests.helpers import example as load_example
 
-LENET = {
-    "input_shape": [1, 28, 28],
-    "layers": [
-        {"type": "conv", "filters": 20, "kernel": 5, "stride": 1, "padding": 0, "activation": "relu"},
-        {"type": "maxpool", "size": 2},
-        {"type": "conv", "filters": 40, "kernel": 5, "activation": "relu"},
-        {"type": "maxpool", "size": 2},
-        {"type": "dense", "units": 100, "activation": "relu"},
-        {"type": "dropout", "rate": 0.5},
-        {"type": "dense", "units": 10, "activation": "softmax"},
-    ],
-    "loss": "cross_entropy",
-}
-
-EXAMPLE = {
-    "type": "train",
-    "name": "lenet-mnist",
-    "tags": ["baseline"],
-    "model": LENET,
-    "data": {"dataset": "mnist-5k", "test_fraction": 0.2, "validation_fraction": 0.1},
-    "train": {
-        "epochs": 10, "batch_size": 32, "seed": 0, "dtype": "float32",
-        "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
-        "weight_decay": 0.0,
-    },
-}
+# SPEC §1's example, as examples/lenet-mnist.json holds it.
+EXAMPLE = load_example("lenet-mnist")
+LENET = EXAMPLE["model"]
 
 
 def example(**changes):
