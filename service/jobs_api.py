@@ -1,15 +1,16 @@
 """``/api/v1/jobs``: submit, list, read, cancel; a job's metric series and trained weights."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, url_for
+from flask import Blueprint, Response, g, url_for
 
 import store
-from engine.spec import JOB_TYPES, validate_job_spec
+from engine.spec import JOB_TYPES
 
 from .errors import ApiError
 from .extension import convlab
 from .params import Query, json_object
 from .schemas import job_json
+from .submission import enqueue, validate
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -33,12 +34,6 @@ def _shown(job: dict) -> dict:
     return job_json(job, store.queue_position(convlab().store, job["id"]) if queued else None)
 
 
-def _uploaded_shape(dataset_id: str) -> tuple[int, ...] | None:
-    """Sample shape (C, H, W) of an uploaded dataset the caller may use, None if unknown to them."""
-    info = store.get_dataset(convlab().store, dataset_id, g.user)
-    return None if info is None else tuple(info["shape"])
-
-
 @bp.post("")
 def submit_job():
     """Submit a job spec (SPEC §1). It is validated, stored as queued (committed), then published.
@@ -48,15 +43,7 @@ def submit_job():
     fails the job stays queued, unmarked, for the workers' sweep
     (``store.take_unpublished``) to publish; the failure is logged.
     """
-    body = json_object()
-    ext = convlab()
-    spec = validate_job_spec(body, ext.settings.limits, datasets=_uploaded_shape)
-    job = store.create_job(ext.store, g.user.id, spec, max_attempts=ext.settings.max_attempts)
-    try:
-        ext.publish(job["id"])          # only after the commit (DESIGN.md)
-        store.mark_enqueued(ext.store, job["id"])
-    except Exception:                   # noqa: BLE001 - the job is stored: the workers' sweep publishes it later
-        current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
+    job = enqueue(validate(json_object()), g.user)
     headers = {"Location": url_for(".get_job", job_id=job["id"])}
     return _shown(job), 201, headers
 

@@ -3,7 +3,7 @@
 API and workers call only these functions; this package imports neither Flask nor Celery.
 """
 from .artifacts import load_artifact, save_artifact
-from .auth import UserInfo, authenticate, create_token
+from .auth import UserInfo, authenticate, create_token, get_user
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
 from .jobs import (
@@ -17,7 +17,7 @@ from .workers import live_workers, remove_stale_workers, remove_worker, worker_h
 
 __all__ = [
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "count_by_status",
-    "create_job", "create_token", "finish_job", "get_dataset", "get_job", "get_metrics", "heartbeat",
+    "create_job", "create_token", "finish_job", "get_dataset", "get_job", "get_metrics", "get_user", "heartbeat",
     "job_durations", "list_datasets", "list_jobs", "live_workers", "load_artifact", "load_dataset_bytes",
     "make_engine", "ping", "mark_enqueued", "queue_position", "reap_stale_jobs", "record_metrics", "remove_stale_workers",
     "remove_worker", "request_cancel", "requeue_job", "save_artifact", "take_unpublished", "unmark_enqueued", "save_dataset", "update_progress",

@@ -72,3 +72,10 @@ def authenticate(store: Store, token: str | None) -> UserInfo | None:
                              or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff))
                       .values(last_used_at=now))
     return UserInfo(id=user_id, name=user_name, is_admin=bool(is_admin))
+
+
+def get_user(store: Store, user_id: int) -> UserInfo | None:
+    """The user with id ``user_id`` (a signed session names it), None if there is none any more."""
+    with store.session() as s:
+        row = s.execute(select(User.id, User.name, User.is_admin).where(User.id == user_id)).first()
+    return None if row is None else UserInfo(id=row.id, name=row.name, is_admin=bool(row.is_admin))

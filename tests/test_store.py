@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from store_fixtures import db, job_spec, make_user, pg_databases, pg_store_url  # noqa: F401
 
 from store import (
-    UserInfo, authenticate, claim_job, count_by_status, create_job, create_token, finish_job, get_dataset, get_job,
+    UserInfo, authenticate, claim_job, get_user, count_by_status, create_job, create_token, finish_job, get_dataset, get_job,
     get_metrics, heartbeat, job_durations, list_datasets, list_jobs, live_workers, load_artifact,
     load_dataset_bytes, mark_enqueued, queue_position, reap_stale_jobs, take_unpublished, unmark_enqueued, record_metrics, remove_stale_workers,
     remove_worker, request_cancel, requeue_job, save_artifact, save_dataset, update_progress,
@@ -423,3 +423,9 @@ def test_timestamps_are_aware_utc_and_naive_ones_are_refused(db):
     with pytest.raises(Exception, match="naive datetime"):
         with db.session() as s:
             s.execute(update(Job).values(heartbeat_at=datetime(2024, 1, 1)))
+
+
+def test_get_user_by_id(db):
+    alice = make_user(db, "alice", admin=True)
+    assert get_user(db, alice.id) == alice
+    assert get_user(db, alice.id + 1000) is None

@@ -1,0 +1,95 @@
+"""The Submit page: templates from ``examples/``, a form and a JSON editor, and the post that
+submits one spec or a batch of them (the ablation pair): all validated first, then each
+stored and published as the API does."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, g, render_template, request, url_for
+
+import store
+from engine.spec import SpecError
+
+from . import bp
+from ..errors import ApiError
+from ..extension import convlab
+from ..submission import enqueue, validate
+from ..schemas import job_json
+from .live import visible_job
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# (key, label, example files): a template of several files submits them together.
+TEMPLATES = (
+    ("cnn-digits", "Small CNN on digits", ("cnn-digits",)),
+    ("lenet-mnist", "LeNet on MNIST-5k", ("lenet-mnist",)),
+    ("gradcheck", "Gradient check", ("gradcheck",)),
+    ("ablation-pair", "Gradient check ablation pair (rotated vs rotate_kernels: false)",
+     ("gradcheck", "gradcheck-ablation")),
+)
+MAX_BATCH = 8
+
+
+def templates() -> list[dict[str, Any]]:
+    """The templates whose example files exist: ``{"key", "label", "spec"}`` (a list for a batch)."""
+    out = []
+    for key, label, files in TEMPLATES:
+        paths = [EXAMPLES / f"{name}.json" for name in files]
+        if all(p.is_file() for p in paths):
+            specs = [json.loads(p.read_text()) for p in paths]
+            out.append({"key": key, "label": label, "spec": specs[0] if len(specs) == 1 else specs})
+    return out
+
+
+@bp.get("/submit")
+def submit_page():
+    """The form; ``?template=KEY`` picks a template, ``?from=JOB_ID`` starts from a job's spec (retry)."""
+    initial = None
+    source = request.args.get("from")
+    if source:
+        initial = visible_job(source)["spec"]
+    # json.dumps keeps each spec's own key order (type, name, model...), which the form follows.
+    return render_template("submit.html", templates=templates(), templates_json=json.dumps(templates()),
+                           initial_json=None if initial is None else json.dumps(initial),
+                           template=request.args.get("template", "cnn-digits"))
+
+
+def _specs(body: Any) -> list[Any]:
+    """The posted spec, or the specs of a batch (a JSON array)."""
+    if isinstance(body, list):
+        if not 1 <= len(body) <= MAX_BATCH:
+            raise ApiError(422, f"a batch holds 1 to {MAX_BATCH} specs", code="invalid_batch")
+        return body
+    return [body]
+
+
+@bp.post("/submit")
+def submit():
+    """Validate every posted spec (422 with field paths, ``[i].`` first in a batch), then submit them all.
+
+    Answers 201 ``{"jobs": [...], "location": URL}``: the job's page, or for a
+    pair of gradient checks the page that shows them side by side.
+    """
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "the body must be JSON (a job spec, or an array of them)", code="malformed_json")
+    specs = _specs(body)
+    valid, details = [], []
+    for i, raw in enumerate(specs):
+        try:
+            valid.append(validate(raw))
+        except SpecError as err:
+            prefix = f"[{i}]." if len(specs) > 1 else ""
+            details += [{"path": (prefix + d["path"]).rstrip("."), "message": d["message"]} for d in err.details]
+    if details:
+        raise SpecError(details)
+    jobs = [enqueue(spec, g.user) for spec in valid]
+    ids = [j["id"] for j in jobs]
+    if len(jobs) == 1:
+        location = url_for("dashboard.job", job_id=ids[0])
+    elif all(j["type"] == "gradcheck" for j in jobs):
+        location = url_for("dashboard.gradcheck", ids=",".join(ids))
+    else:
+        location = url_for("dashboard.jobs")
+    return {"jobs": [job_json(j) for j in jobs], "location": location}, 201

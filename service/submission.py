@@ -1,0 +1,38 @@
+"""Submitting a job, one way for the API and the dashboard: validate, store (commit), publish."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g
+
+import store
+from engine.spec import validate_job_spec
+
+from .extension import convlab
+
+
+def uploaded_shape(dataset_id: str) -> tuple[int, ...] | None:
+    """Sample shape (C, H, W) of an uploaded dataset the signed-in user may use, None if unknown to them."""
+    info = store.get_dataset(convlab().store, dataset_id, g.user)
+    return None if info is None else tuple(info["shape"])
+
+
+def validate(body: Any) -> dict[str, Any]:
+    """The normalized spec, or SpecError with field paths; uploaded dataset ids resolve for ``g.user``."""
+    return validate_job_spec(body, convlab().settings.limits, datasets=uploaded_shape)
+
+
+def enqueue(spec: dict[str, Any], user: store.UserInfo) -> dict[str, Any]:
+    """Store a validated spec as a queued job (committed), then publish it.
+
+    If publishing fails the job stays queued and unmarked; the workers' sweep
+    (``store.take_unpublished``) publishes it later.  The failure is logged.
+    """
+    ext = convlab()
+    job = store.create_job(ext.store, user.id, spec, max_attempts=ext.settings.max_attempts)
+    try:
+        ext.publish(job["id"])          # only after the commit (DESIGN.md)
+        store.mark_enqueued(ext.store, job["id"])
+    except Exception:                   # noqa: BLE001 - the job is stored: the sweep publishes it later
+        current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
+    return job
