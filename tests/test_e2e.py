@@ -152,3 +152,36 @@ def _download(client, path: str) -> bytes:
     req = urllib.request.Request(f"{client.url}/api/v1{path}", headers={"Authorization": f"Bearer {client.token}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return io.BytesIO(resp.read()).getvalue()
+
+
+def _upload(client, filename: str, payload: bytes) -> dict:
+    """POST /datasets as multipart/form-data, the way curl -F does it."""
+    import json
+    import urllib.request
+    boundary = "convlab-e2e-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{client.url}/api/v1/datasets", data=body, method="POST", headers={
+        "Authorization": f"Bearer {client.token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 201
+        return json.loads(resp.read())
+
+
+def test_training_on_an_uploaded_dataset(cluster, alice):
+    """An uploaded .npz is stored in the database and read back by whichever worker runs the job."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    X = (rng.random((120, 10, 10)) * 60).astype(np.uint8)
+    X[np.arange(120), y * 3 + 1, 2:8] = 255                 # a bar whose row tells the class
+    buf = io.BytesIO()
+    np.savez_compressed(buf, X=X, y=y)
+    dataset = _upload(alice, "bars.npz", buf.getvalue())
+    assert dataset["shape"] == [1, 10, 10] and dataset["classes"] == 3
+
+    spec = tiny_train_spec(epochs=4, dataset=dataset["id"])
+    spec["model"]["input_shape"] = [1, 10, 10]
+    spec["model"]["layers"][-1]["units"] = 3
+    done = cluster.wait_status(alice, alice.request("POST", "/jobs", spec)["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["result"]["test_accuracy"] >= 0.9
