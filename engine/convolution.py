@@ -172,8 +172,13 @@ def convolve_full_rotated_reference(delta: np.ndarray, w_rot: np.ndarray, stride
     return out
 
 
+def delta_rows(delta: np.ndarray) -> np.ndarray:
+    """δ (N, F, Ho, Wo) laid out as (F, N·Ho·Wo), the layout both backward GEMMs read."""
+    return delta.transpose(1, 0, 2, 3).reshape(delta.shape[1], -1)
+
+
 def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
-                          in_shape: tuple[int, int]) -> np.ndarray:
+                          in_shape: tuple[int, int], rows: np.ndarray | None = None) -> np.ndarray:
     """The error passed back (fast): ``δ^l ∗_full rot180(w)``, the sum of the reference, reordered.
 
     The reference sums ``δ̃[n,f,y+u,x+v] · w_rot[f,c,u,v]`` over ``f, u, v``,
@@ -182,12 +187,13 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
     ``(w_rot)^T δ`` (BP2's transpose), and each tap's map is then added at the
     offset where that tap meets the non-zero entries of ``δ̃``:
     ``y = i·s + (kh−1−u)``.  The padding and dilation zeros are never
-    multiplied.  Call with ``w_rot = rot180(w)``.  delta: (N, F, Ho, Wo) → (N, C, H, W).
+    multiplied.  Call with ``w_rot = rot180(w)``.  delta: (N, F, Ho, Wo) → (N, C, H, W);
+    ``rows`` may pass ``delta_rows(delta)`` when the caller has it already.
     """
     f, c, kh, kw = w_rot.shape
     n, _, ho, wo = delta.shape
     h, wd = in_shape
-    d = delta.transpose(1, 0, 2, 3).reshape(f, n * ho * wo)
+    d = delta_rows(delta) if rows is None else rows
     taps = (w_rot.reshape(f, c * kh * kw).T @ d).reshape(c, kh, kw, n, ho, wo)   # (w_rot)^T δ, per tap
     out = np.zeros((c, n, h, wd), dtype=taps.dtype)
     s = stride
@@ -222,12 +228,12 @@ def weight_gradient_reference(x: np.ndarray, delta: np.ndarray, stride: int,
 
 
 def weight_gradient(x: np.ndarray | None, delta: np.ndarray, stride: int, kernel_shape: tuple[int, int],
-                    cols: np.ndarray | None = None) -> np.ndarray:
+                    cols: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
     """∂C/∂w = a^{l-1} ⋆ δ^l (fast), one GEMM over batch and positions.
 
     The windows of the input that the forward pass met (``im2col``, reused
     from the forward pass when given as ``cols``, in which case ``x`` may be
-    None) are correlated with the delta.
+    None) are correlated with the delta (``rows``: ``delta_rows(delta)``, if known).
     x: (N, C, H, W) padded input, delta: (N, F, Ho, Wo) → (F, C, kh, kw).
     """
     kh, kw = kernel_shape
@@ -236,5 +242,5 @@ def weight_gradient(x: np.ndarray | None, delta: np.ndarray, stride: int, kernel
         cols = im2col(x, kh, kw, stride)
     c = cols.shape[0] // (kh * kw)
     # Σ over batch and positions of δ (F, N·Ho·Wo) · cols^T (N·Ho·Wo, C·kh·kw).
-    d = delta.transpose(1, 0, 2, 3).reshape(f, -1)
+    d = delta_rows(delta) if rows is None else rows
     return (d @ cols.T).reshape(f, c, kh, kw)

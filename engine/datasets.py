@@ -64,6 +64,9 @@ class DatasetLimits:
     max_side: int = 128  # H and W
     max_channels: int = 16
     max_classes: int = 1000
+    # Pixel values N·C·H·W: what the float64 images cost in memory (8 bytes each),
+    # whatever the stored dtype; 25M values = 200 MB.
+    max_values: int = 25_000_000
 
 
 @dataclass
@@ -337,6 +340,11 @@ def dataset_from_arrays(X, y, limits: DatasetLimits = DatasetLimits(), name: str
     if not (1 <= h <= limits.max_side and 1 <= w <= limits.max_side):
         raise DatasetError(
             f"X images are {h}x{w} (shape {X.shape}); each side must be 1..{limits.max_side}"
+        )
+    if X.size > limits.max_values:
+        raise DatasetError(
+            f"X holds {X.size:,} pixel values (shape {X.shape}); the limit is {limits.max_values:,} "
+            f"({limits.max_values * 8 // 2**20} MB as float64)"
         )
     total = X.nbytes + y.nbytes
     if total > limits.max_bytes:

@@ -22,6 +22,8 @@ kernel unrotated: it must fail, which shows the rotation is not a convention.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .network import Network
@@ -40,7 +42,11 @@ def _same(sig_a: list[np.ndarray], sig_b: list[np.ndarray]) -> bool:
     return all(np.array_equal(p, q) for p, q in zip(sig_a, sig_b))
 
 
-def _numeric(net: Network, target: np.ndarray, loss_at, eps: float, start: int, base_sig):
+class Stopped(Exception):
+    """The check was asked to stop (its job was cancelled)."""
+
+
+def _numeric(net: Network, target: np.ndarray, loss_at, eps: float, start: int, base_sig, should_stop):
     """Centred differences for every entry of ``target`` (changed in place and restored).
 
     Returns the numeric gradient and a boolean mask of the entries at a kink.
@@ -49,6 +55,8 @@ def _numeric(net: Network, target: np.ndarray, loss_at, eps: float, start: int, 
     kinks = np.zeros(target.shape, dtype=bool)
     flat, num_flat, kink_flat = target.reshape(-1), numeric.reshape(-1), kinks.reshape(-1)
     for k in range(flat.size):
+        if should_stop is not None and k % 64 == 0 and should_stop():
+            raise Stopped()
         old = flat[k]
         flat[k] = old + eps
         plus = loss_at()
@@ -80,12 +88,14 @@ def _entry(layer: int, param: str, analytic: np.ndarray, numeric: np.ndarray, ki
 
 
 def gradcheck(model_spec: dict, batch_size: int = 2, eps: float = 1e-6, seed: int = 0,
-              rotate_kernels: bool = True, tolerance: float = TOLERANCE) -> dict:
+              rotate_kernels: bool = True, tolerance: float = TOLERANCE,
+              should_stop: Callable[[], bool] | None = None) -> dict:
     """Check every gradient of the network of ``model_spec`` on a random batch (SPEC §2 report).
 
     The batch is drawn from ``seed``: inputs uniform in [0, 1), labels uniform
     over the output units.  Dropout is off (``training=False``) so the loss is
-    a deterministic function of the parameters.
+    a deterministic function of the parameters.  ``should_stop`` is polled
+    while it runs; if it returns True the check raises :class:`Stopped`.
     """
     net = Network.from_spec(model_spec, seed=seed, dtype="float64")
     net.set_rotate_kernels(rotate_kernels)
@@ -111,11 +121,11 @@ def gradcheck(model_spec: dict, batch_size: int = 2, eps: float = 1e-6, seed: in
     layers = []
     for key, param in net.params.items():
         _, i, name = key.split(".")
-        numeric, kinks = _numeric(net, param, full_loss, eps, 0, base_sig[0])
+        numeric, kinks = _numeric(net, param, full_loss, eps, 0, base_sig[0], should_stop)
         layers.append(_entry(int(i), name, grads[key], numeric, kinks, **judge))
     for i, a in enumerate(inputs):
         numeric, kinks = _numeric(net, a, lambda a=a, i=i: net._loss(net.forward(a, start=i), y)[0],
-                                  eps, i, base_sig[i])
+                                  eps, i, base_sig[i], should_stop)
         layers.append(_entry(i, "input", input_grads[i], numeric, kinks, **judge))
     layers.sort(key=lambda e: (e["layer"], ["W", "b", "input"].index(e["param"])))
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .datasets import Dataset, load_builtin, split_dataset, BUILTIN
-from .gradcheck import gradcheck
+from .gradcheck import Stopped, gradcheck
 from .network import Network
 from .optimizers import make_optimizer
 from .trace import backward_trace
@@ -71,8 +71,11 @@ def run_job(spec: dict, hooks: Hooks | None = None, *, checkpoint: bytes | None 
     hooks = hooks or Hooks()
     if spec["type"] == "gradcheck":
         gc = spec["gradcheck"]
-        report = gradcheck(spec["model"], batch_size=gc["batch_size"], eps=gc["eps"], seed=gc["seed"],
-                           rotate_kernels=gc["rotate_kernels"])
+        try:
+            report = gradcheck(spec["model"], batch_size=gc["batch_size"], eps=gc["eps"], seed=gc["seed"],
+                               rotate_kernels=gc["rotate_kernels"], should_stop=hooks.should_stop)
+        except Stopped:
+            return Outcome("cancelled")
         report["trace"] = _trace_for(spec["model"], gc["seed"])
         return Outcome("succeeded", result=report)
     return _train(spec, hooks, checkpoint, resolve_dataset)

@@ -81,14 +81,16 @@ class Conv2D(Layer):
     def backward(self, grad_out, need_input_grad=True):
         w = self.params["W"]
         delta = self.act.backward(grad_out)                                   # δ^l = ∂C/∂a ⊙ σ'(z^l)
+        rows = conv.delta_rows(delta)                                          # laid out once for both GEMMs
         self.grads["W"] = conv.weight_gradient(None, delta, self.stride, w.shape[2:],
-                                               cols=self.cols)                 # ∂C/∂w = a^{l-1} ⋆ δ^l
+                                               cols=self.cols, rows=rows)      # ∂C/∂w = a^{l-1} ⋆ δ^l
         self.grads["b"] = delta.sum(axis=(0, 2, 3))                            # ∂C/∂b = Σ δ^l
         self.cols = None
         if not need_input_grad:
             return None
         kernel = conv.rot180(w) if self.rotate_kernels else w
-        grad_in = conv.convolve_full_rotated(delta, kernel, self.stride, self.padded_shape)  # δ^l ∗ rot180(w)
+        grad_in = conv.convolve_full_rotated(delta, kernel, self.stride, self.padded_shape,
+                                             rows=rows)                        # δ^l ∗_full rot180(w)
         return conv.unpad(grad_in, self.padding)
 
     def signature(self):

@@ -76,7 +76,8 @@ class Adam(Optimizer):
 
     def step(self, grads):
         self.t += 1
-        self._lr_t = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        # A Python float, so a float32 model's update stays in float32.
+        self._lr_t = float(self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t))
         for key, g in grads.items():
             self._update(key, self.params[key], self._grad(key, g))
 

@@ -131,6 +131,7 @@ class Limits:
     max_name_length             200         ``name`` and ``data.dataset``
     max_gradcheck_batch         16          ``gradcheck.batch_size``
     max_gradcheck_parameters    20_000      parameters of a gradcheck model (2 forwards each)
+    max_gradcheck_entries       60_000      parameters + batch × every layer's input entries (2 forwards each)
     ==========================  ==========  =============================================
     """
 
@@ -148,6 +149,7 @@ class Limits:
     max_name_length: int = 200
     max_gradcheck_batch: int = 16
     max_gradcheck_parameters: int = 20_000
+    max_gradcheck_entries: int = 60_000
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -814,6 +816,12 @@ def _check_cost(errs: _Errors, jtype: str, plans: list[LayerPlan], model: dict, 
         if n_params > limits.max_gradcheck_parameters:
             errs.add("model", f"the model has {n_params:,} parameters, over the gradcheck limit of "
                               f"{limits.max_gradcheck_parameters:,} (the check runs 2 forward passes per parameter)")
+        # Every entry of every layer's input is perturbed too, for each sample of the batch.
+        inputs = section["batch_size"] * sum(math.prod(p.in_shape) for p in plans)
+        if n_params + inputs > limits.max_gradcheck_entries:
+            errs.add(path, f"the check would perturb {n_params + inputs:,} entries ({n_params:,} parameters and "
+                           f"{inputs:,} layer-input entries for a batch of {section['batch_size']}), over the "
+                           f"limit of {limits.max_gradcheck_entries:,}")
     mem = estimate_batch_memory(model, section["batch_size"], dtype)
     if mem > limits.max_batch_memory_bytes:
         errs.add(path, f"one batch of {section['batch_size']} needs an estimated {_mb(mem)} ({dtype}), "

@@ -521,3 +521,12 @@ def test_split_dataset():
     again = split_dataset(ds, 0.2, 0.0, seed=0)
     np.testing.assert_array_equal(parts["test"][1], again["test"][1])
     np.testing.assert_array_equal(parts["test"][0], again["test"][0])
+
+
+def test_pixel_count_is_bounded_whatever_the_dtype():
+    """A small uint8 array can still be large as float64 images: the value count is bounded."""
+    X = np.zeros((40, 10, 10), dtype=np.uint8)
+    y = np.repeat(np.arange(2), 20)
+    with pytest.raises(DatasetError, match="pixel values"):
+        dataset_from_arrays(X, y, DatasetLimits(max_values=3999))
+    assert dataset_from_arrays(X, y, DatasetLimits(max_values=4000)).X.shape == (40, 1, 10, 10)

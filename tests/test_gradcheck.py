@@ -112,3 +112,12 @@ def test_backward_trace_shows_the_rotation():
     bumped[0, 0, 2, 1] += 1.0            # z is linear in x: a unit step gives the exact derivative
     assert z(bumped) - z(x) == pytest.approx(t["delta_out"][2][1])
     assert np.array(t["weight_gradient"]).shape == (3, 3)
+
+
+def test_a_running_check_stops_when_asked():
+    """A gradcheck job can be cancelled: the stop hook is polled between perturbations."""
+    from engine.gradcheck import Stopped
+    calls = []
+    with pytest.raises(Stopped):
+        gradcheck(SPECS["relu-maxpool"], should_stop=lambda: calls.append(1) or len(calls) > 2)
+    assert len(calls) == 3
