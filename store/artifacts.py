@@ -2,21 +2,36 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .db import Store, upsert_insert
 from .models import Artifact, utcnow
 
 
-def save_artifact(store: Store, job_id: str, name: str, data: bytes) -> None:
-    """Store ``data`` as the job's artifact ``name``, replacing an older one (one upsert statement)."""
+def upsert_artifact(s: Session, store: Store, job_id: str, name: str, data: bytes) -> None:
+    """Within session ``s``: store ``data`` as the job's artifact ``name``, replacing an older one."""
     now = utcnow()
     stmt = upsert_insert(store, Artifact).values(job_id=job_id, name=name, data=data, size=len(data),
                                                  created_at=now, updated_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=["job_id", "name"],
         set_={"data": stmt.excluded.data, "size": stmt.excluded.size, "updated_at": stmt.excluded.updated_at})
+    s.execute(stmt)
+
+
+def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str | None = None) -> bool:
+    """Store ``data`` as the job's artifact ``name`` (one upsert), replacing an older one.
+
+    With ``worker``, only while the job runs on that worker, checked in the same
+    transaction: a worker whose job was taken away never overwrites the new
+    owner's checkpoint.  True if written.
+    """
+    from .jobs import touch_if_owner
     with store.session() as s:
-        s.execute(stmt)
+        if worker is not None and not touch_if_owner(s, job_id, worker):
+            return False
+        upsert_artifact(s, store, job_id, name, data)
+    return True
 
 
 def load_artifact(store: Store, job_id: str, name: str) -> bytes | None:

@@ -160,20 +160,48 @@ def update_progress(store: Store, job_id: str, epoch: int, step: int, total_step
         return _update(s, *where, epoch=epoch, step=step, total_steps=total_steps) is not None
 
 
+def touch_if_owner(s: Session, job_id: str, worker: str) -> bool:
+    """Within session ``s``: heartbeat the job if it runs on ``worker``; False if it does not.
+
+    The row stays locked (PostgreSQL) or the database write-locked (SQLite)
+    until ``s`` commits, so what ``s`` writes next cannot race with a reaper.
+    """
+    return _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker,
+                   heartbeat_at=utcnow()) is not None
+
+
 def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | None = None,
-               error: str | None = None, worker: str | None = None) -> bool:
+               error: str | None = None, worker: str | None = None,
+               artifacts: dict[str, bytes] | None = None) -> bool:
     """Write a terminal status, once: only if the job is running (on ``worker`` if given).
 
-    False if it was not (already finished, reaped, or taken over by another worker).
+    ``artifacts`` (e.g. the weights) are stored in the same transaction, so
+    they exist exactly when the status says the job finished on this worker.
+    False if it was not running there (already finished, reaped, or taken over).
     """
+    from .artifacts import upsert_artifact
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"not a terminal status: {status!r}")
     where = [Job.id == job_id, Job.status == "running"]
     if worker is not None:
         where.append(Job.worker == worker)
     with store.session() as s:
-        return _update(s, *where, status=status, result=result, error=error,
-                       finished_at=utcnow()) is not None
+        if _update(s, *where, status=status, result=result, error=error, finished_at=utcnow()) is None:
+            return False
+        for name, data in (artifacts or {}).items():
+            upsert_artifact(s, store, job_id, name, data)
+    return True
+
+
+def release_job(store: Store, job_id: str, worker: str) -> str | None:
+    """A worker shutting down hands its running job back: ``queued`` again, this attempt not counted
+    (``cancelled`` if a cancel was pending).  None if it was not running on ``worker``."""
+    with store.session() as s:
+        row = _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker,
+                      status=case((Job.cancel_requested.is_(True), "cancelled"), else_="queued"),
+                      finished_at=case((Job.cancel_requested.is_(True), _now(utcnow())), else_=Job.finished_at),
+                      attempts=Job.attempts - 1, heartbeat_at=None, enqueued_at=None)
+    return None if row is None else row.status
 
 
 def request_cancel(store: Store, job_id: str, user: UserInfo | None) -> str | None:
@@ -252,20 +280,25 @@ def mark_enqueued(store: Store, job_id: str) -> None:
         _update(s, Job.id == job_id, Job.status == "queued", enqueued_at=utcnow())
 
 
-def take_unpublished(store: Store, older_than_s: float) -> list[str]:
-    """Queued jobs whose message is not on the broker, marked as being published now.
+def take_unpublished(store: Store, older_than_s: float, lost_after_s: float | None = None) -> list[str]:
+    """Queued jobs whose message is not (or may no longer be) on the broker, marked as published now.
 
     The submitter publishes right after its commit; what it could not (broker
     down) and what was taken back from a lost worker is found here, once it is
-    ``older_than_s`` old.  The conditional update hands each job to one caller
-    only; if its publish fails it calls :func:`unmark_enqueued`.
+    ``older_than_s`` old.  With ``lost_after_s``, a job published that long ago
+    and still queued is handed out again too, in case the broker lost its
+    message (a duplicate is harmless: the claim is conditional).  The
+    conditional update hands each job to one caller only; if its publish fails
+    it calls :func:`unmark_enqueued`.
     """
     now = utcnow()
     cutoff = now - timedelta(seconds=older_than_s)
-    stmt = (update(Job)
-            .where(Job.status == "queued", Job.enqueued_at.is_(None),
-                   # attempts > 0: taken back from a lost worker, nobody else will publish it
-                   or_(Job.attempts > 0, Job.created_at <= cutoff))
+    unpublished = and_(Job.enqueued_at.is_(None),
+                       # attempts > 0: taken back from a lost worker, nobody else will publish it
+                       or_(Job.attempts > 0, Job.created_at <= cutoff))
+    if lost_after_s is not None:
+        unpublished = or_(unpublished, Job.enqueued_at <= now - timedelta(seconds=lost_after_s))
+    stmt = (update(Job).where(Job.status == "queued", unpublished)
             .values(enqueued_at=now).returning(Job.id))
     with store.session() as s:
         return list(s.execute(stmt, execution_options={"synchronize_session": False}).scalars())

@@ -136,3 +136,29 @@ def test_redis_restart_loses_no_job(cluster, private_redis):
     for job in (first, during):
         done = cluster.wait_status(client, job["id"], timeout=240)
         assert done["status"] == "succeeded", done["error"]
+
+
+def test_stopped_worker_hands_its_job_back(cluster):
+    """SIGTERM to a worker (what `docker stop` sends): its job stops at the next batch and goes
+    back to the queue without using up an attempt; another worker resumes it from its checkpoint."""
+    first = cluster.start_api() or cluster.start_worker()
+    client = cluster.client()
+    spec = _slow_spec()
+    job_id = client.request("POST", "/jobs", spec)["id"]
+    wait_for(lambda: client.request("GET", f"/jobs/{job_id}")["progress"]["epoch"] >= 2, 120,
+             "the job to finish two epochs")
+
+    first.send_signal(signal.SIGTERM)               # the Celery parent only, as docker does
+    first.wait(timeout=60)
+    handed_back = client.request("GET", f"/jobs/{job_id}")
+    assert handed_back["status"] == "queued" and handed_back["attempts"] == 0
+
+    cluster.start_worker()
+    done = cluster.wait_status(client, job_id, timeout=180)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempts"] == 1
+    steps = [s for s, _ in client.request("GET", f"/jobs/{job_id}/metrics")["series"]["train_loss"]]
+    assert steps == list(range(1, done["progress"]["total_steps"] + 1))
+    with threadpool_limits(limits=int(cluster.env["CONVLAB_BLAS_THREADS"])):
+        uninterrupted = run_job(validate_job_spec(spec))
+    assert done["result"]["test_accuracy"] == uninterrupted.result["test_accuracy"]

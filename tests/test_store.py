@@ -14,7 +14,7 @@ from store_fixtures import db, job_spec, make_user, pg_databases, pg_store_url  
 from store import (
     UserInfo, authenticate, claim_job, get_user, count_by_status, create_job, create_token, finish_job, get_dataset, get_job,
     get_metrics, heartbeat, job_durations, list_datasets, list_jobs, live_workers, load_artifact,
-    load_dataset_bytes, mark_enqueued, queue_position, reap_stale_jobs, take_unpublished, unmark_enqueued, record_metrics, remove_stale_workers,
+    load_dataset_bytes, mark_enqueued, queue_position, reap_stale_jobs, release_job, take_unpublished, unmark_enqueued, record_metrics, remove_stale_workers,
     remove_worker, request_cancel, requeue_job, save_artifact, save_dataset, update_progress,
     worker_heartbeat,
 )
@@ -294,6 +294,44 @@ def test_unpublished_jobs_are_handed_out_once(db):
     _age(db, Job, Job.id == published["id"], 120)
     assert reap_stale_jobs(db, 60) == [(published["id"], "queued")]
     assert take_unpublished(db, 3600) == [published["id"]]             # reaped: republish at once
+
+
+def test_a_published_job_never_claimed_is_handed_out_again(db):
+    alice = make_user(db, "alice")
+    job = create_job(db, alice.id, job_spec())
+    mark_enqueued(db, job["id"])
+    assert take_unpublished(db, 0, lost_after_s=600) == []
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job["id"]).values(enqueued_at=utcnow() - timedelta(seconds=900)))
+    assert take_unpublished(db, 0, lost_after_s=600) == [job["id"]]
+    assert take_unpublished(db, 0, lost_after_s=600) == []          # marked again: once per period
+
+
+def test_release_job_hands_back_without_counting_the_attempt(db):
+    alice = make_user(db, "alice")
+    job = create_job(db, alice.id, job_spec())
+    claim_job(db, job["id"], "w1")
+    assert release_job(db, job["id"], "w2") is None                  # not its worker
+    assert release_job(db, job["id"], "w1") == "queued"
+    j = get_job(db, job["id"], None)
+    assert (j["status"], j["attempts"]) == ("queued", 0)
+    assert take_unpublished(db, 3600) == []                          # attempts 0, just created: the
+    claim_job(db, job["id"], "w3")                                   # sweep waits for older_than_s
+    request_cancel(db, job["id"], alice)
+    assert release_job(db, job["id"], "w3") == "cancelled"
+
+
+def test_artifacts_and_finish_are_written_only_by_the_owner(db):
+    alice = make_user(db, "alice")
+    job = create_job(db, alice.id, job_spec())
+    claim_job(db, job["id"], "w1")
+    assert save_artifact(db, job["id"], "checkpoint.npz", b"a", worker="w1")
+    assert not save_artifact(db, job["id"], "checkpoint.npz", b"b", worker="w2")
+    assert load_artifact(db, job["id"], "checkpoint.npz") == b"a"
+    assert not finish_job(db, job["id"], "succeeded", worker="w2", artifacts={"weights.npz": b"w"})
+    assert load_artifact(db, job["id"], "weights.npz") is None
+    assert finish_job(db, job["id"], "succeeded", worker="w1", artifacts={"weights.npz": b"w"})
+    assert load_artifact(db, job["id"], "weights.npz") == b"w"
 
 
 def test_requeue_job(db):

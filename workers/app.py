@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+from pathlib import Path
 
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
 from threadpoolctl import threadpool_limits
 
 import store
@@ -47,6 +49,32 @@ def _start_process(**_):
     log.info("worker process %s ready (BLAS threads: %d)", name, threads)
 
 
+def _on_sigterm(signum, _frame):
+    """While a job runs: SIGTERM stops it at its next batch, hands it back (its attempt not
+    counted), and the process exits after the task.  Billiard's own handler (exit at once)
+    is in place the rest of the time; it replaces anything set at process start, hence
+    this one is installed per task."""
+    _process["monitor"].stop_for_shutdown()
+    _process["exit_after_task"] = True
+
+
+@worker_shutting_down.connect
+def _stop_running_jobs(**_):
+    """In the parent, when a shutdown begins (docker stop sends SIGTERM to it alone): pass it on
+    to the pool processes, so that their jobs are handed back instead of run to the end."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:                      # field 4 of /proc/PID/stat: the parent's pid
+            try:
+                os.kill(int(stat.parent.name), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 @worker_process_shutdown.connect
 def _stop_process(**_):
     monitor = _process.pop("monitor", None)
@@ -63,4 +91,10 @@ def run_job(job_id: str) -> None:
     if not isinstance(job_id, str) or len(job_id) > 64:
         log.error("dropping a malformed message: %r", job_id)
         return
-    _process["runner"].run(job_id)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _process["runner"].run(job_id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if _process.pop("exit_after_task", False):
+            os.kill(os.getpid(), signal.SIGTERM)     # now handled by billiard: the process exits

@@ -51,6 +51,18 @@ class Monitor:
             self._job = (job_id, stop, reason)
         self._beat()
 
+    def stop_for_shutdown(self) -> bool:
+        """This process is asked to exit: stop the running job (it is handed back). True if there was one."""
+        with self._lock:
+            job = self._job
+        if job is None:
+            return False
+        _, stop, reason = job
+        if not stop.is_set():
+            reason.append("shutdown")
+            stop.set()
+        return True
+
     def unwatch(self) -> None:
         with self._lock:
             self._job = None
@@ -82,7 +94,8 @@ class Monitor:
         for job_id, status in store.reap_stale_jobs(self.store, self.settings.stale_after_s):
             log.warning("job %s: its worker went silent; now %s", job_id, status)
         # Reaped jobs, and jobs whose submitter could not reach the broker, go (back) on the queue.
-        for job_id in store.take_unpublished(self.store, self.settings.republish_after_s):
+        for job_id in store.take_unpublished(self.store, self.settings.republish_after_s,
+                                             self.settings.republish_lost_after_s):
             try:
                 self.republish(job_id)
                 log.info("job %s published again", job_id)

@@ -1,14 +1,18 @@
 """Running one job on a worker: claim, resume, train or check, report, finish once.
 
-Celery-free, so it can be read and tested on its own; the Celery task in
-``workers.app`` only calls :meth:`JobRunner.run`.
+Independent of the Celery app, so it can be read and tested on its own; the
+task in ``workers.app`` only calls :meth:`JobRunner.run`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import traceback
+
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import DBAPIError
 
 from engine.datasets import DatasetError, load_npz
 from engine.jobs import Hooks, run_job
@@ -63,9 +67,9 @@ class JobRunner:
         log.info("job %s claimed by %s (attempt %d)", job_id, self.worker, job["attempts"])
         stop = threading.Event()
         reason: list[str] = []
-        if self.monitor is not None:
-            self.monitor.watch(job_id, stop, reason)
         try:
+            if self.monitor is not None:
+                self.monitor.watch(job_id, stop, reason)
             return self._run_claimed(job, stop, reason)
         finally:
             if self.monitor is not None:
@@ -75,41 +79,62 @@ class JobRunner:
         job_id = job["id"]
         metrics = MetricBuffer(self.store, job_id, self.settings.metrics_flush_s)
 
+        def lost() -> None:
+            if not stop.is_set():
+                reason.append("lost")
+                stop.set()
+
         def on_checkpoint(blob: bytes, epoch: int) -> None:
             metrics.flush()                               # points before the checkpoint are never lost
-            store.save_artifact(self.store, job_id, CHECKPOINT, blob)
+            if not store.save_artifact(self.store, job_id, CHECKPOINT, blob, worker=self.worker):
+                lost()                                    # never overwrite the new owner's checkpoint
 
-        hooks = Hooks(
-            on_metric=metrics.add,
-            on_progress=lambda e, s, t: store.update_progress(self.store, job_id, e, s, t, worker=self.worker),
-            on_checkpoint=on_checkpoint,
-            should_stop=stop.is_set,
-        )
-        checkpoint = store.load_artifact(self.store, job_id, CHECKPOINT)
-        if checkpoint is not None:
-            log.info("job %s resumes from its checkpoint", job_id)
+        def on_progress(epoch: int, step: int, total: int) -> None:
+            if not store.update_progress(self.store, job_id, epoch, step, total, worker=self.worker):
+                lost()
+
+        hooks = Hooks(on_metric=metrics.add, on_progress=on_progress, on_checkpoint=on_checkpoint,
+                      should_stop=stop.is_set)
         try:
+            checkpoint = store.load_artifact(self.store, job_id, CHECKPOINT)
+            if checkpoint is not None:
+                log.info("job %s resumes from its checkpoint", job_id)
             outcome = run_job(job["spec"], hooks, checkpoint=checkpoint, resolve_dataset=self._dataset)
             metrics.flush()
         except (DatasetError, SpecError, ValueError) as exc:
             return self._finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        except DBAPIError:
+            # The database, not the job, failed: give the job back (this attempt counts) for a
+            # healthier worker to resume from its checkpoint; the reaper does it if we cannot.
+            log.exception("job %s: database error; handing it back", job_id)
+            with contextlib.suppress(DBAPIError):
+                store.requeue_job(self.store, job_id, worker=self.worker)
+            return None
+        except SoftTimeLimitExceeded:
+            return self._finish(job_id, "failed",
+                                error=f"time limit exceeded ({self.settings.task_time_limit_s} s per run)")
         except Exception as exc:  # noqa: BLE001 - any failure of a job is reported on the job
             log.exception("job %s failed", job_id)
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             return self._finish(job_id, "failed", error=detail)
 
         if outcome.status == "cancelled":
-            if reason and reason[0] == "lost":
+            why = reason[0] if reason else "cancel"
+            if why == "lost":
                 log.warning("job %s was taken from this worker; stopping without a result", job_id)
                 return None
+            if why == "shutdown":
+                status = store.release_job(self.store, job_id, self.worker)
+                log.info("job %s handed back on shutdown: %s", job_id, status)
+                return None
             return self._finish(job_id, "cancelled")
-        if outcome.weights is not None:
-            store.save_artifact(self.store, job_id, WEIGHTS, outcome.weights)
-        return self._finish(job_id, "succeeded", result=outcome.result)
+        artifacts = {WEIGHTS: outcome.weights} if outcome.weights is not None else None
+        return self._finish(job_id, "succeeded", result=outcome.result, artifacts=artifacts)
 
-    def _finish(self, job_id: str, status: str, result=None, error=None) -> str | None:
-        """Write the terminal status once; None if the job was no longer ours."""
-        if store.finish_job(self.store, job_id, status, result=result, error=error, worker=self.worker):
+    def _finish(self, job_id: str, status: str, result=None, error=None, artifacts=None) -> str | None:
+        """Write the terminal status once (with the weights, in one transaction); None if the job was no longer ours."""
+        if store.finish_job(self.store, job_id, status, result=result, error=error, worker=self.worker,
+                            artifacts=artifacts):
             log.info("job %s %s", job_id, status)
             return status
         log.warning("job %s: not running on %s any more; %s not written", job_id, self.worker, status)
