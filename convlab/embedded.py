@@ -17,7 +17,8 @@ import urllib.request
 from .config import Settings
 from .processes import serve_argv, worker_argv
 
-STOP_GRACE_S = 10
+STOP_GRACE_S = 30          # a running job stops at its next batch and goes back to the queue
+RESTART_BACKOFF_S = 5
 
 
 def _start(argv: list[str], env: dict) -> subprocess.Popen:
@@ -46,23 +47,22 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def _wait_healthy(url: str, api: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_healthy(url: str, api: subprocess.Popen, stopping: list, timeout: float = 60) -> bool:
+    """True once the API answers /healthz; False if a stop was asked for meanwhile."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping:
         if api.poll() is not None:
             raise SystemExit("convlab up: the API process exited during start-up")
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
                 if resp.status == 200:
-                    return
+                    return True
         except OSError:
             pass
         time.sleep(0.2)
+    if stopping:
+        return False
     raise SystemExit("convlab up: the API did not answer /healthz in time")
-
-
-class _Stop(Exception):
-    pass
 
 
 def up(host: str, port: int, workers: int) -> int:
@@ -79,33 +79,42 @@ def up(host: str, port: int, workers: int) -> int:
     env = dict(os.environ, CONVLAB_HOME=str(settings.home), CONVLAB_SECRET_KEY=settings.secret_key)
     env.setdefault("CONVLAB_BLAS_THREADS", str(max(1, (os.cpu_count() or 1) // max(workers, 1))))
 
-    def on_signal(signum, _frame):
-        raise _Stop(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    api = _start(serve_argv(host, port), env)
-    pool = [_start(worker_argv(1, name=f"convlab-{i + 1}@%h"), env) for i in range(workers)]
+    # The handler only records the signal; the loop below notices it between checks, so a
+    # signal can never interrupt a child's start half-way and leave it without an owner.
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
+    children: list[subprocess.Popen] = []
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     try:
-        _wait_healthy(url, api)
+        api = _start(serve_argv(host, port), env)
+        children.append(api)
+        pool = []
+        for i in range(workers):
+            pool.append(_start(worker_argv(1, name=f"convlab-{i + 1}@%h"), env))
+            children.append(pool[-1])
+        if not _wait_healthy(url, api, stopping):
+            return 0
         print(f"\nconvlab is up: {url}/  (API {url}/api/v1, {workers} worker(s), home {settings.home})",
               flush=True)
         print(f"admin token (shown once): {token}\n", flush=True)
-        while True:
+        restarts = [0.0] * workers
+        while not stopping:
             if api.poll() is not None:
                 print("convlab up: the API exited; stopping", file=sys.stderr)
                 return 1
             for i, w in enumerate(pool):
-                if w.poll() is not None:
+                # A worker that keeps dying is restarted at most every RESTART_BACKOFF_S.
+                if w.poll() is not None and time.monotonic() - restarts[i] > RESTART_BACKOFF_S:
                     print(f"convlab up: worker {i + 1} exited ({w.returncode}); starting it again",
                           file=sys.stderr)
+                    restarts[i] = time.monotonic()
                     pool[i] = _start(worker_argv(1, name=f"convlab-{i + 1}@%h"), env)
+                    children.append(pool[i])
             time.sleep(0.5)
-    except _Stop:
         print("\nconvlab up: stopping", file=sys.stderr)
         return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop([api, *pool])
+        _stop(children)
