@@ -47,6 +47,13 @@ class Settings:
     task_time_limit_s: int = 6 * 3600            # hard limit of one job run, below the broker's visibility timeout
     metrics_flush_s: float = 0.5                 # metric points are written in batches at most this often
     blas_threads: int | None = None              # per worker process; default: all cores / local workers
+    secure_cookies: bool = False                 # set behind HTTPS: the session cookie is then sent over HTTPS only
+
+    def __post_init__(self) -> None:
+        # A worker that is merely slow must never look lost: several heartbeats fit in the timeout.
+        if self.stale_after_s < 3 * self.heartbeat_s:
+            raise ValueError(f"CONVLAB_STALE_AFTER_S ({self.stale_after_s}) must be at least 3 × "
+                             f"CONVLAB_HEARTBEAT_S ({self.heartbeat_s})")
 
     @property
     def embedded_broker(self) -> bool:
@@ -82,6 +89,7 @@ class Settings:
             task_time_limit_s=_int("TASK_TIME_LIMIT_S", 6 * 3600),
             metrics_flush_s=_float("METRICS_FLUSH_S", 0.5),
             blas_threads=int(blas) if blas else None,
+            secure_cookies=_env("SECURE_COOKIES", "0").lower() in ("1", "true", "yes"),
         )
 
 

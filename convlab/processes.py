@@ -32,6 +32,8 @@ def serve(host: str, port: int, processes: int) -> int:
 
 
 def worker(concurrency: int) -> int:
+    # The cores are shared by the pool's processes: split them unless told otherwise.
+    os.environ.setdefault("CONVLAB_BLAS_THREADS", str(max(1, (os.cpu_count() or 1) // max(concurrency, 1))))
     os.execv(sys.executable, worker_argv(concurrency))
 
 

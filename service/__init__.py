@@ -33,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         CONTENT_SECURITY_POLICY=DEFAULT_CSP,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
