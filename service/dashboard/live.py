@@ -3,6 +3,7 @@ and one Server-Sent Events stream per job (status, progress, new metric points).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Iterator
 
@@ -21,6 +22,12 @@ POLL_S = 0.5                # how often a stream looks at the job
 KEEPALIVE_S = 5.0           # a comment this often finds closed connections and keeps proxies open
 STREAM_LIFETIME_S = 600     # then the stream ends and EventSource reconnects (after RETRY_MS)
 RETRY_MS = 2000
+# A live stream holds one server thread (gunicorn gthread: 16 per process) for its lifetime.
+# Past this many in one process a stream sends one snapshot and closes: the browser
+# reconnects after BUSY_RETRY_MS, which turns it into polling until a slot frees up.
+MAX_STREAMS = 10
+BUSY_RETRY_MS = 3000
+_streams = threading.BoundedSemaphore(MAX_STREAMS)
 RESET_EVERY_S = 2.0         # a downsampled series is re-sent whole at most this often
 
 
@@ -151,7 +158,23 @@ def job_events(job_id: str):
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
 
+    def snapshot() -> Iterator[str]:
+        yield f"retry: {BUSY_RETRY_MS}\n\n"
+        yield _sse("job", job_state(db, job))
+        yield from feed.events(final=True)
+        if job["status"] in store.TERMINAL_STATUSES:
+            yield _sse("end", {"status": job["status"]})
+
     def stream() -> Iterator[str]:
+        if not _streams.acquire(blocking=False):
+            yield from snapshot()
+            return
+        try:
+            yield from live()
+        finally:
+            _streams.release()
+
+    def live() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
         state = job_state(db, job)
         yield _sse("job", state)
