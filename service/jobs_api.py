@@ -28,10 +28,11 @@ def _visible_job(job_id: str) -> dict:
     return job
 
 
-def _shown(job: dict) -> dict:
-    """The job as answered, with its queue position while queued."""
-    queued = job["status"] == "queued"
-    return job_json(job, store.queue_position(convlab().store, job["id"]) if queued else None)
+def _shown(job: dict, positions: dict[str, int] | None = None) -> dict:
+    """The job as answered, with its queue position while queued (``positions``: looked up for a page at once)."""
+    if positions is None:
+        positions = store.queue_positions(convlab().store, [job["id"]] if job["status"] == "queued" else [])
+    return job_json(job, positions.get(job["id"]))
 
 
 @bp.post("")
@@ -65,7 +66,8 @@ def list_jobs():
     q.check()
     jobs, total = store.list_jobs(convlab().store, g.user, status=status, type=job_type, tag=tag,
                                   search=search, limit=limit, offset=offset)
-    return {"jobs": [_shown(j) for j in jobs], "total": total}
+    positions = store.queue_positions(convlab().store, [j["id"] for j in jobs if j["status"] == "queued"])
+    return {"jobs": [_shown(j, positions) for j in jobs], "total": total}
 
 
 @bp.get("/<job_id>")

@@ -310,16 +310,20 @@ def unmark_enqueued(store: Store, job_id: str) -> None:
         _update(s, Job.id == job_id, Job.status == "queued", enqueued_at=None)
 
 
+def queue_positions(store: Store, job_ids: list[str]) -> dict[str, int]:
+    """1-based places in the queue (oldest first) of those of ``job_ids`` that are queued: one query."""
+    if not job_ids:
+        return {}
+    place = func.row_number().over(order_by=(Job.created_at, Job.id)).label("place")
+    ranked = select(Job.id, place).where(Job.status == "queued").subquery()
+    with store.session() as s:
+        rows = s.execute(select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(job_ids))).all()
+    return {r.id: int(r.place) for r in rows}
+
+
 def queue_position(store: Store, job_id: str) -> int | None:
     """1-based place of a queued job in the queue (oldest first), None if it is not queued."""
-    with store.session() as s:
-        job = s.execute(select(Job.status, Job.created_at).where(Job.id == job_id)).first()
-        if job is None or job.status != "queued":
-            return None
-        ahead = s.scalar(select(func.count()).select_from(Job).where(
-            Job.status == "queued",
-            or_(Job.created_at < job.created_at, and_(Job.created_at == job.created_at, Job.id < job_id))))
-        return ahead + 1
+    return queue_positions(store, [job_id]).get(job_id)
 
 
 def count_by_status(store: Store) -> dict[str, int]:

@@ -66,8 +66,8 @@ def jobs_page(filters: dict[str, Any]) -> dict[str, Any]:
     offset = (filters["page"] - 1) * PAGE_SIZE
     jobs, total = store.list_jobs(ext.store, g.user, status=filters["status"], type=filters["type"],
                                   tag=filters["tag"], search=filters["search"], limit=PAGE_SIZE, offset=offset)
-    rows = [job_summary(j, store.queue_position(ext.store, j["id"]) if j["status"] == "queued" else None)
-            for j in jobs]
+    positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"])
+    rows = [job_summary(j, positions.get(j["id"])) for j in jobs]
     workers = store.live_workers(ext.store, ext.settings.worker_alive_s)
     return {"jobs": rows, "total": total, "offset": offset, "page_size": PAGE_SIZE,
             "filters": filters, "workers_alive": len(workers)}
