@@ -152,16 +152,19 @@ class _Pool(Layer):
         wo = (x.shape[3] - self.size) // s + 1
         return x[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s]
 
-    def _scatter(self, contribution):
-        """∂C/∂x: each tap's ``contribution(u, v)`` (N, C, Ho, Wo) added back where that tap read.
+    def _taps(self):
+        """Every window offset (u, v), row-major."""
+        return ((u, v) for u in range(self.size) for v in range(self.size))
+
+    def _scatter(self, contributions):
+        """∂C/∂x: each ``(u, v, contribution)`` (N, C, Ho, Wo) added back where tap (u, v) read.
 
         Overlapping windows (stride < size) accumulate; floored-away rows or
         columns get zero.
         """
         grad = np.zeros(self.x_shape, dtype=self.dtype)
-        for u in range(self.size):
-            for v in range(self.size):
-                self._tap(grad, u, v)[...] += contribution(u, v)
+        for u, v, contribution in contributions:
+            self._tap(grad, u, v)[...] += contribution
         return grad
 
 
@@ -176,26 +179,22 @@ class MaxPool(_Pool):
     def forward(self, x, training):
         self.x, self.x_shape, self.dtype = x, x.shape, x.dtype
         out = self._tap(x, 0, 0).copy()
-        for u in range(self.size):
-            for v in range(self.size):
-                np.maximum(out, self._tap(x, u, v), out=out)
+        for u, v in self._taps():
+            np.maximum(out, self._tap(x, u, v), out=out)
         self.out = out
         return out
 
     def _winners(self):
         """(u, v, mask) for each tap: the windows whose first maximum that tap holds."""
         taken = np.zeros(self.out.shape, dtype=bool)
-        for u in range(self.size):
-            for v in range(self.size):
-                hit = self._tap(self.x, u, v) == self.out
-                hit &= ~taken
-                taken |= hit
-                yield u, v, hit
+        for u, v in self._taps():
+            hit = self._tap(self.x, u, v) == self.out
+            hit &= ~taken
+            taken |= hit
+            yield u, v, hit
 
     def backward(self, grad_out, need_input_grad=True):
-        grad = np.zeros(self.x_shape, dtype=self.dtype)
-        for u, v, hit in self._winners():
-            self._tap(grad, u, v)[...] += grad_out * hit
+        grad = self._scatter((u, v, grad_out * hit) for u, v, hit in self._winners())
         self.x = None
         return grad
 
@@ -212,16 +211,15 @@ class AvgPool(_Pool):
     def forward(self, x, training):
         self.x_shape, self.dtype = x.shape, x.dtype
         out = self._tap(x, 0, 0).copy()
-        for u in range(self.size):
-            for v in range(self.size):
-                if u or v:
-                    out += self._tap(x, u, v)
+        for u, v in self._taps():
+            if u or v:
+                out += self._tap(x, u, v)
         out /= self.size * self.size
         return out
 
     def backward(self, grad_out, need_input_grad=True):
         share = grad_out / (self.size * self.size)
-        return self._scatter(lambda u, v: share)
+        return self._scatter((u, v, share) for u, v in self._taps())
 
 
 class Dropout(Layer):

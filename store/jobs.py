@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import String, and_, case, cast, func, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from .artifacts import upsert_artifact
 from .auth import UserInfo
 from .db import Store
 from .models import STATUSES, TERMINAL_STATUSES, Job, JobTag, User, UTCDateTime, iso, utcnow
@@ -179,7 +180,6 @@ def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | 
     they exist exactly when the status says the job finished on this worker.
     False if it was not running there (already finished, reaped, or taken over).
     """
-    from .artifacts import upsert_artifact
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"not a terminal status: {status!r}")
     where = [Job.id == job_id, Job.status == "running"]

@@ -151,7 +151,7 @@ def _download(client, path: str) -> bytes:
     import urllib.request
     req = urllib.request.Request(f"{client.url}/api/v1{path}", headers={"Authorization": f"Bearer {client.token}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
-        return io.BytesIO(resp.read()).getvalue()
+        return resp.read()
 
 
 def _upload(client, filename: str, payload: bytes) -> dict:
