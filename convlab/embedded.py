@@ -67,7 +67,7 @@ def _wait_healthy(url: str, api: subprocess.Popen, stopping: list, timeout: floa
 
 def up(host: str, port: int, workers: int) -> int:
     import store
-    from store.migrate import upgrade
+    from migrations.runner import upgrade
 
     settings = Settings.from_env()
     settings.home.mkdir(parents=True, exist_ok=True)

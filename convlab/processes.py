@@ -38,7 +38,7 @@ def worker(concurrency: int) -> int:
 
 
 def db_upgrade() -> int:
-    from store.migrate import upgrade
+    from migrations.runner import upgrade
     settings = Settings.from_env()
     upgrade(settings.database_url)
     print(f"database at head: {_safe_url(settings.database_url)}", file=sys.stderr)
@@ -47,7 +47,7 @@ def db_upgrade() -> int:
 
 def token_create(name: str, admin: bool) -> int:
     import store
-    from store.migrate import upgrade
+    from migrations.runner import upgrade
     settings = Settings.from_env()
     upgrade(settings.database_url)     # idempotent; a fresh install has no tables yet
     st = store.Store.from_url(settings.database_url)

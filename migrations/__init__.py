@@ -1,1 +1,1 @@
-"""Alembic migrations of the convlab schema (run them with ``store.migrate``)."""
+"""Alembic migrations of the convlab schema (run them with ``migrations.runner``)."""

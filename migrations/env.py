@@ -1,6 +1,6 @@
 """Alembic environment: the schema target is ``store.models.Base.metadata``.
 
-The database URL comes from ``store.migrate.alembic_config(url)`` (never an
+The database URL comes from ``migrations.runner.alembic_config(url)`` (never an
 ini file); a caller may instead pass an open Connection in
 ``config.attributes["connection"]``.
 """

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import store
 from convlab.client import Client
-from store.migrate import upgrade
+from migrations.runner import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -12,7 +12,7 @@ import pytest
 import store
 from convlab.config import Settings
 from service import create_app
-from store.migrate import upgrade
+from migrations.runner import upgrade
 
 
 class FakePublisher:

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import OperationalError
 
 from store import Store, UserInfo, authenticate, create_token
-from store.migrate import upgrade
+from migrations.runner import upgrade
 from store.models import Base
 
 PG_ADMIN_URL = os.environ.get("CONVLAB_TEST_PG_ADMIN_URL",

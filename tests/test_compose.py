@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from store.migrate import current
+from migrations.runner import current
 from store_fixtures import pg_databases  # noqa: F401  (fixture)
 from tests.cluster import Cluster
 

@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 from store_fixtures import empty_db_url, pg_databases  # noqa: F401
 
 from store.db import make_engine
-from store.migrate import alembic_config, current, downgrade, upgrade
+from migrations.runner import alembic_config, current, downgrade, upgrade
 from store.models import Base
 
 

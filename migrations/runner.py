@@ -1,4 +1,8 @@
-"""Schema migrations without an ``alembic.ini``: the URL comes from the caller, never a file."""
+"""Run the schema migrations without an ``alembic.ini``: the URL comes from the caller, never a file.
+
+It lives beside the revisions, not in ``store``: the migrations import the
+store's engine factory, and the store imports nothing of theirs.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,11 +11,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
-import migrations
+from store.db import make_engine
 
-from .db import make_engine
-
-SCRIPT_LOCATION = Path(migrations.__file__).parent
+SCRIPT_LOCATION = Path(__file__).parent
 
 
 def alembic_config(url: str) -> Config:
