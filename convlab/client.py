@@ -10,9 +10,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from .names import TERMINAL_STATUSES
 from .progress import ProgressBar
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class ApiError(Exception):
@@ -63,7 +63,7 @@ class Client:
             if bar is not None and job["progress"]["total_steps"]:
                 p = job["progress"]
                 bar.update(p["epoch"], p["step"], p["total_steps"])
-            if job["status"] in TERMINAL:
+            if job["status"] in TERMINAL_STATUSES:
                 return job
             time.sleep(poll_s)
 

@@ -5,38 +5,41 @@ docker-compose (distributed) differ only in the URLs they set.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.datasets import DatasetLimits
-from engine.spec import Limits
+# Configuration sits at the bottom of the import graph: this module imports nothing of convlab's,
+# so the store, the engine's callers, the workers and the service can all read it.  The job-spec
+# limits themselves belong to the spec (``engine.spec.Limits``); here they are only raw overrides.
+LIMIT_PREFIX = "CONVLAB_LIMIT_"
 
 
-def _env(name: str, default: str | None = None) -> str | None:
+def _env(name: str) -> str | None:
     value = os.environ.get(f"CONVLAB_{name}")
-    return value if value not in (None, "") else default
+    return value if value not in (None, "") else None
 
 
-def _float(name: str, default: float) -> float:
-    return float(_env(name, str(default)))
-
-
-def _int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+def _flag(text: str) -> bool:
+    return text.lower() in ("1", "true", "yes")
 
 
 @dataclass
 class Settings:
-    """Everything configurable, with its default.  Build with :meth:`from_env`."""
+    """Everything configurable, with its default.  Build with :meth:`from_env`.
+
+    Each field ``x`` is read from ``CONVLAB_X`` (:meth:`from_env`); the default
+    written here is the only one.  docs/reference/configuration.md lists them.
+    """
 
     home: Path
     database_url: str
     broker_url: str
     secret_key: str
-    limits: Limits = field(default_factory=Limits)
-    dataset_limits: DatasetLimits = field(default_factory=DatasetLimits)
+    limit_overrides: dict[str, str] = field(default_factory=dict)  # CONVLAB_LIMIT_<NAME>: engine.spec.Limits
+    max_dataset_bytes: int | None = None         # an uploaded dataset's size; None: engine.datasets.DatasetLimits
     max_request_bytes: int = 16 * 2**20          # request bodies above this get 413 (dataset uploads included)
     max_attempts: int = 3                        # runs of one job before a lost worker fails it
     heartbeat_s: float = 2.0                     # how often a running job's worker reports
@@ -64,33 +67,41 @@ class Settings:
         return self.home / "broker"
 
     @classmethod
-    def from_env(cls) -> "Settings":
-        """Read ``CONVLAB_*``; the defaults put SQLite and the embedded broker under ``CONVLAB_HOME``."""
-        home = Path(_env("HOME", "./var")).resolve()
-        database_url = _env("DATABASE_URL", f"sqlite:///{home / 'convlab.db'}")
-        broker_url = _env("BROKER_URL", "filesystem://")
-        limit_overrides = {k[len("CONVLAB_LIMIT_"):].lower(): v for k, v in os.environ.items()
-                           if k.startswith("CONVLAB_LIMIT_")}
-        blas = _env("BLAS_THREADS")
-        return cls(
-            home=home,
-            database_url=database_url,
-            broker_url=broker_url,
-            secret_key=_env("SECRET_KEY") or _home_secret(home),
-            limits=Limits.from_mapping(limit_overrides),
-            dataset_limits=DatasetLimits(max_bytes=_int("MAX_DATASET_BYTES", DatasetLimits.max_bytes)),
-            max_request_bytes=_int("MAX_REQUEST_BYTES", 16 * 2**20),
-            max_attempts=_int("MAX_ATTEMPTS", 3),
-            heartbeat_s=_float("HEARTBEAT_S", 2.0),
-            stale_after_s=_float("STALE_AFTER_S", 30.0),
-            republish_after_s=_float("REPUBLISH_AFTER_S", 5.0),
-            republish_lost_after_s=_float("REPUBLISH_LOST_AFTER_S", 900.0),
-            worker_alive_s=_float("WORKER_ALIVE_S", 15.0),
-            task_time_limit_s=_int("TASK_TIME_LIMIT_S", 6 * 3600),
-            metrics_flush_s=_float("METRICS_FLUSH_S", 0.5),
-            blas_threads=int(blas) if blas else None,
-            secure_cookies=_env("SECURE_COOKIES", "0").lower() in ("1", "true", "yes"),
-        )
+    def from_env(cls) -> Settings:
+        """Read ``CONVLAB_*``; the defaults put SQLite and the embedded broker under ``CONVLAB_HOME``.
+
+        A value that does not parse is a ``ValueError`` naming the variable.
+        """
+        home = Path(_env("HOME") or "./var").resolve()
+        values: dict = {
+            "home": home,
+            "database_url": _env("DATABASE_URL") or f"sqlite:///{home / 'convlab.db'}",
+            "broker_url": _env("BROKER_URL") or "filesystem://",
+            "secret_key": _env("SECRET_KEY") or _home_secret(home),
+            "limit_overrides": {k[len(LIMIT_PREFIX):].lower(): v for k, v in os.environ.items()
+                                if k.startswith(LIMIT_PREFIX)},
+        }
+        for f in dataclasses.fields(cls):
+            text = _env(f.name.upper())
+            if f.name in values or text is None:
+                continue                       # set above, or left at the dataclass default
+            values[f.name] = _parse(f, text)
+        return cls(**values)
+
+
+def _parse(f: dataclasses.Field, text: str):
+    """``text`` as the type of field ``f`` (its annotation: int, float, bool, optional int)."""
+    kind = f.type.split(" | ")[0]
+    try:
+        if kind == "bool":
+            return _flag(text)
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"CONVLAB_{f.name.upper()}={text!r} is not a valid {kind}") from None
+    return text
 
 
 def _home_secret(home: Path) -> str:

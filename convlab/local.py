@@ -9,6 +9,7 @@ from engine.datasets import DatasetError, load_npz
 from engine.jobs import Hooks, run_job
 from engine.spec import SpecError, validate_job_spec
 
+from .names import WEIGHTS
 from .progress import ProgressBar
 
 
@@ -54,7 +55,7 @@ def run(spec_path: str, out_dir: str | None) -> int:
     if out_dir and outcome.weights is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "weights.npz").write_bytes(outcome.weights)
+        (out / WEIGHTS).write_bytes(outcome.weights)
     json.dump({"status": outcome.status, "type": spec["type"], "name": spec["name"], "result": outcome.result},
               sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from convlab.config import Settings
+from convlab.limits import dataset_limits, job_limits
 from store import Store
 
 from .extension import EXTENSION_KEY, CeleryPublisher, Convlab, Publisher
@@ -43,6 +44,8 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
         settings=settings,
         store=store or Store.from_url(settings.database_url),
         publish=publish or CeleryPublisher(settings),
+        limits=job_limits(settings),
+        dataset_limits=dataset_limits(settings),
     )
 
     from . import api, errors, health, metrics

@@ -54,7 +54,7 @@ def upload_dataset():
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, f"expected multipart/form-data with a file field 'file', got {request.mimetype or 'none'!r}")
     ext = convlab()
-    limits = ext.settings.dataset_limits
+    limits = ext.dataset_limits
     upload = request.files.get("file")      # a body over MAX_CONTENT_LENGTH raises 413 here
     if upload is None:
         raise ApiError(422, "no file uploaded", code="invalid_dataset",

@@ -8,6 +8,8 @@ from typing import Callable
 from flask import current_app
 
 from convlab.config import Settings
+from engine.datasets import DatasetLimits
+from engine.spec import Limits
 from store import Store
 
 EXTENSION_KEY = "convlab"
@@ -51,6 +53,8 @@ class Convlab:
     settings: Settings
     store: Store
     publish: Publisher
+    limits: Limits                  # job specs (built once from the settings' overrides)
+    dataset_limits: DatasetLimits   # uploaded datasets
 
 
 def convlab() -> Convlab:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, url_for
 
 import store
+from convlab.names import WEIGHTS
 from engine.spec import JOB_TYPES
 
 from .errors import ApiError
@@ -17,7 +18,6 @@ bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 MAX_OFFSET = 2**31 - 1
 DEFAULT_POINTS, MAX_POINTS = 2000, 100_000
-WEIGHTS = "weights.npz"
 
 
 def _visible_job(job_id: str) -> dict:

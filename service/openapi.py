@@ -137,14 +137,14 @@ def openapi_document(app: Flask) -> dict:
                 op["operationId"] += "_" + re.sub(r"\W+", "_", path).strip("_")
             used.add(op["operationId"])
             paths.setdefault(path, {})[method.lower()] = op
-    settings = app.extensions[EXTENSION_KEY].settings
+    limits = app.extensions[EXTENSION_KEY].limits
     return {
         "openapi": "3.1.0",
         "info": {"title": "convlab", "version": _version(),
                  "description": "Train and verify convolutional networks as a service (SPEC.md §3)."},
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": component_schemas(settings.limits),
+        "components": {"schemas": component_schemas(limits),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     }

@@ -19,7 +19,7 @@ def uploaded_shape(dataset_id: str) -> tuple[int, ...] | None:
 
 def validate(body: Any) -> dict[str, Any]:
     """The normalized spec, or SpecError with field paths; uploaded dataset ids resolve for ``g.user``."""
-    return validate_job_spec(body, convlab().settings.limits, datasets=uploaded_shape)
+    return validate_job_spec(body, convlab().limits, datasets=uploaded_shape)
 
 
 def enqueue(spec: dict[str, Any], user: store.UserInfo) -> dict[str, Any]:

@@ -2,17 +2,18 @@
 
 API and workers call only these functions; this package imports neither Flask nor Celery.
 """
-from .artifacts import load_artifact, save_artifact
+from convlab.names import STATUSES, TERMINAL_STATUSES
+
+from .artifacts import load_artifact
 from .auth import UserInfo, authenticate, create_token, get_user
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
 from .jobs import (
     claim_job, count_by_status, create_job, finish_job, get_job, heartbeat, job_durations, list_jobs,
-    mark_enqueued, queue_position, queue_positions, reap_stale_jobs, release_job, request_cancel, requeue_job, take_unpublished,
-    unmark_enqueued, update_progress,
+    mark_enqueued, queue_position, queue_positions, reap_stale_jobs, release_job, request_cancel, requeue_job, save_artifact,
+    take_unpublished, unmark_enqueued, update_progress,
 )
 from .metrics import get_metrics, record_metrics
-from .models import STATUSES, TERMINAL_STATUSES
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [

@@ -19,21 +19,6 @@ def upsert_artifact(s: Session, store: Store, job_id: str, name: str, data: byte
     s.execute(stmt)
 
 
-def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str | None = None) -> bool:
-    """Store ``data`` as the job's artifact ``name`` (one upsert), replacing an older one.
-
-    With ``worker``, only while the job runs on that worker, checked in the same
-    transaction: a worker whose job was taken away never overwrites the new
-    owner's checkpoint.  True if written.
-    """
-    from .jobs import touch_if_owner     # jobs imports this module: only one side may import at load
-    with store.session() as s:
-        if worker is not None and not touch_if_owner(s, job_id, worker):
-            return False
-        upsert_artifact(s, store, job_id, name, data)
-    return True
-
-
 def load_artifact(store: Store, job_id: str, name: str) -> bytes | None:
     """The artifact's bytes, or None if the job has none of that name (yet)."""
     with store.session() as s:

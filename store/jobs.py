@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 from .artifacts import upsert_artifact
 from .auth import UserInfo
 from .db import Store
-from .models import STATUSES, TERMINAL_STATUSES, Job, JobTag, User, UTCDateTime, iso, utcnow
+from convlab.names import STATUSES, TERMINAL_STATUSES
+
+from .models import Job, JobTag, User, UTCDateTime, iso, utcnow
 
 
 def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
@@ -169,6 +171,22 @@ def touch_if_owner(s: Session, job_id: str, worker: str) -> bool:
     """
     return _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker,
                    heartbeat_at=utcnow()) is not None
+
+
+def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str | None = None) -> bool:
+    """Store ``data`` as the job's artifact ``name`` (one upsert), replacing an older one.
+
+    It lives with the job-state functions because of its ownership check (fencing).
+
+    With ``worker``, only while the job runs on that worker, checked in the same
+    transaction: a worker whose job was taken away never overwrites the new
+    owner's checkpoint.  True if written.
+    """
+    with store.session() as s:
+        if worker is not None and not touch_if_owner(s, job_id, worker):
+            return False
+        upsert_artifact(s, store, job_id, name, data)
+    return True
 
 
 def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | None = None,

@@ -13,8 +13,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+from convlab.names import STATUSES
+
 
 # Stable constraint names on every database, so migrations can refer to them by name.
 NAMING_CONVENTION = {
@@ -151,7 +151,7 @@ class MetricPoint(Base):
 
 
 class Artifact(Base):
-    """A named blob of a job (``weights.npz``, ``checkpoint.npz``), kept where every host reaches it."""
+    """A named blob of a job (weights, checkpoint: see :mod:`convlab.names`), kept where every host reaches it."""
 
     __tablename__ = "artifacts"
 

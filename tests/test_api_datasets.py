@@ -10,7 +10,6 @@ from helpers import tiny_train_spec
 from test_api import API, assert_error, paths
 
 import store
-from engine.datasets import DatasetLimits
 
 
 def npz(n: int = 40, side: int = 12, classes: int = 4, **arrays) -> bytes:
@@ -106,7 +105,7 @@ class TestRequestLimit:
 class TestDatasetLimit:
     @pytest.fixture
     def settings(self, settings):
-        settings.dataset_limits = DatasetLimits(max_bytes=4096)
+        settings.max_dataset_bytes = 4096
         return settings
 
     def test_a_file_over_the_dataset_limit_is_413(self, client, headers, nothing_stored):

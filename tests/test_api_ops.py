@@ -121,9 +121,9 @@ def test_openapi_documents_every_api_route(client, headers, app):
     assert doc["paths"]["/healthz"]["get"]["security"] == []
 
 
-def test_openapi_job_spec_is_the_engines_schema(client, headers, settings):
+def test_openapi_job_spec_is_the_engines_schema(client, headers, app):
     doc = openapi(client, headers)
-    assert doc["components"]["schemas"]["JobSpec"] == job_spec_schema(settings.limits)
+    assert doc["components"]["schemas"]["JobSpec"] == job_spec_schema(app.extensions["convlab"].limits)
     body = doc["paths"][f"{API}/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/JobSpec"}
 

@@ -18,11 +18,11 @@ from engine.datasets import DatasetError, load_npz
 from engine.jobs import Hooks, run_job
 from engine.spec import SpecError
 import store
+from convlab.limits import dataset_limits
+from convlab.names import CHECKPOINT, WEIGHTS
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.npz"
-WEIGHTS = "weights.npz"
 
 
 class MetricBuffer:
@@ -57,6 +57,7 @@ class JobRunner:
     def __init__(self, st: store.Store, settings, worker: str, monitor=None):
         self.store, self.settings, self.worker = st, settings, worker
         self.monitor = monitor
+        self.dataset_limits = dataset_limits(settings)
 
     def run(self, job_id: str) -> str | None:
         """Claim and run ``job_id``; the terminal status written, or None if it was not ours to run."""
@@ -145,4 +146,4 @@ class JobRunner:
         data = store.load_dataset_bytes(self.store, dataset_id)
         if data is None:
             raise DatasetError(f"dataset {dataset_id!r} does not exist")
-        return load_npz(data, self.settings.dataset_limits, name=dataset_id)
+        return load_npz(data, self.dataset_limits, name=dataset_id)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
+from convlab.names import TERMINAL_STATUSES
+
 bp = Blueprint("dashboard", __name__, template_folder="templates",
                static_folder="static", static_url_path="/assets")
 
@@ -31,4 +33,5 @@ def init_dashboard(app: Flask) -> None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     register_filters(app)
     app.add_template_global(csrf_token, "csrf_token")
+    app.add_template_global(TERMINAL_STATUSES, "terminal_statuses")
     app.register_blueprint(bp)

@@ -9,12 +9,12 @@ import numpy as np
 from flask import Response, abort
 
 import store
+from convlab.names import WEIGHTS
 
 from . import bp
 from ..extension import convlab
 from .live import visible_job
 
-WEIGHTS = "weights.npz"
 MAX_KERNELS, MAX_CHANNELS = 64, 4       # what the kernel picture shows at most
 
 

@@ -5,7 +5,7 @@
 (function () {
   const main = document.getElementById("main");
   const el = convlab.el;
-  const TERMINAL = ["succeeded", "failed", "cancelled"];
+  const TERMINAL = main.dataset.terminal.split(" ");   // convlab.names.TERMINAL_STATUSES
   const isTrain = main.dataset.jobType === "train";
   let kernelsShown = false;
 

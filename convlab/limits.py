@@ -1,0 +1,28 @@
+"""A deployment's limits: the engine's defaults with the overrides its settings carry.
+
+The limits belong to the engine (the spec contract and the dataset loader own
+them); the settings only carry raw overrides, so configuration stays at the
+bottom of the import graph.  The API and the workers build them here, once
+per process, so both enforce the same numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from engine.datasets import DatasetLimits
+from engine.spec import Limits
+
+from .config import Settings
+
+
+def job_limits(settings: Settings) -> Limits:
+    """The job-spec limits: ``Limits`` with every ``CONVLAB_LIMIT_<NAME>`` applied (bad values raise)."""
+    return Limits.from_mapping(settings.limit_overrides)
+
+
+def dataset_limits(settings: Settings) -> DatasetLimits:
+    """The uploaded-dataset limits: ``DatasetLimits`` with ``CONVLAB_MAX_DATASET_BYTES`` applied."""
+    limits = DatasetLimits()
+    if settings.max_dataset_bytes is not None:
+        limits = dataclasses.replace(limits, max_bytes=settings.max_dataset_bytes)
+    return limits
