@@ -1,6 +1,6 @@
 """Training-step speed of the engine against PyTorch CPU, measured in the same process.
 
-For the SPEC §1 reference network (LeNet on 1×28×28, without dropout), each
+For the reference network of docs/reference/job-spec.md (LeNet on 1×28×28, without dropout), each
 configuration (dtype × batch size) times one training step (forward, backward,
 SGD update) of the engine and of the same network in PyTorch, interleaved,
 and prints the median ratio engine/PyTorch.  Machines here are noisy: only the

@@ -1,4 +1,4 @@
-"""The ``convlab`` command (SPEC §4).  Each subcommand imports what it needs when it runs,
+"""The ``convlab`` command (docs/reference/cli.md).  Each subcommand imports what it needs when it runs,
 so ``convlab run`` never loads Flask or Celery."""
 from __future__ import annotations
 

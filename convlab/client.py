@@ -30,7 +30,7 @@ class ApiError(Exception):
 
 
 class Client:
-    """A thin client of SPEC §3 (``CONVLAB_URL``, ``CONVLAB_TOKEN``)."""
+    """A thin client of the HTTP API (docs/reference/http-api.md; ``CONVLAB_URL``, ``CONVLAB_TOKEN``)."""
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
         self.url = (url or os.environ.get("CONVLAB_URL") or "http://127.0.0.1:8000").rstrip("/")

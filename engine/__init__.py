@@ -1,6 +1,6 @@
 """convlab's engine: a pure-NumPy CNN whose backpropagation reads like its derivation.
 
-Public API (SPEC §5)::
+Public API (docs/reference/engine-api.md)::
 
     from engine import Network, gradcheck
     net = Network.from_spec(model_spec, seed=0, dtype="float64")

@@ -1,7 +1,7 @@
 """Datasets for the engine: built-ins, validated ``.npz`` uploads, stratified splits.
 
 Everything here returns images as ``X: (N, C, H, W) float64`` in ``[0, 1]`` and
-labels as ``y: (N,) int64`` in ``[0, classes)`` (SPEC.md §1: "Inputs are scaled
+labels as ``y: (N,) int64`` in ``[0, classes)`` (docs/reference/job-spec.md: "Inputs are scaled
 to [0, 1]; splits are stratified and fixed by ``seed``").
 
 Only numpy and the standard library are imported at module import time:
@@ -260,7 +260,7 @@ def _as_array(name: str, a) -> np.ndarray:
 def _scale_unit(X: np.ndarray) -> np.ndarray:
     """Return ``X`` as a new float64 array in [0, 1].
 
-    Rules (SPEC.md §1 "inputs are scaled to [0, 1]"):
+    Rules (docs/reference/job-spec.md, "inputs are scaled to [0, 1]"):
       * uint8 -> ``X / 255`` (the image convention; a uint8 image that only
         uses 0..100 stays dark rather than being stretched),
       * anything whose values already lie within [0, 1] (floats, bools, 0/1

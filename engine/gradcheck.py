@@ -3,13 +3,13 @@
 For every parameter tensor and for the input of every layer, each entry is
 moved by ±eps and the loss recomputed in float64:
 ``n = (C(θ+eps) − C(θ−eps)) / 2eps``, compared with the analytic ``a`` by the
-relative error ``|a − n| / max(|a| + |n|, tiny)`` (SPEC §2).
+relative error ``|a − n| / max(|a| + |n|, tiny)`` (docs/reference/results.md).
 
 Rounding: each loss evaluation is exact only to a few units in its last
 place, so a centred difference cannot resolve gradients below about
 ``ulp(C) / eps`` (≈1e-10 for C≈1, eps=1e-6).  An entry fails when its
 relative error is above the tolerance *and* its absolute difference is above
-that noise floor (×64); ``max_relative_error`` is reported as SPEC §2 defines
+that noise floor (×64); ``max_relative_error`` is reported as results.md defines
 it, over every entry that is not at a kink.
 
 Kinks: ReLU and max-pool make the loss piecewise smooth.  If moving an entry
@@ -90,7 +90,7 @@ def _entry(layer: int, param: str, analytic: np.ndarray, numeric: np.ndarray, ki
 def gradcheck(model_spec: dict, batch_size: int = 2, eps: float = 1e-6, seed: int = 0,
               rotate_kernels: bool = True, tolerance: float = TOLERANCE,
               should_stop: Callable[[], bool] | None = None) -> dict:
-    """Check every gradient of the network of ``model_spec`` on a random batch (SPEC §2 report).
+    """Check every gradient of the network of ``model_spec`` on a random batch (report: docs/reference/results.md).
 
     The batch is drawn from ``seed``: inputs uniform in [0, 1), labels uniform
     over the output units.  Dropout is off (``training=False``) so the loss is

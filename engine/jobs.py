@@ -1,4 +1,4 @@
-"""Run one job spec (SPEC §1) in this process: ``convlab run`` and the workers share this.
+"""Run one job spec (docs/reference/job-spec.md) in this process: ``convlab run`` and the workers share this.
 
 The spec must already be validated (``validate_job_spec``).  Everything the
 caller wants to hear about goes through :class:`Hooks`: metric points,
@@ -43,7 +43,7 @@ class Outcome:
 
 
 def weights_to_bytes(params: dict[str, np.ndarray]) -> bytes:
-    """``net.params`` as ``weights.npz`` (SPEC §5: same keys, PyTorch layouts)."""
+    """``net.params`` as ``weights.npz`` (docs/reference/weights.md: same keys, PyTorch layouts)."""
     buf = io.BytesIO()
     np.savez(buf, **params)
     return buf.getvalue()
@@ -131,7 +131,7 @@ def _train(spec: dict, hooks: Hooks, checkpoint: bytes | None, resolve) -> Outco
 
 
 def _train_result(net: Network, trainer: Trainer, splits: dict) -> dict:
-    """SPEC §2's train result, from the test split (and the last validation)."""
+    """The train result (docs/reference/results.md), from the test split (and the last validation)."""
     x_test, y_test = splits["test"]
     classes = net.plan[-1].out_shape[0]
     confusion = np.zeros((classes, classes), dtype=np.int64)

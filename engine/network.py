@@ -3,7 +3,7 @@
 ``forward`` runs the layers in order; ``backward`` starts from δ^L of the loss
 and hands each layer the gradient of its output, from the last layer to the
 first.  Parameters live in ``params`` under ``"layers.{i}.W"`` /
-``"layers.{i}.b"`` (SPEC §5, PyTorch's layouts), as the same arrays the
+``"layers.{i}.b"`` (docs/reference/weights.md, PyTorch's layouts), as the same arrays the
 layers compute with, so an optimizer updates them in place.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The job spec (SPEC.md §1): validation, normalisation, shape inference, JSON Schema.
+"""The job spec (docs/reference/job-spec.md): validation, normalisation, shape inference, JSON Schema.
 
 This module is the single source of truth for what a job spec may contain.
 The engine (``Network.from_spec``), the ``convlab run`` CLI and the HTTP API
@@ -704,7 +704,7 @@ _JOB_FIELDS = ("type", "name", "tags", "model", "data", "train", "gradcheck")
 
 def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
                       datasets: Callable[[str], tuple[int, ...] | None] | None = None) -> dict:
-    """Validate a whole job spec (SPEC §1) and return a NEW normalised dict.
+    """Validate a whole job spec (docs/reference/job-spec.md) and return a NEW normalised dict.
 
     Every default is filled in (see :func:`validate_model_spec` for the model;
     ``train``: seed 0, dtype float32, weight_decay 0, sgd momentum 0, adam

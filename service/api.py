@@ -1,4 +1,4 @@
-"""The JSON API blueprint (``/api/v1``, SPEC §3): token auth for every route, the resource
+"""The JSON API blueprint (``/api/v1``, docs/reference/http-api.md): token auth for every route, the resource
 blueprints nested in it, and the small routes of its own (workers, OpenAPI document)."""
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def _shown(job: dict, positions: dict[str, int] | None = None) -> dict:
 
 @bp.post("")
 def submit_job():
-    """Submit a job spec (SPEC §1). It is validated, stored as queued (committed), then published.
+    """Submit a job spec (docs/reference/job-spec.md). It is validated, stored as queued (committed), then published.
 
     Answers 201 with the job and its ``Location``. ``data.dataset`` is a
     built-in name or the id of a dataset the caller uploaded. If publishing
@@ -106,7 +106,7 @@ def cancel_job(job_id: str):
 
 @bp.get(f"/<job_id>/artifacts/{WEIGHTS}")
 def job_weights(job_id: str):
-    """The trained weights as ``.npz`` (SPEC §5: ``net.params`` keys); 404 until there are some."""
+    """The trained weights as ``.npz`` (docs/reference/weights.md: ``net.params`` keys); 404 until there are some."""
     _visible_job(job_id)
     data = store.load_artifact(convlab().store, job_id, WEIGHTS)
     if data is None:

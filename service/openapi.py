@@ -73,7 +73,7 @@ OPERATIONS: dict[str, dict] = {
     "api.jobs.cancel_job": {"responses": {
         "200": _CANCELLED, "202": _CANCELLED, "404": _NO_JOB, "409": _error("the job had already finished")}},
     "api.jobs.job_weights": {"responses": {
-        "200": {"description": "weights.npz (SPEC §5)",
+        "200": {"description": "weights.npz (docs/reference/weights.md)",
                 "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                     "contentMediaType": "application/zip"}}}},
         "404": _error("no such job, or no weights yet")}},
@@ -141,7 +141,7 @@ def openapi_document(app: Flask) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "convlab", "version": _version(),
-                 "description": "Train and verify convolutional networks as a service (SPEC.md §3)."},
+                 "description": "Train and verify convolutional networks as a service (docs/reference/http-api.md)."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": component_schemas(limits),

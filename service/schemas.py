@@ -41,14 +41,14 @@ TRAIN_RESULT = _obj({
     "test_accuracy": _NUM, "test_loss": _NUM, "val_accuracy": _NUM, "epochs_completed": _INT,
     "train_seconds": _NUM, "parameter_count": _INT,
     "confusion_matrix": {"type": "array", "items": {"type": "array", "items": _INT}},
-}, required=[], extra=True, description="result of a succeeded train job (SPEC §2)")
+}, required=[], extra=True, description="result of a succeeded train job (docs/reference/results.md)")
 
 GRADCHECK_RESULT = _obj({
     "passed": {"type": "boolean"}, "max_relative_error": _NUM, "rotate_kernels": {"type": "boolean"},
     "layers": {"type": "array", "items": _obj({
         "layer": _INT, "param": {"enum": ["W", "b", "input"]}, "max_relative_error": _NUM,
         "worst_index": {"type": "array", "items": _INT}}, extra=True)},
-}, required=[], extra=True, description="result of a gradcheck job (SPEC §2)")
+}, required=[], extra=True, description="result of a gradcheck job (docs/reference/results.md)")
 
 JOB = _obj({
     "id": _STR,

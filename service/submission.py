@@ -31,7 +31,7 @@ def enqueue(spec: dict[str, Any], user: store.UserInfo) -> dict[str, Any]:
     ext = convlab()
     job = store.create_job(ext.store, user.id, spec, max_attempts=ext.settings.max_attempts)
     try:
-        ext.publish(job["id"])          # only after the commit (DESIGN.md)
+        ext.publish(job["id"])          # only after the commit (docs/architecture.md)
         store.mark_enqueued(ext.store, job["id"])
     except Exception:                   # noqa: BLE001 - the job is stored: the sweep publishes it later
         current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])

@@ -1,4 +1,4 @@
-"""Jobs: create, read, and the few state changes (DESIGN.md "Where truth lives").
+"""Jobs: create, read, and the few state changes (docs/architecture.md, "Where truth lives").
 
 Every change that can race is ONE conditional ``UPDATE ... WHERE status = ...``:
 whoever's update matches the row wins, the others see no row and back off.
@@ -23,7 +23,7 @@ from .models import Job, JobTag, User, UTCDateTime, iso, utcnow
 
 
 def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
-    """The job as the API shows it (SPEC §3), plus ``user`` and ``cancel_requested``."""
+    """The job as the API shows it (docs/reference/http-api.md), plus ``user`` and ``cancel_requested``."""
     return {
         "id": job.id,
         "type": job.type,
@@ -72,7 +72,7 @@ def _now(now: datetime):
 def create_job(store: Store, user_id: int, spec: dict[str, Any], max_attempts: int = 3) -> dict[str, Any]:
     """Insert a queued job for a spec that the caller has already validated and normalised.
 
-    Commits before returning: publish the task only after this returns (DESIGN.md).
+    Commits before returning: publish the task only after this returns (docs/architecture.md).
     """
     job = Job(id=uuid.uuid4().hex, user_id=user_id, type=spec["type"], name=spec["name"],
               status="queued", spec=spec, max_attempts=max_attempts)

@@ -96,7 +96,7 @@ class ApiToken(Base):
 
 
 class Job(Base):
-    """A training or gradcheck job: its spec, state, progress and result (SPEC §3)."""
+    """A training or gradcheck job: its spec, state, progress and result (docs/reference/http-api.md)."""
 
     __tablename__ = "jobs"
     __table_args__ = (

@@ -25,7 +25,7 @@ class FakePublisher:
         self.fail = False           # True: raise like an unreachable broker
 
     def __call__(self, job_id: str) -> None:
-        """Publish ``job_id``: the row must be readable from another session already (DESIGN.md)."""
+        """Publish ``job_id``: the row must be readable from another session already (docs/architecture.md)."""
         if self.store is not None:
             job = store.get_job(self.store, job_id, None)
             assert job is not None and job["status"] == "queued", "published before the commit"

@@ -1,6 +1,6 @@
 """End to end over HTTP, with real processes: gunicorn API + two Celery workers.
 
-Runs on both configurations of DESIGN.md: the embedded default (SQLite +
+Runs on both configurations of docs/architecture.md: the embedded default (SQLite +
 the filesystem broker under CONVLAB_HOME) and the distributed one (PostgreSQL +
 Redis).  In CI (CI=true) the distributed case must run: an unreachable Redis or
 PostgreSQL fails it instead of skipping it.
@@ -55,7 +55,7 @@ def alice(cluster):
 
 
 def test_train_job_end_to_end(cluster, alice):
-    """Submit → queued → running → succeeded; result, metrics and weights as SPEC §2/§3/§5 say."""
+    """Submit → queued → running → succeeded; result, metrics and weights as docs/reference/ says."""
     spec = tiny_train_spec(epochs=3)
     spec["tags"] = ["e2e"]
     job = alice.request("POST", "/jobs", spec)

@@ -88,7 +88,7 @@ def test_kinks_are_detected_counted_and_excluded(monkeypatch):
 
 
 def test_report_shape_matches_spec():
-    """SPEC §2: passed, max_relative_error, rotate_kernels, layers with layer/param/error/worst_index."""
+    """results.md: passed, max_relative_error, rotate_kernels, layers with layer/param/error/worst_index."""
     report = gradcheck(SPECS["sigmoid-cross-entropy"])
     assert set(report) >= {"passed", "max_relative_error", "rotate_kernels", "layers"}
     for e in report["layers"]:

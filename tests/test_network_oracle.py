@@ -4,7 +4,7 @@ A seeded generator builds random architectures (convs with non-square
 kernels, strides and padding, max/avg pools with overlapping or floored
 windows, flatten, dropout, dense layers, every output head and loss).  For
 each one the identical PyTorch model is built with the engine's own weights
-(SPEC §5: conv W is (F, C, kh, kw), dense W is (units, inputs), flattening in
+(docs/reference/weights.md: conv W is (F, C, kh, kw), dense W is (units, inputs), flattening in
 C, H, W order) and the two must agree: outputs, loss, every parameter
 gradient and the gradient of the loss w.r.t. every layer's input.
 """
@@ -195,7 +195,7 @@ def torch_forward(modules, x: torch.Tensor):
 
 
 def torch_loss(loss: str, activation: str, z: torch.Tensor, a: torch.Tensor, y: np.ndarray) -> torch.Tensor:
-    """The SPEC's losses in PyTorch: CrossEntropyLoss on z for softmax, Nielsen's summed BCE (mean over
+    """job-spec.md's losses in PyTorch: CrossEntropyLoss on z for softmax, Nielsen's summed BCE (mean over
     the batch) for sigmoid, and Nielsen's quadratic ½‖y − a‖² summed over outputs, mean over the batch."""
     n, k = a.shape
     yt = torch.from_numpy(y)
@@ -289,12 +289,12 @@ def test_network_matches_torch_float32(index):
     compare_with_torch(MODELS[index], seed=index, dtype="float32", fwd_tol=FLOAT32_RTOL, grad_tol=FLOAT32_RTOL)
 
 
-LENET = example("lenet-mnist")["model"]        # SPEC §1's model
+LENET = example("lenet-mnist")["model"]        # docs/reference/job-spec.md's example model
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_lenet_params_layout(dtype):
-    """SPEC §1's LeNet: net.params keys and shapes exactly as SPEC §5 (PyTorch layouts), softmax rows."""
+    """LeNet (examples/lenet-mnist.json): net.params keys and shapes as weights.md says, softmax rows."""
     net = Network.from_spec(LENET, seed=0, dtype=dtype)
     expected = {
         "layers.0.W": (20, 1, 5, 5), "layers.0.b": (20,),
@@ -314,5 +314,5 @@ def test_lenet_params_layout(dtype):
 
 
 def test_lenet_matches_torch():
-    """SPEC §1's LeNet in float64 agrees with the same model in PyTorch (dropout off)."""
+    """LeNet (examples/lenet-mnist.json) in float64 agrees with the same model in PyTorch (dropout off)."""
     compare_with_torch(LENET, seed=3, dtype="float64", fwd_tol=FORWARD_RTOL, grad_tol=GRAD_RTOL)

@@ -1,4 +1,4 @@
-"""Tests of engine/spec.py: the job spec contract of SPEC.md §1."""
+"""Tests of engine/spec.py: the job spec contract of docs/reference/job-spec.md."""
 from __future__ import annotations
 
 import copy
@@ -14,13 +14,13 @@ from engine.spec import (
 )
 from tests.helpers import example as load_example
 
-# SPEC §1's example, as examples/lenet-mnist.json holds it.
+# The example of docs/reference/job-spec.md, as examples/lenet-mnist.json holds it.
 EXAMPLE = load_example("lenet-mnist")
 LENET = EXAMPLE["model"]
 
 
 def example(**changes):
-    """A deep copy of the SPEC §1 example."""
+    """A deep copy of the job-spec.md example."""
     spec = copy.deepcopy(EXAMPLE)
     spec.update(copy.deepcopy(changes))
     return spec

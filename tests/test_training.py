@@ -33,7 +33,7 @@ def test_digits_cnn_reaches_96_percent():
 
 @pytest.mark.slow
 def test_lenet_on_mnist5k_matches_pytorch_range():
-    """SPEC §1's LeNet on the 5000 MNIST digits.
+    """LeNet (examples/lenet-mnist.json) on the 5000 MNIST digits.
 
     PyTorch gets 0.956–0.974 test accuracy on this spec and split; single runs
     vary by about ±0.01 with the seed, so the claim is checked over three seeds.

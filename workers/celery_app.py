@@ -1,4 +1,4 @@
-"""The Celery application, configured as DESIGN.md says.
+"""The Celery application, configured as docs/architecture.md says.
 
 JSON only (nothing from the broker is ever unpickled), late acks with
 reject-on-worker-lost (a message is only gone once its job ran), prefetch 1

@@ -26,7 +26,7 @@ def _attachment(data: bytes | str, filename: str, mimetype: str) -> Response:
 
 @bp.get(f"/jobs/<job_id>/{WEIGHTS}")
 def weights(job_id: str):
-    """The trained weights (SPEC §5), 404 until there are some."""
+    """The trained weights (docs/reference/weights.md), 404 until there are some."""
     visible_job(job_id)
     data = store.load_artifact(convlab().store, job_id, WEIGHTS)
     if data is None:
