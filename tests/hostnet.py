@@ -87,7 +87,7 @@ class HostNetwork:
         """``host``'s address on the private network."""
         return self._host[host]["address"]
 
-    def build(self) -> "HostNetwork":
+    def build(self) -> HostNetwork:
         """Create the bridge, the namespaces and the veth pairs; addresses up, loopback up."""
         prefix = self.subnet.prefixlen
         _ip("link", "add", self.bridge, "type", "bridge")

@@ -58,7 +58,7 @@ class PrivatePostgres:
         subprocess.run(["runuser", "-u", PG_USER, "--", *argv], check=True, cwd=self.dir, timeout=timeout,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
-    def start(self) -> "PrivatePostgres":
+    def start(self) -> PrivatePostgres:
         """initdb, configure, start; returns when the server accepts connections."""
         self.dir = Path(tempfile.mkdtemp(prefix="convlab-pg-"))
         shutil.chown(self.dir, PG_USER, PG_USER)
@@ -123,7 +123,7 @@ class PrivateRedis:
     def url(self) -> str:
         return f"redis://{self.bind}:{self.port}/0"
 
-    def start(self) -> "PrivateRedis":
+    def start(self) -> PrivateRedis:
         """Start it; returns when it answers PING."""
         self.dir = Path(tempfile.mkdtemp(prefix="convlab-redis-"))
         self.proc = subprocess.Popen(
