@@ -58,12 +58,27 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cur.close()
 
 
+# A client cut off between an UPDATE and its COMMIT (a worker whose host left the network) holds
+# the row lock until the server notices it is gone: by TCP defaults, hours, and the reaper's
+# fencing UPDATE would wait that long.  So every connection asks the server to probe an idle
+# client (keepalives: a dead one is dropped after ~11 s) and to end a transaction left idle for
+# 15 s (ours never idle: each is one short call), which releases its locks.  The client side
+# gives up connecting after 5 s and probes the server likewise.  No server configuration needed.
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+    "options": "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+               " -c idle_in_transaction_session_timeout=15000",
+}
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
     SQLite: WAL, ``busy_timeout`` 30 s, foreign keys on, usable from any thread;
     the parent directory of a file database is created. PostgreSQL: pooled
-    connections are pinged before use (they die with server restarts). JSON
+    connections are pinged before use (they die with server restarts), and a dead
+    peer on either side is noticed in seconds (:data:`POSTGRES_CONNECT_ARGS`). JSON
     columns are written by :func:`json_dumps`.
     ``kwargs`` go to :func:`sqlalchemy.create_engine`.
     """
@@ -79,7 +94,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(u, **kwargs)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    for key, value in POSTGRES_CONNECT_ARGS.items():
+        connect_args.setdefault(key, value)
+    return create_engine(u, connect_args=connect_args, **kwargs)
 
 
 class Store:

@@ -61,11 +61,9 @@ def lan():
 
 @pytest.fixture
 def postgres(lan):
-    # A worker cut off between an UPDATE of its job and the COMMIT holds the row lock; the server
-    # only learns the client is gone from TCP, hours later, and the reaper's UPDATE would wait that
-    # long.  A server-side bound on idle transactions releases it (what a deployment should set too).
-    pg = PrivatePostgres(lan.server_address, trusted=str(lan.subnet), durable=False,
-                         settings={"idle_in_transaction_session_timeout": "'2s'"})
+    # No server settings: a worker cut off mid-transaction has its row lock released because the
+    # store's connections ask for keepalives and an idle-transaction bound (store.db).
+    pg = PrivatePostgres(lan.server_address, trusted=str(lan.subnet), durable=False)
     try:
         yield pg.start()
     finally:
