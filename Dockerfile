@@ -14,7 +14,6 @@ COPY migrations ./migrations
 COPY workers ./workers
 COPY service ./service
 COPY convlab ./convlab
-COPY examples ./examples
 RUN pip install . && useradd --system --create-home convlab && mkdir -p "$CONVLAB_HOME" \
     && chown convlab "$CONVLAB_HOME"
 USER convlab

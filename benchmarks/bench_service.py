@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.cluster import Cluster  # noqa: E402
 
-SPEC = json.loads((ROOT / "examples" / "cnn-digits.json").read_text())
-PING = json.loads((ROOT / "examples" / "gradcheck.json").read_text())
+SPEC = json.loads((ROOT / "convlab" / "examples" / "cnn-digits.json").read_text())
+PING = json.loads((ROOT / "convlab" / "examples" / "gradcheck.json").read_text())
 
 
 def _ts(s: str) -> float:

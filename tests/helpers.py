@@ -5,11 +5,11 @@ import copy
 import json
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "convlab" / "examples"
 
 
 def example(name: str) -> dict:
-    """A fresh copy of one of the example specs in examples/ (the dashboard's templates)."""
+    """A fresh copy of one of the example specs in convlab/examples/ (the dashboard's templates)."""
     return copy.deepcopy(json.loads((EXAMPLES / f"{name}.json").read_text()))
 
 

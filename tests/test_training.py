@@ -19,7 +19,7 @@ def _run(spec: dict, **kw):
 
 
 def test_digits_cnn_reaches_96_percent():
-    """The small digits CNN of examples/ learns sklearn's real 8×8 digits."""
+    """The small digits CNN of convlab/examples/ learns sklearn's real 8×8 digits."""
     outcome, points = _run(example("cnn-digits"))
     assert outcome.status == "succeeded"
     assert outcome.result["test_accuracy"] >= 0.96

@@ -1,10 +1,10 @@
-"""The Submit page: templates from ``examples/``, a form and a JSON editor, and the post that
+"""The Submit page: templates from ``convlab/examples/``, a form and a JSON editor, and the post that
 submits one spec or a batch of them (the ablation pair): all validated first, then each
 stored and published as the API does."""
 from __future__ import annotations
 
+import importlib.resources
 import json
-from pathlib import Path
 from typing import Any
 
 from flask import current_app, g, render_template, request, url_for
@@ -19,7 +19,8 @@ from ..submission import enqueue, validate
 from ..schemas import job_json
 from .live import visible_job
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Package data, read through importlib.resources: the installed copy, wherever it runs from.
+EXAMPLES = importlib.resources.files("convlab") / "examples"
 # (key, label, example files): a template of several files submits them together.
 TEMPLATES = (
     ("cnn-digits", "Small CNN on digits", ("cnn-digits",)),
