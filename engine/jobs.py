@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .datasets import Dataset, load_builtin, split_dataset, BUILTIN
-from .gradcheck import Stopped, gradcheck
+from .gradient_check import Stopped, gradcheck
 from .network import Network
 from .optimizers import make_optimizer
 from .trace import backward_trace

@@ -12,7 +12,8 @@ import numpy as np
 
 from .layers import AvgPool, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool
 from .losses import loss_and_delta
-from .spec import plan_model, validate_model_spec
+from .shapes import plan_model
+from .spec import validate_model_spec
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
