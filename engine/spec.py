@@ -48,13 +48,37 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from .constants import (
-    ACTIVATIONS, ADAM_DEFAULTS, DATA_DEFAULTS, DTYPES, GRADCHECK_DEFAULTS, GRADCHECK_DTYPE, JOB_TYPES, LAYER_TYPES,
-    LOSSES, OPTIMIZERS, SGD_DEFAULTS, TRAIN_DEFAULTS,
+    ACTIVATIONS,
+    ADAM_DEFAULTS,
+    DATA_DEFAULTS,
+    DTYPES,
+    GRADCHECK_DEFAULTS,
+    GRADCHECK_DTYPE,
+    JOB_TYPES,
+    LAYER_TYPES,
+    LOSSES,
+    OPTIMIZERS,
+    SGD_DEFAULTS,
+    TRAIN_DEFAULTS,
 )
 from .errors import ErrorList, SpecError
 from .fields import (
-    REQUIRED, Bool, Const, Enum, Field, Int, Number, Str, Table, check_object, is_int, join, json_type, read_table,
-    short_repr, table_schema,
+    REQUIRED,
+    Bool,
+    Const,
+    Enum,
+    Field,
+    Int,
+    Number,
+    Str,
+    Table,
+    check_object,
+    is_int,
+    join,
+    json_type,
+    read_table,
+    short_repr,
+    table_schema,
 )
 from .shapes import SPATIAL_LAYERS, LayerPlan, estimate_batch_memory, infer_shapes
 
@@ -170,7 +194,7 @@ class InputShape(Field):
         if not isinstance(shape, (list, tuple)) or len(shape) != len(self.items):
             errs.add(path, f"must be an array [C, H, W] of three integers, got {json_type(shape)} {short_repr(shape)}")
             return None
-        vals = [item.check(errs, v, f"{path}[{i}]", limits) for i, (v, item) in enumerate(zip(shape, self.items))]
+        vals = [item.check(errs, v, f"{path}[{i}]", limits) for i, (v, item) in enumerate(zip(shape, self.items, strict=True))]
         return None if None in vals else vals
 
     def value_schema(self, limits):

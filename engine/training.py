@@ -38,10 +38,6 @@ class TrainState:
     history: dict = field(default_factory=dict)   # last values of each series
 
 
-class Stopped(Exception):
-    """Raised inside the loop when the metric callback asks to stop."""
-
-
 class Trainer:
     """Trains ``net`` with ``optimizer`` on mini-batches shuffled by its own generator."""
 

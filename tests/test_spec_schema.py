@@ -15,7 +15,14 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.constants import ACTIVATIONS, DTYPES, JOB_TYPES, LAYER_TYPES, LOSSES, OPTIMIZERS
+from engine.constants import (
+    ACTIVATIONS,
+    DTYPES,
+    JOB_TYPES,
+    LAYER_TYPES,
+    LOSSES,
+    OPTIMIZERS,
+)
 from engine.spec import JOB_SPEC_SCHEMA, SpecError, validate_job_spec
 from tests.helpers import example, tiny_train_spec
 
