@@ -1,7 +1,8 @@
 """Declarative field rules: each rule is stated once and read two ways.
 
 A field (:class:`Int`, :class:`Number`, :class:`Enum`, :class:`Bool`,
-:class:`Str`) holds its type, bounds, default and description.  Its
+:class:`Str`, and :class:`Variants` for an object whose ``type`` picks its
+table) holds its type, bounds, default and description.  Its
 :meth:`Field.read` checks a value and reports problems with the messages
 clients see; its :meth:`Field.schema` states the same rule as JSON Schema.
 A *table* is an ordered ``{key: Field}`` dict describing one object:
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Mapping
 
 from .errors import ErrorList
@@ -315,3 +317,25 @@ def table_schema(table: Table, limits: Any, description: str | None = None,
         s["description"] = description
     return s
 
+
+@dataclass(frozen=True)
+class Variants(Field):
+    """An object whose ``type`` picks its table (the optimizer: sgd or adam); unknown keys are errors."""
+
+    variants: Mapping[str, Table] = dataclass_field(default_factory=dict)
+
+    def check(self, errs, obj, path, limits):
+        if not isinstance(obj, Mapping):
+            errs.add(path, f"must be an object, got {json_type(obj)}")
+            return None
+        before = len(errs)
+        kind = Enum(choices=tuple(self.variants)).read(errs, obj, "type", path, limits)
+        if kind is None:
+            return None
+        table = self.variants[kind]
+        check_object(errs, obj, path, table)
+        out = {"type": kind, **read_table(errs, obj, path, table, limits, skip=("type",))}
+        return out if len(errs) == before else None
+
+    def value_schema(self, limits):
+        return {"oneOf": [table_schema(t, limits) for t in self.variants.values()]}

@@ -104,7 +104,7 @@ def _train(spec: dict, hooks: Hooks, checkpoint: bytes | None, resolve) -> Outco
         trainer.restore(checkpoint)
 
     x_train, y_train = splits["train"]
-    batches = -(-len(x_train) // train["batch_size"])
+    batches = trainer.batches_per_epoch(len(x_train))
     total_steps = batches * train["epochs"]
     last_progress = [0.0]
 

@@ -35,7 +35,8 @@ class Layer:
         """The layer's output for ``x``, and the cache its ``backward`` takes."""
         raise NotImplementedError
 
-    def backward(self, grad_out: np.ndarray, cache: Any, need_input_grad: bool = True) -> tuple[np.ndarray | None, Grads]:
+    def backward(self, grad_out: np.ndarray, cache: Any,
+                 need_input_grad: bool = True) -> tuple[np.ndarray | None, Grads]:
         """(∂C/∂input or None when not needed, parameter gradients) from ∂C/∂output and ``forward``'s cache."""
         raise NotImplementedError
 
@@ -242,7 +243,10 @@ class MaxPool(_Pool):
 
 
 class AvgPool(_Pool):
-    """Mean over each size×size window; the delta is shared equally by the window.  The cache is the input's shape and dtype."""
+    """Mean over each size×size window; the delta is shared equally by the window.
+
+    The cache is the input's shape and dtype.
+    """
 
     def forward(self, x, training):
         """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, x.dtype)``."""

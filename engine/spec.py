@@ -44,7 +44,7 @@ in the numeric stack (``tests/test_spec.py`` checks this in a subprocess).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 from .constants import (
@@ -72,6 +72,7 @@ from .fields import (
     Number,
     Str,
     Table,
+    Variants,
     check_object,
     is_int,
     join,
@@ -194,7 +195,8 @@ class InputShape(Field):
         if not isinstance(shape, (list, tuple)) or len(shape) != len(self.items):
             errs.add(path, f"must be an array [C, H, W] of three integers, got {json_type(shape)} {short_repr(shape)}")
             return None
-        vals = [item.check(errs, v, f"{path}[{i}]", limits) for i, (v, item) in enumerate(zip(shape, self.items, strict=True))]
+        vals = [item.check(errs, v, f"{path}[{i}]", limits)
+                for i, (v, item) in enumerate(zip(shape, self.items, strict=True))]
         return None if None in vals else vals
 
     def value_schema(self, limits):
@@ -231,29 +233,6 @@ class Tags(Field):
 
     def value_schema(self, limits):
         return {"type": "array", "maxItems": limits.max_tags, "uniqueItems": True, "items": self.item.schema(limits)}
-
-
-@dataclass(frozen=True)
-class Variants(Field):
-    """An object whose ``type`` picks its table (the optimizer: sgd or adam)."""
-
-    variants: Mapping[str, Table] = field(default_factory=dict)
-
-    def check(self, errs, obj, path, limits):
-        if not isinstance(obj, Mapping):
-            errs.add(path, f"must be an object, got {json_type(obj)}")
-            return None
-        before = len(errs)
-        kind = Enum(choices=tuple(self.variants)).read(errs, obj, "type", path, limits)
-        if kind is None:
-            return None
-        table = self.variants[kind]
-        check_object(errs, obj, path, table)
-        out = {"type": kind, **read_table(errs, obj, path, table, limits, skip=("type",))}
-        return out if len(errs) == before else None
-
-    def value_schema(self, limits):
-        return {"oneOf": [table_schema(t, limits) for t in self.variants.values()]}
 
 
 # --------------------------------------------------------------------------- the tables: every per-field rule
@@ -341,7 +320,8 @@ JOB_FIELDS: Table = {
 
 # --------------------------------------------------------------------------- layers
 
-def _check_layer(errs: ErrorList, layer: Any, path: str, limits: Limits, is_last: bool) -> tuple[str | None, dict | None]:
+def _check_layer(errs: ErrorList, layer: Any, path: str, limits: Limits,
+                 is_last: bool) -> tuple[str | None, dict | None]:
     """Validate one layer's own fields. Returns (type or None, normalised layer or None).
 
     The type is returned even when other fields are invalid so that the
@@ -602,7 +582,8 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:,.1f} MB"
 
 
-def _check_cost(errs: ErrorList, jtype: str, plans: list[LayerPlan], model: dict, section: dict, limits: Limits) -> None:
+def _check_cost(errs: ErrorList, jtype: str, plans: list[LayerPlan], model: dict, section: dict,
+                limits: Limits) -> None:
     """Bounds that depend on the model and the run together: batch memory, gradcheck size."""
     if jtype == "train":
         dtype, path = section["dtype"], "train.batch_size"

@@ -59,7 +59,7 @@ class Trainer:
         """
         emit = on_metric or (lambda *a: None)
         n = len(x_train)
-        batches = -(-n // self.batch_size)
+        batches = self.batches_per_epoch(n)
         st = self.state
         while st.epoch < self.epochs:
             if st.order is None:
@@ -91,6 +91,10 @@ class Trainer:
             if stop and st.epoch < self.epochs:
                 return False
         return True
+
+    def batches_per_epoch(self, n: int) -> int:
+        """Mini-batches in one epoch of ``n`` samples (the last one may be short)."""
+        return -(-n // self.batch_size)
 
     # --- checkpoints -------------------------------------------------------------------------
 

@@ -533,3 +533,13 @@ def test_output_size_is_the_shapes_the_plan_gives():
         {"type": "conv", "filters": 1, "kernel": [2, 3], "stride": 3, "padding": 2},
         {"type": "dense", "units": 1, "activation": "linear"}]})
     assert plan_model(model)[0].out_shape == (1, output_size(9, 2, 3, 2), output_size(10, 3, 3, 2)) == (1, 4, 4)
+
+
+def test_tables_cover_the_vocabulary():
+    """Each name of engine.constants has its rules in the spec's tables and its class in the engine."""
+    from engine import activations, spec
+    from engine.constants import GRADCHECK_DEFAULTS
+    assert tuple(spec.LAYER_FIELDS) == LAYER_TYPES
+    assert tuple(spec.OPTIMIZER_FIELDS) == OPTIMIZERS
+    assert tuple(spec.GRADCHECK_FIELDS) == tuple(GRADCHECK_DEFAULTS)
+    assert set(activations.BY_NAME) == set(ACTIVATIONS)

@@ -125,9 +125,16 @@ def _validator_errors(spec) -> list[dict] | None:
 
 
 def _beyond_schema(detail: dict) -> bool:
-    """An error the schema cannot express: a cross-field rule, or an integral float where an int is due."""
-    return bool(CROSS_FIELD.search(detail["message"])) or bool(
-        re.fullmatch(r"must be an integer, got number -?\d+\.0", detail["message"]))
+    """An error the schema cannot express: a cross-field rule, or an integral float where an int is due.
+
+    Only the last layer's activation is required (a dense layer elsewhere
+    defaults to relu), which JSON Schema cannot say about one item of an array.
+    """
+    message = detail["message"]
+    return (bool(CROSS_FIELD.search(message))
+            or bool(re.fullmatch(r"must be an integer, got number -?\d+\.0", message))
+            or (message == "required field"
+                and bool(re.fullmatch(r"model\.layers\[\d+\]\.activation", detail["path"]))))
 
 
 def _disagreement(spec) -> str | None:
