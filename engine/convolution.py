@@ -30,17 +30,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .shapes import output_size
+
 __all__ = [
-    "pad", "unpad", "dilate", "rot180", "output_size",
+    "pad", "unpad", "dilate", "rot180", "output_size", "im2col", "delta_rows", "full_padding",
     "correlate_valid", "correlate_valid_reference",
     "convolve_full_rotated", "convolve_full_rotated_reference",
     "weight_gradient", "weight_gradient_reference",
 ]
-
-
-def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """``floor((size + 2·padding − kernel) / stride) + 1``, as in PyTorch."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def pad(x: np.ndarray, padding: int) -> np.ndarray:
@@ -80,8 +77,7 @@ def dilate(delta: np.ndarray, stride: int) -> np.ndarray:
 def _windows(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     """A read-only view ``(N, C, Ho, Wo, kh, kw)`` of every kernel-sized window of ``x``."""
     n, c, h, w = x.shape
-    ho = (h - kh) // stride + 1
-    wo = (w - kw) // stride + 1
+    ho, wo = output_size(h, kh, stride), output_size(w, kw, stride)
     sn, sc, sh, sw = x.strides
     return as_strided(x, (n, c, ho, wo, kh, kw), (sn, sc, sh * stride, sw * stride, sh, sw), writeable=False)
 
@@ -107,7 +103,7 @@ def correlate_valid_reference(x: np.ndarray, w: np.ndarray, stride: int = 1) -> 
     """
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
-    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    ho, wo = output_size(h, kh, stride), output_size(wd, kw, stride)
     z = np.zeros((n, f, ho, wo), dtype=np.result_type(x, w))
     for i in range(ho):
         for j in range(wo):
@@ -126,7 +122,7 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndar
     """
     f, c, kh, kw = w.shape
     n, _, h, wd = x.shape
-    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    ho, wo = output_size(h, kh, stride), output_size(wd, kw, stride)
     if cols is None:
         cols = im2col(x, kh, kw, stride)
     z = w.reshape(f, c * kh * kw) @ cols                      # (F, N·Ho·Wo)
@@ -135,7 +131,7 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndar
 
 # --- backward to the input: δ^{l-1} = δ^l ∗_full rot180(w) -------------------------------
 
-def _full_padding(delta: np.ndarray, stride: int, kh: int, kw: int, in_shape: tuple[int, int]) -> np.ndarray:
+def full_padding(delta: np.ndarray, stride: int, kh: int, kw: int, in_shape: tuple[int, int]) -> np.ndarray:
     """Dilate the delta by the stride and zero-pad it so that a *valid* correlation
     with a kh×kw kernel gives the full convolution, of spatial size ``in_shape``.
 
@@ -160,7 +156,7 @@ def convolve_full_rotated_reference(delta: np.ndarray, w_rot: np.ndarray, stride
     ``in_shape`` = (H, W) of the (padded) layer input → (N, C, H, W).
     """
     f, c, kh, kw = w_rot.shape
-    d = _full_padding(delta, stride, kh, kw, in_shape)
+    d = full_padding(delta, stride, kh, kw, in_shape)
     n = delta.shape[0]
     h, wd = in_shape
     out = np.zeros((n, c, h, wd), dtype=np.result_type(delta, w_rot))

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .datasets import Dataset, load_builtin, split_dataset, BUILTIN
-from .gradcheck import Stopped, gradcheck
+from .gradient_check import Stopped, gradcheck
 from .network import Network
 from .optimizers import make_optimizer
 from .trace import backward_trace
@@ -104,7 +104,7 @@ def _train(spec: dict, hooks: Hooks, checkpoint: bytes | None, resolve) -> Outco
         trainer.restore(checkpoint)
 
     x_train, y_train = splits["train"]
-    batches = -(-len(x_train) // train["batch_size"])
+    batches = trainer.batches_per_epoch(len(x_train))
     total_steps = batches * train["epochs"]
     last_progress = [0.0]
 

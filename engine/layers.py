@@ -1,37 +1,47 @@
-"""Layers: objects with ``forward`` and ``backward``.
+"""Layers: pure ``forward``/``backward`` pairs, as in cs231n.
 
-``forward(x, training)`` returns the layer's activations and keeps what the
-backward pass needs.  ``backward(grad_out)`` takes ∂C/∂(its output), stores
-the parameter gradients in ``self.grads`` and returns ∂C/∂(its input).
-Layers with an activation turn ∂C/∂a into δ = ∂C/∂z first (BP2's ⊙ σ'(z)).
-Shapes are batched: spatial ``(N, C, H, W)``, flat ``(N, D)``.
+``forward(x, training)`` returns ``(out, cache)``; ``backward(grad_out, cache)``
+takes ∂C/∂(its output) and that cache and returns ``(grad_in, grads)``:
+∂C/∂(its input) and the parameter gradients ``{"W": ..., "b": ...}``.  What
+the backward pass needs travels in the cache, never in attributes, so a
+layer holds only its configuration and ``params`` (the arrays the optimizer
+updates in place).  Layers with an activation turn ∂C/∂a into δ = ∂C/∂z
+first (BP2's ⊙ σ'(z)).  Shapes are batched: spatial ``(N, C, H, W)``, flat
+``(N, D)``.
 """
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import convolution as conv
 from .activations import Activation, make_activation
+from .losses import loss_and_delta
+from .shapes import output_size
+
+Grads = dict[str, np.ndarray]
 
 
 class Layer:
     """Base class: no parameters, no kinks."""
 
     params: dict[str, np.ndarray]
-    grads: dict[str, np.ndarray]
 
     def __init__(self):
         self.params = {}
-        self.grads = {}
 
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool) -> tuple[np.ndarray, Any]:
+        """The layer's output for ``x``, and the cache its ``backward`` takes."""
         raise NotImplementedError
 
-    def backward(self, grad_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+    def backward(self, grad_out: np.ndarray, cache: Any,
+                 need_input_grad: bool = True) -> tuple[np.ndarray | None, Grads]:
+        """(∂C/∂input or None when not needed, parameter gradients) from ∂C/∂output and ``forward``'s cache."""
         raise NotImplementedError
 
-    def signature(self) -> list[np.ndarray]:
-        """Discrete choices the last forward pass made (ReLU signs, max-pool argmaxes).
+    def signature(self, cache: Any) -> list[np.ndarray]:
+        """Discrete choices the forward pass that made ``cache`` took (ReLU signs, max-pool argmaxes).
 
         If a ±eps perturbation changes them, the loss has a kink between the
         two evaluations and a centred difference says nothing about the
@@ -49,6 +59,14 @@ def _init_weights(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         w = rng.uniform(-limit, limit, shape)
     return w.astype(dtype)
+
+
+class ConvCache(NamedTuple):
+    """What a conv layer's backward pass needs from its forward pass."""
+
+    cols: np.ndarray                   # im2col of the padded input, (C·kh·kw, N·Ho·Wo): reused by ∂C/∂w
+    padded_shape: tuple[int, int]      # (H + 2p, W + 2p), the size the full convolution must give back
+    act: Any                           # the activation's cache
 
 
 class Conv2D(Layer):
@@ -69,33 +87,43 @@ class Conv2D(Layer):
         self.rotate_kernels = True
 
     def forward(self, x, training):
+        """x: (N, C, H, W) → a: (N, F, Ho, Wo), and a :class:`ConvCache`."""
         w = self.params["W"]
         kh, kw = w.shape[2:]
         xp = conv.pad(x, self.padding)
-        self.padded_shape = xp.shape[2:]
-        self.cols = conv.im2col(xp, kh, kw, self.stride)
-        z = conv.correlate_valid(xp, w, self.stride, cols=self.cols)
+        cols = conv.im2col(xp, kh, kw, self.stride)
+        z = conv.correlate_valid(xp, w, self.stride, cols=cols)
         z += self.params["b"][:, None, None]
-        return self.act.forward(z)
+        a, act_cache = self.act.forward(z)
+        return a, ConvCache(cols, xp.shape[2:], act_cache)
 
-    def backward(self, grad_out, need_input_grad=True):
+    def backward(self, grad_out, cache, need_input_grad=True):
+        """grad_out: (N, F, Ho, Wo) → ∂C/∂x (N, C, H, W) or None, and {"W": (F, C, kh, kw), "b": (F,)}."""
         w = self.params["W"]
-        delta = self.act.backward(grad_out)                                   # δ^l = ∂C/∂a ⊙ σ'(z^l)
+        delta = self.act.backward(grad_out, cache.act)                         # δ^l = ∂C/∂a ⊙ σ'(z^l)
         rows = conv.delta_rows(delta)                                          # laid out once for both GEMMs
-        self.grads["W"] = conv.weight_gradient(None, delta, self.stride, w.shape[2:],
-                                               cols=self.cols, rows=rows)      # ∂C/∂w = a^{l-1} ⋆ δ^l
-        self.grads["b"] = delta.sum(axis=(0, 2, 3))                            # ∂C/∂b = Σ δ^l
-        self.cols = None
+        grads = {"W": conv.weight_gradient(None, delta, self.stride, w.shape[2:],
+                                           cols=cache.cols, rows=rows),        # ∂C/∂w = a^{l-1} ⋆ δ^l
+                 "b": delta.sum(axis=(0, 2, 3))}                               # ∂C/∂b = Σ δ^l
         if not need_input_grad:
-            return None
+            return None, grads
         kernel = conv.rot180(w) if self.rotate_kernels else w
-        grad_in = conv.convolve_full_rotated(delta, kernel, self.stride, self.padded_shape,
+        grad_in = conv.convolve_full_rotated(delta, kernel, self.stride, cache.padded_shape,
                                              rows=rows)                        # δ^l ∗_full rot180(w)
-        return conv.unpad(grad_in, self.padding)
+        return conv.unpad(grad_in, self.padding), grads
 
-    def signature(self):
-        s = self.act.signature()
+    def signature(self, cache):
+        s = self.act.signature(cache.act)
         return [] if s is None else [s]
+
+
+class DenseCache(NamedTuple):
+    """What a dense layer's backward pass (and the loss, when it is the last layer) needs."""
+
+    x: np.ndarray                      # the input flattened, (N, inputs)
+    x_shape: tuple[int, ...]           # the input's own shape, to hand ∂C/∂x back in it
+    z: np.ndarray                      # the weighted input, (N, units)
+    act: Any                           # the activation's cache
 
 
 class Dense(Layer):
@@ -112,25 +140,31 @@ class Dense(Layer):
         self.act = make_activation(activation)
 
     def forward(self, x, training):
-        self.x_shape = x.shape
-        self.x = x.reshape(x.shape[0], -1)
-        self.z = self.x @ self.params["W"].T + self.params["b"]
-        return self.act.forward(self.z)
+        """x: (N, C, H, W) or (N, inputs) → a: (N, units), and a :class:`DenseCache`."""
+        flat = x.reshape(x.shape[0], -1)
+        z = flat @ self.params["W"].T + self.params["b"]
+        a, act_cache = self.act.forward(z)
+        return a, DenseCache(flat, x.shape, z, act_cache)
 
-    def backward(self, grad_out, need_input_grad=True):
-        return self.backward_from_delta(self.act.backward(grad_out), need_input_grad)   # BP2: ⊙ σ'(z^l)
+    def backward(self, grad_out, cache, need_input_grad=True):
+        """grad_out: (N, units) → ∂C/∂x in the input's shape or None, and {"W": (units, inputs), "b": (units,)}."""
+        return self.backward_from_delta(self.act.backward(grad_out, cache.act), cache,
+                                        need_input_grad)                       # BP2: ⊙ σ'(z^l)
 
-    def backward_from_delta(self, delta, need_input_grad=True):
-        """The backward pass from δ^l = ∂C/∂z^l itself (the last layer gets δ^L from the loss)."""
-        self.grads["W"] = delta.T @ self.x                # BP4: ∂C/∂w_jk = a_k^{l-1} δ_j^l
-        self.grads["b"] = delta.sum(axis=0)               # BP3
-        self.x = None
+    def backward_from_delta(self, delta, cache, need_input_grad=True):
+        """The backward pass from δ^l = ∂C/∂z^l (N, units) itself (the last layer gets δ^L from the loss)."""
+        grads = {"W": delta.T @ cache.x,                  # BP4: ∂C/∂w_jk = a_k^{l-1} δ_j^l
+                 "b": delta.sum(axis=0)}                  # BP3
         if not need_input_grad:
-            return None
-        return (delta @ self.params["W"]).reshape(self.x_shape)   # (w^l)^T δ^l
+            return None, grads
+        return (delta @ self.params["W"]).reshape(cache.x_shape), grads   # (w^l)^T δ^l
 
-    def signature(self):
-        s = self.act.signature()
+    def loss_and_delta(self, loss: str, a: np.ndarray, y: np.ndarray, cache: DenseCache) -> tuple[float, np.ndarray]:
+        """As the last layer: the loss C for labels ``y`` (N,) and δ^L = ∂C/∂z^L (N, units), from its output ``a``."""
+        return loss_and_delta(loss, cache.z, a, y, self.act, cache.act)
+
+    def signature(self, cache):
+        s = self.act.signature(cache.act)
         return [] if s is None else [s]
 
 
@@ -148,21 +182,21 @@ class _Pool(Layer):
 
     def _tap(self, x, u, v):
         s = self.stride
-        ho = (x.shape[2] - self.size) // s + 1
-        wo = (x.shape[3] - self.size) // s + 1
+        ho = output_size(x.shape[2], self.size, s)
+        wo = output_size(x.shape[3], self.size, s)
         return x[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s]
 
     def _taps(self):
         """Every window offset (u, v), row-major."""
         return ((u, v) for u in range(self.size) for v in range(self.size))
 
-    def _scatter(self, contributions):
-        """∂C/∂x: each ``(u, v, contribution)`` (N, C, Ho, Wo) added back where tap (u, v) read.
+    def _scatter(self, contributions, shape, dtype):
+        """∂C/∂x of ``shape``: each ``(u, v, contribution)`` (N, C, Ho, Wo) added back where tap (u, v) read.
 
         Overlapping windows (stride < size) accumulate; floored-away rows or
         columns get zero.
         """
-        grad = np.zeros(self.x_shape, dtype=self.dtype)
+        grad = np.zeros(shape, dtype=dtype)
         for u, v, contribution in contributions:
             self._tap(grad, u, v)[...] += contribution
         return grad
@@ -173,81 +207,95 @@ class MaxPool(_Pool):
 
     Ties go to the first tap in row-major order, as in PyTorch.  The argmax
     is not stored: the backward pass finds each window's winner by comparing
-    the taps with the maximum, which is cheaper than tracking it.
+    the taps with the maximum, which is cheaper than tracking it.  The cache
+    is ``(x, out)``.
     """
 
     def forward(self, x, training):
-        self.x, self.x_shape, self.dtype = x, x.shape, x.dtype
+        """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x, out)``."""
         out = self._tap(x, 0, 0).copy()
         for u, v in self._taps():
             np.maximum(out, self._tap(x, u, v), out=out)
-        self.out = out
-        return out
+        return out, (x, out)
 
-    def _winners(self):
+    def _winners(self, x, out):
         """(u, v, mask) for each tap: the windows whose first maximum that tap holds."""
-        taken = np.zeros(self.out.shape, dtype=bool)
+        taken = np.zeros(out.shape, dtype=bool)
         for u, v in self._taps():
-            hit = self._tap(self.x, u, v) == self.out
+            hit = self._tap(x, u, v) == out
             hit &= ~taken
             taken |= hit
             yield u, v, hit
 
-    def backward(self, grad_out, need_input_grad=True):
-        grad = self._scatter((u, v, grad_out * hit) for u, v, hit in self._winners())
-        self.x = None
-        return grad
+    def backward(self, grad_out, cache, need_input_grad=True):
+        """grad_out: (N, C, Ho, Wo) → ∂C/∂x (N, C, H, W) or None; no parameters."""
+        if not need_input_grad:
+            return None, {}
+        x, out = cache
+        return self._scatter(((u, v, grad_out * hit) for u, v, hit in self._winners(x, out)), x.shape, x.dtype), {}
 
-    def signature(self):
-        argmax = np.zeros(self.out.shape, dtype=np.int16)
-        for u, v, hit in self._winners():
+    def signature(self, cache):
+        x, out = cache
+        argmax = np.zeros(out.shape, dtype=np.int16)
+        for u, v, hit in self._winners(x, out):
             argmax[hit] = u * self.size + v
         return [argmax]
 
 
 class AvgPool(_Pool):
-    """Mean over each size×size window; the delta is shared equally by the window."""
+    """Mean over each size×size window; the delta is shared equally by the window.
+
+    The cache is the input's shape and dtype.
+    """
 
     def forward(self, x, training):
-        self.x_shape, self.dtype = x.shape, x.dtype
+        """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, x.dtype)``."""
         out = self._tap(x, 0, 0).copy()
         for u, v in self._taps():
             if u or v:
                 out += self._tap(x, u, v)
         out /= self.size * self.size
-        return out
+        return out, (x.shape, x.dtype)
 
-    def backward(self, grad_out, need_input_grad=True):
+    def backward(self, grad_out, cache, need_input_grad=True):
+        """grad_out: (N, C, Ho, Wo) → ∂C/∂x (N, C, H, W) or None; no parameters."""
+        if not need_input_grad:
+            return None, {}
         share = grad_out / (self.size * self.size)
-        return self._scatter((u, v, share) for u, v in self._taps())
+        return self._scatter(((u, v, share) for u, v in self._taps()), *cache), {}
 
 
 class Dropout(Layer):
-    """Inverted dropout: zero each unit with probability ``rate`` in training, scale the rest by 1/(1−rate)."""
+    """Inverted dropout: zero each unit with probability ``rate`` in training, scale the rest by 1/(1−rate).
+
+    The masks are drawn from the network's generator, in forward order; the
+    cache is the mask (None when nothing was dropped).
+    """
 
     def __init__(self, rate, rng):
         super().__init__()
         self.rate, self.rng = rate, rng
-        self.mask = None
 
     def forward(self, x, training):
+        """x: (N, C, H, W) or (N, D) → the same shape, and the mask (or None)."""
         if not training or self.rate == 0:
-            self.mask = None
-            return x
+            return x, None
         keep = 1.0 - self.rate
-        self.mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / np.asarray(keep, dtype=x.dtype)
-        return x * self.mask
+        mask = (self.rng.random(x.shape) < keep).astype(x.dtype) / np.asarray(keep, dtype=x.dtype)
+        return x * mask, mask
 
-    def backward(self, grad_out, need_input_grad=True):
-        return grad_out if self.mask is None else grad_out * self.mask
+    def backward(self, grad_out, cache, need_input_grad=True):
+        """grad_out: the input's shape → ∂C/∂x, the same shape; no parameters."""
+        return (grad_out if cache is None else grad_out * cache), {}
 
 
 class Flatten(Layer):
-    """(N, C, H, W) → (N, C·H·W) in C, H, W order."""
+    """(N, C, H, W) → (N, C·H·W) in C, H, W order.  The cache is the input's shape."""
 
     def forward(self, x, training):
-        self.x_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        """x: (N, C, H, W) → (N, C·H·W), and the cache ``x.shape``."""
+        return x.reshape(x.shape[0], -1), x.shape
 
-    def backward(self, grad_out, need_input_grad=True):
-        return grad_out.reshape(self.x_shape)
+    def backward(self, grad_out, cache, need_input_grad=True):
+        """grad_out: (N, C·H·W) → ∂C/∂x (N, C, H, W); no parameters."""
+        return grad_out.reshape(cache), {}

@@ -6,6 +6,8 @@ those pairs are computed from z directly (log-sum-exp, softplus).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .activations import Activation
@@ -19,8 +21,11 @@ def one_hot(y: np.ndarray, classes: int, dtype) -> np.ndarray:
 
 
 def loss_and_delta(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray,
-                   activation: Activation) -> tuple[float, np.ndarray]:
-    """C and δ^L = ∂C/∂z^L for labels ``y`` (N,), last layer's z and a = σ(z) (N, K)."""
+                   activation: Activation, act_cache: Any) -> tuple[float, np.ndarray]:
+    """C and δ^L = ∂C/∂z^L (N, K) for labels ``y`` (N,), the last layer's z and a = σ(z) (N, K).
+
+    ``act_cache`` is what ``activation.forward(z)`` returned with ``a``.
+    """
     n, k = a.shape
     t = one_hot(y, k, a.dtype)
     if loss == "cross_entropy" and activation.name == "softmax":
@@ -38,5 +43,5 @@ def loss_and_delta(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray,
         # Nielsen's C = (1/2n) Σ ‖y − a‖², so ∇_a C = (a − y)/n and δ^L = ∇_a C ⊙ σ'(z^L).
         diff = a - t
         value = float(0.5 * np.sum(diff * diff) / n)
-        return value, activation.backward(diff / n)
+        return value, activation.backward(diff / n, act_cache)
     raise ValueError(f"loss {loss!r} with a {activation.name} output layer is not supported")

@@ -1,20 +1,22 @@
 """A network: the layers of a model spec, composed.
 
-``forward`` runs the layers in order; ``backward`` starts from δ^L of the loss
-and hands each layer the gradient of its output, from the last layer to the
-first.  Parameters live in ``params`` under ``"layers.{i}.W"`` /
-``"layers.{i}.b"`` (docs/reference/weights.md, PyTorch's layouts), as the same arrays the
-layers compute with, so an optimizer updates them in place.
+``forward_cached`` runs the layers in order and returns each layer's cache;
+``backward`` starts from δ^L of the loss and hands each layer the gradient of
+its output and its own cache, from the last layer to the first.  Nothing of
+a pass is kept on the network or its layers: the caches are passed
+explicitly and dropped when the call that made them returns.  Parameters live
+in ``params`` under ``"layers.{i}.W"`` / ``"layers.{i}.b"`` (docs/reference/weights.md,
+PyTorch's layouts), as the same arrays the layers compute with, so an
+optimizer updates them in place.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .constants import DEFAULT_DTYPE, DTYPES
 from .layers import AvgPool, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool
-from .losses import loss_and_delta
-from .spec import plan_model, validate_model_spec
-
-DTYPES = {"float32": np.float32, "float64": np.float64}
+from .shapes import plan_model
+from .spec import validate_model_spec
 
 
 def _build_layer(plan, rng: np.random.Generator, dtype) -> Layer:
@@ -45,28 +47,31 @@ class Network:
     seed give the same numbers.
     """
 
-    def __init__(self, model: dict, seed: int = 0, dtype: str = "float32"):
+    def __init__(self, model: dict, seed: int = 0, dtype: str = DEFAULT_DTYPE):
         self.spec = model
-        self.dtype = np.dtype(DTYPES[dtype] if isinstance(dtype, str) else dtype)
+        self.dtype = np.dtype(dtype)
+        if self.dtype.name not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype.name}")
         self.rng = np.random.default_rng(seed)
         self.plan = plan_model(model)
         self.layers = [_build_layer(p, self.rng, self.dtype) for p in self.plan]
         self.loss = model["loss"]
         self.params = {f"layers.{i}.{name}": arr
                        for i, layer in enumerate(self.layers) for name, arr in layer.params.items()}
-        self.input_grads: dict[int, np.ndarray] = {}
 
     @classmethod
-    def from_spec(cls, model_spec: dict, seed: int = 0, dtype: str = "float32") -> "Network":
+    def from_spec(cls, model_spec: dict, seed: int = 0, dtype: str = DEFAULT_DTYPE) -> "Network":
         """Validate (with defaults filled in) and build.  Raises ``SpecError`` with field paths."""
         return cls(validate_model_spec(model_spec), seed=seed, dtype=dtype)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape (C, H, W)."""
         return tuple(self.spec["input_shape"])
 
     @property
     def parameter_count(self) -> int:
+        """Trainable scalars."""
         return int(sum(p.size for p in self.params.values()))
 
     def set_rotate_kernels(self, rotate: bool) -> None:
@@ -76,67 +81,84 @@ class Network:
                 layer.rotate_kernels = rotate
 
     def forward(self, x: np.ndarray, training: bool = False, start: int = 0) -> np.ndarray:
-        """x: (N, C, H, W) → the last layer's activations (N, units).
+        """x: (N, C, H, W) → the last layer's activations (N, units)."""
+        return self.forward_cached(x, training, start)[0]
+
+    def forward_cached(self, x: np.ndarray, training: bool = False, start: int = 0) -> tuple[np.ndarray, list]:
+        """x: (N, C, H, W) → (the last layer's activations (N, units), the cache of every layer run).
 
         ``start`` feeds ``x`` to layer ``start`` instead of the first (the
-        gradient check perturbs the inputs of every layer).
+        gradient check perturbs the inputs of every layer); the caches are
+        then those of layers ``start`` to the last.
         """
         a = np.asarray(x, dtype=self.dtype)
+        caches = []
         for layer in self.layers[start:]:
-            a = layer.forward(a, training)
-        return a
+            a, cache = layer.forward(a, training)
+            caches.append(cache)
+        return a, caches
 
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, training: bool = False,
-                           input_grads: bool = False) -> tuple[float, dict[str, np.ndarray]]:
-        """The batch-mean loss and its exact gradients, keyed like ``params``.
+    def loss_and_delta(self, out: np.ndarray, y: np.ndarray, caches: list) -> tuple[float, np.ndarray]:
+        """C and δ^L = ∂C/∂z^L (N, units) for labels ``y`` (N,), from a forward pass's output and caches."""
+        return self.layers[-1].loss_and_delta(self.loss, out, np.asarray(y), caches[-1])
 
-        With ``input_grads`` the gradient of the loss with respect to every
-        layer's input is kept in ``self.input_grads[i]`` as well.
-        """
-        out = self.forward(x, training)
-        value, delta = self._loss(out, y)
-        self.backward(delta, input_grads=input_grads)
-        return value, self.gradients()
+    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray,
+                           training: bool = False) -> tuple[float, dict[str, np.ndarray]]:
+        """The batch-mean loss for x (N, C, H, W), y (N,) and its exact gradients, keyed like ``params``."""
+        out, caches = self.forward_cached(x, training)
+        value, delta = self.loss_and_delta(out, y, caches)
+        grads, _ = self.backward(delta, caches)
+        return value, grads
 
-    def _loss(self, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """C and δ^L from the last layer's cached z and a."""
-        last = self.layers[-1]
-        return loss_and_delta(self.loss, last.z, out, np.asarray(y), last.act)
+    def loss_and_all_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray],
+                                                                             dict[int, np.ndarray]]:
+        """As :meth:`loss_and_gradients` (not training), plus ∂C/∂(input of layer i) for every layer i."""
+        out, caches = self.forward_cached(x)
+        value, delta = self.loss_and_delta(out, y, caches)
+        grads, input_grads = self.backward(delta, caches, input_grads=True)
+        return value, grads, input_grads
 
-    def backward(self, delta: np.ndarray, input_grads: bool = False) -> None:
-        """Backpropagate δ^L = ∂C/∂z^L of the last layer through every layer.
+    def backward(self, delta: np.ndarray, caches: list,
+                 input_grads: bool = False) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
+        """Backpropagate δ^L = ∂C/∂z^L of the last layer through every layer, with the caches of a full forward pass.
 
         The last layer receives δ^L itself (its activation's factor is already
-        in it), every other layer the gradient of its output.
+        in it), every other layer the gradient of its output.  Returns the
+        parameter gradients keyed like ``params`` and, with ``input_grads``,
+        ∂C/∂(input of layer i) by ``i`` (else an empty dict).
         """
-        self.input_grads = {}
         last = len(self.layers) - 1
-        grad = self.layers[-1].backward_from_delta(delta, need_input_grad=last > 0 or input_grads)
+        per_layer: dict[int, dict[str, np.ndarray]] = {}
+        inputs: dict[int, np.ndarray] = {}
+        grad, per_layer[last] = self.layers[last].backward_from_delta(delta, caches[last],
+                                                                      need_input_grad=last > 0 or input_grads)
         if input_grads:
-            self.input_grads[last] = grad
+            inputs[last] = grad
         for i in range(last - 1, -1, -1):
-            grad = self.layers[i].backward(grad, need_input_grad=i > 0 or input_grads)
+            grad, per_layer[i] = self.layers[i].backward(grad, caches[i], need_input_grad=i > 0 or input_grads)
             if input_grads:
-                self.input_grads[i] = grad
+                inputs[i] = grad
+        # Forward order, like params.
+        grads = {f"layers.{i}.{name}": g for i in range(last + 1) for name, g in per_layer[i].items()}
+        return grads, inputs
 
-    def gradients(self) -> dict[str, np.ndarray]:
-        """The gradients of the last backward pass, keyed like ``params``."""
-        return {f"layers.{i}.{name}": g for i, layer in enumerate(self.layers) for name, g in layer.grads.items()}
+    def signature(self, caches: list, start: int = 0) -> list[np.ndarray]:
+        """Every kink-relevant choice (ReLU signs, max-pool argmaxes) of a forward pass from layer ``start`` on.
 
-    def signature(self, start: int = 0) -> list[np.ndarray]:
-        """Every kink-relevant choice of the last forward pass from layer ``start`` on (ReLU signs, max-pool argmaxes)."""
-        return [s for layer in self.layers[start:] for s in layer.signature()]
+        ``caches`` are that pass's caches of layers ``start`` to the last.
+        """
+        return [s for layer, cache in zip(self.layers[start:], caches, strict=True) for s in layer.signature(cache)]
 
     def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Last-layer activations for many samples, in batches to bound memory."""
+        """Last-layer activations (N, units) for many samples x (N, C, H, W), in batches to bound memory."""
         return np.concatenate([self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> tuple[float, float, np.ndarray]:
-        """Mean loss, accuracy and predicted labels over a whole split."""
+        """Mean loss, accuracy and predicted labels over a whole split (x (N, C, H, W), y (N,))."""
         total, predictions = 0.0, []
         for i in range(0, len(x), batch_size):
-            out = self.forward(x[i:i + batch_size])
-            value, _ = self._loss(out, y[i:i + batch_size])
+            out, caches = self.forward_cached(x[i:i + batch_size])
+            value, _ = self.loss_and_delta(out, y[i:i + batch_size], caches)
             total += value * len(out)
             predictions.append(out.argmax(axis=1))
         pred = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)

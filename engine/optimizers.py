@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .constants import ADAM_DEFAULTS, SGD_DEFAULTS, TRAIN_DEFAULTS
+
 
 class Optimizer:
     """Shared bookkeeping: the parameters, their decay, the step count."""
 
-    def __init__(self, params: dict[str, np.ndarray], weight_decay: float = 0.0):
+    def __init__(self, params: dict[str, np.ndarray], weight_decay: float = TRAIN_DEFAULTS["weight_decay"]):
         self.params = params
         self.weight_decay = weight_decay
         self.t = 0
@@ -41,7 +43,8 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with (heavy-ball) momentum: v ← μv − η g; w ← w + v."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+    def __init__(self, params, lr: float, momentum: float = SGD_DEFAULTS["momentum"],
+                 weight_decay: float = TRAIN_DEFAULTS["weight_decay"]):
         super().__init__(params, weight_decay)
         self.lr, self.momentum = lr, momentum
         self.velocity = {k: np.zeros_like(p) for k, p in params.items()} if momentum else {}
@@ -67,8 +70,8 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias-corrected first and second moments."""
 
-    def __init__(self, params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0):
+    def __init__(self, params, lr: float, beta1: float = ADAM_DEFAULTS["beta1"], beta2: float = ADAM_DEFAULTS["beta2"],
+                 eps: float = ADAM_DEFAULTS["eps"], weight_decay: float = TRAIN_DEFAULTS["weight_decay"]):
         super().__init__(params, weight_decay)
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = {k: np.zeros_like(p) for k, p in params.items()}
@@ -99,12 +102,13 @@ class Adam(Optimizer):
             self.v[k][...] = state[f"v/{k}"]
 
 
-def make_optimizer(spec: dict, params: dict[str, np.ndarray], weight_decay: float = 0.0) -> Optimizer:
-    """The optimizer of a normalized ``train.optimizer`` spec."""
+def make_optimizer(spec: dict, params: dict[str, np.ndarray],
+                   weight_decay: float = TRAIN_DEFAULTS["weight_decay"]) -> Optimizer:
+    """The optimizer of a ``train.optimizer`` spec (omitted settings take the defaults of engine.constants)."""
+    settings = {k: v for k, v in spec.items() if k != "type"}
     kind = spec["type"]
     if kind == "sgd":
-        return SGD(params, spec["lr"], spec.get("momentum", 0.0), weight_decay)
+        return SGD(params, **settings, weight_decay=weight_decay)
     if kind == "adam":
-        return Adam(params, spec["lr"], spec.get("beta1", 0.9), spec.get("beta2", 0.999), spec.get("eps", 1e-8),
-                    weight_decay)
+        return Adam(params, **settings, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {kind!r}")

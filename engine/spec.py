@@ -1,10 +1,25 @@
-"""The job spec (docs/reference/job-spec.md): validation, normalisation, shape inference, JSON Schema.
+"""The job spec contract (docs/reference/job-spec.md): its limits, its validation and its JSON Schema.
 
-This module is the single source of truth for what a job spec may contain.
-The engine (``Network.from_spec``), the ``convlab run`` CLI and the HTTP API
-all validate through :func:`validate_job_spec` / :func:`validate_model_spec`,
-and the API's OpenAPI document embeds :func:`job_spec_schema`, so the rules
-below exist once.
+What a job spec may contain is decided here, once.  The engine
+(``Network.from_spec``), the ``convlab run`` CLI and the HTTP API all validate
+through :func:`validate_job_spec` / :func:`validate_model_spec`, and the API's
+OpenAPI document embeds :func:`job_spec_schema`.
+
+Rules exist once: every per-field rule (type, bounds, default, whether it is
+required, which keys an object allows) is written in the field tables below
+(``DATA_FIELDS``, ``TRAIN_FIELDS``, ``LAYER_FIELDS`` ...), built from the
+declarative fields of :mod:`engine.fields`.  The validator reads values
+through those tables and :func:`job_spec_schema` is generated from the same
+tables, so a bound or a default cannot be changed in one and not the other.
+Generation was chosen over a second hand-written schema checked by a test:
+a test only notices drift after someone has written it twice, generation
+leaves nothing to drift.  What the tables cannot state (which sections a job
+type needs, the list of layers) is written once on each side, and
+``tests/test_spec_schema.py`` runs the validator and the schema on the same
+generated specs and fails where they disagree on anything the schema can
+express.  Rules across fields (output sizes, softmax only last, the last
+layer is dense, cross_entropy needs softmax/sigmoid, parameter and memory
+limits, dataset shape) are the validator's alone.
 
 Validation is strict and exhaustive:
 
@@ -21,8 +36,10 @@ The result of validation is a *new*, normalised dict with every default
 filled in, so code downstream never has to know the defaults.  Validating a
 normalised spec again returns an equal dict.
 
-Only numpy-free stdlib code lives here: the API process imports it without
-pulling in the numeric stack.
+Shape inference lives in :mod:`engine.shapes`, the vocabulary and defaults in
+:mod:`engine.constants`.  This module and everything it imports are
+standard library only (no NumPy): the API process imports it without pulling
+in the numeric stack (``tests/test_spec.py`` checks this in a subprocess).
 """
 from __future__ import annotations
 
@@ -31,76 +48,55 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 from .builtin_datasets import BUILTIN_DATASETS  # re-exported: the spec's view of the built-ins
+from .constants import (
+    ACTIVATIONS,
+    ADAM_DEFAULTS,
+    DATA_DEFAULTS,
+    DTYPES,
+    GRADCHECK_DEFAULTS,
+    GRADCHECK_DTYPE,
+    JOB_TYPES,
+    LAYER_TYPES,
+    LOSSES,
+    OPTIMIZERS,
+    SGD_DEFAULTS,
+    TRAIN_DEFAULTS,
+)
+from .errors import ErrorList, SpecError
+from .fields import (
+    REQUIRED,
+    Bool,
+    Const,
+    Enum,
+    Field,
+    Int,
+    Number,
+    Str,
+    Table,
+    Variants,
+    check_object,
+    is_int,
+    join,
+    json_type,
+    read_table,
+    short_repr,
+    table_schema,
+)
+from .shapes import SPATIAL_LAYERS, LayerPlan, estimate_batch_memory, infer_shapes
 
 __all__ = [
-    "SpecError", "Limits", "LayerPlan",
+    "SpecError", "Limits",
     "JOB_TYPES", "LAYER_TYPES", "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "DTYPES",
     "BUILTIN_DATASETS", "GRADCHECK_DEFAULTS",
-    "validate_job_spec", "validate_model_spec", "plan_model",
-    "parameter_count", "estimate_batch_memory",
+    "validate_job_spec", "validate_model_spec",
     "job_spec_schema", "JOB_SPEC_SCHEMA",
 ]
 
-JOB_TYPES = ("train", "gradcheck")
-LAYER_TYPES = ("conv", "maxpool", "avgpool", "dense", "dropout", "flatten")
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "linear")
-LOSSES = ("cross_entropy", "quadratic")
-OPTIMIZERS = ("sgd", "adam")
-DTYPES = ("float32", "float64")
-ITEMSIZE = {"float32": 4, "float64": 8}
-
-GRADCHECK_DEFAULTS = {"batch_size": 2, "eps": 1e-6, "seed": 0, "rotate_kernels": True}
-DATA_DEFAULTS = {"test_fraction": 0.2, "validation_fraction": 0.1}
-ADAM_DEFAULTS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
 MAX_SEED = 2**32 - 1
 MAX_TAG_LENGTH = 64
 MAX_FRACTION_SUM = 0.9          # test + validation must leave at least 10 % to train on
 MAX_GRADCHECK_EPS = 1e-2
-PARAM_COPIES = 4                # params, grads and up to two optimizer moments (Adam)
-
-_REQUIRED = object()            # sentinel: a field without a default
-
-
-# --------------------------------------------------------------------------- errors
-
-class SpecError(ValueError):
-    """Invalid spec.
-
-    ``details`` is a list of ``{"path": str, "message": str}``, one per problem
-    (the API returns it verbatim under ``error.details``); ``str(err)`` joins
-    them as ``path: message`` lines.
-    """
-
-    def __init__(self, details: list[dict]):
-        self.details = [{"path": str(d["path"]), "message": str(d["message"])} for d in details]
-        super().__init__("\n".join(_format_detail(d) for d in self.details))
-
-    def __reduce__(self):
-        # Celery/multiprocessing pickle exceptions; the default reduce would
-        # call SpecError(str) and lose the structured details.
-        return (type(self), (self.details,))
-
-
-def _format_detail(d: dict) -> str:
-    return f"{d['path']}: {d['message']}" if d["path"] else d["message"]
-
-
-class _Errors:
-    """Accumulates ``(path, message)`` pairs so that validation can report everything at once."""
-
-    def __init__(self) -> None:
-        self.items: list[dict] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append({"path": path, "message": message})
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise SpecError(self.items)
 
 
 # --------------------------------------------------------------------------- limits
@@ -160,404 +156,196 @@ class Limits:
         return cls(**{k: int(v) for k, v in m.items() if k in known})
 
 
-# --------------------------------------------------------------------------- small helpers
+# --------------------------------------------------------------------------- fields of the spec's own shape
 
-def _join(parent: str, key: str) -> str:
-    return f"{parent}.{key}" if parent else key
+@dataclass(frozen=True)
+class Kernel(Field):
+    """``kernel``: an int k (meaning k×k) or [kh, kw]; normalised to [kh, kw]."""
 
+    side: Int = Int(lo=1, hi="max_kernel")
 
-def _json_type(x: Any) -> str:
-    """The JSON name of a value's type, for messages ("got boolean")."""
-    if x is None:
-        return "null"
-    if isinstance(x, bool):
-        return "boolean"
-    if isinstance(x, int):
-        return "integer"
-    if isinstance(x, float):
-        return "number"
-    if isinstance(x, str):
-        return "string"
-    if isinstance(x, (list, tuple)):
-        return "array"
-    if isinstance(x, Mapping):
-        return "object"
-    return type(x).__name__
-
-
-def _is_int(x: Any) -> bool:
-    # bool is a subclass of int in Python but not an integer in a spec.
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x: Any) -> bool:
-    return (_is_int(x) or isinstance(x, float)) and math.isfinite(x)
-
-
-def _quote_list(values) -> str:
-    return ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values)
-
-
-def _object(errs: _Errors, obj: Any, path: str, allowed: tuple[str, ...], what: str = "an object") -> Mapping | None:
-    """Check ``obj`` is an object and report every key not in ``allowed``; None if not an object."""
-    if not isinstance(obj, Mapping):
-        errs.add(path, f"must be {what}, got {_json_type(obj)}")
+    def check(self, errs, k, path, limits):
+        if is_int(k):
+            v = self.side.check(errs, k, path, limits)
+            return None if v is None else [v, v]
+        if isinstance(k, (list, tuple)) and len(k) == 2:
+            vals = [self.side.check(errs, v, f"{path}[{i}]", limits) for i, v in enumerate(k)]
+            return None if None in vals else vals
+        errs.add(path, f"must be an integer or an array [kh, kw] of two integers, got {json_type(k)} {short_repr(k)}")
         return None
-    for key in obj:
-        if key not in allowed:
-            errs.add(_join(path, str(key)), "unknown field")
-    return obj
+
+    def value_schema(self, limits):
+        side = self.side.schema(limits)
+        return {"oneOf": [side, {"type": "array", "items": side, "minItems": 2, "maxItems": 2}]}
 
 
-def _missing(errs: _Errors, obj: Mapping, key: str, path: str, default: Any) -> bool:
-    """True when ``key`` is absent; reports it if it has no default."""
-    if key in obj:
-        return False
-    if default is _REQUIRED:
-        errs.add(_join(path, key), "required field")
-    return True
+@dataclass(frozen=True)
+class InputShape(Field):
+    """``input_shape``: [C, H, W], each an integer within its own limit."""
+
+    items: tuple[Int, ...] = (Int(lo=1, hi="max_input_channels"), Int(lo=1, hi="max_input_side"),
+                              Int(lo=1, hi="max_input_side"))
+
+    def check(self, errs, shape, path, limits):
+        if not isinstance(shape, (list, tuple)) or len(shape) != len(self.items):
+            errs.add(path, f"must be an array [C, H, W] of three integers, got {json_type(shape)} {short_repr(shape)}")
+            return None
+        vals = [item.check(errs, v, f"{path}[{i}]", limits)
+                for i, (v, item) in enumerate(zip(shape, self.items, strict=True))]
+        return None if None in vals else vals
+
+    def value_schema(self, limits):
+        n = len(self.items)
+        return {"type": "array", "minItems": n, "maxItems": n,
+                "prefixItems": [item.schema(limits) for item in self.items], "items": False}
 
 
-def _int(errs: _Errors, obj: Mapping, key: str, path: str, lo: int, hi: int,
-         default: Any = _REQUIRED, limit_name: str | None = None) -> int | None:
-    """An integer field in [lo, hi]; None when missing (without default) or invalid."""
-    if _missing(errs, obj, key, path, default):
-        return None if default is _REQUIRED else default
-    return _int_value(errs, obj[key], _join(path, key), lo, hi, limit_name)
+@dataclass(frozen=True)
+class Tags(Field):
+    """``tags``: distinct non-empty strings, at most ``max_tags`` of them."""
+
+    item: Str = Str(max_length=MAX_TAG_LENGTH, allow_empty=False)
+
+    def normalise(self, value):
+        return list(value)
+
+    def check(self, errs, tags, path, limits):
+        if not isinstance(tags, (list, tuple)):
+            errs.add(path, f"must be an array of strings, got {json_type(tags)}")
+            return None
+        if len(tags) > limits.max_tags:
+            errs.add(path, f"{len(tags)} tags is over the limit of {limits.max_tags}")
+            return None
+        before = len(errs)
+        seen: set[str] = set()
+        for i, tag in enumerate(tags):
+            s = self.item.check(errs, tag, f"{path}[{i}]", limits)
+            if s is not None:
+                if s in seen:
+                    errs.add(f"{path}[{i}]", f"duplicate tag {s!r}")
+                seen.add(s)
+        return list(tags) if len(errs) == before else None
+
+    def value_schema(self, limits):
+        return {"type": "array", "maxItems": limits.max_tags, "uniqueItems": True, "items": self.item.schema(limits)}
 
 
-def _int_value(errs: _Errors, x: Any, path: str, lo: int, hi: int, limit_name: str | None = None) -> int | None:
-    if not _is_int(x):
-        errs.add(path, f"must be an integer, got {_json_type(x)} {_short_repr(x)}")
-        return None
-    if x < lo:
-        errs.add(path, f"must be at least {lo}, got {x}")
-        return None
-    if x > hi:
-        suffix = f" ({limit_name})" if limit_name else ""
-        errs.add(path, f"{x} is over the limit of {hi}{suffix}")
-        return None
-    return x
+# --------------------------------------------------------------------------- the tables: every per-field rule
+
+SEED = Int(default=TRAIN_DEFAULTS["seed"], lo=0, hi=MAX_SEED)
+ACTIVATION = Enum(default="relu", choices=ACTIVATIONS,
+                  description="default relu; required on the last layer; softmax only on the last layer")
+# Strides are bounded by the input side (a longer stride sees one window); the message does not name the limit.
+CONV_STRIDE = Int(default=1, lo=1, hi="max_input_side", cite_limit=False)
+# A pool's stride defaults to its size (non-overlapping windows), as in PyTorch.
+POOL_STRIDE = Int(default=lambda layer: layer.get("size") or 1, lo=1, hi="max_input_side", cite_limit=False,
+                  description="default: the pool size")
 
 
-def _float(errs: _Errors, obj: Mapping, key: str, path: str, *, lo: float | None = None,
-           lo_open: bool = False, hi: float | None = None, hi_open: bool = False,
-           default: Any = _REQUIRED) -> float | None:
-    """A finite number field within the given (open or closed) bounds; integers are accepted."""
-    if _missing(errs, obj, key, path, default):
-        return None if default is _REQUIRED else float(default)
-    x, p = obj[key], _join(path, key)
-    if not _is_number(x):
-        errs.add(p, f"must be a finite number, got {_json_type(x)} {_short_repr(x)}")
-        return None
-    low_bad = lo is not None and (x <= lo if lo_open else x < lo)
-    high_bad = hi is not None and (x >= hi if hi_open else x > hi)
-    if low_bad or high_bad:
-        errs.add(p, f"must be in {_interval(lo, lo_open, hi, hi_open)}, got {x}")
-        return None
-    return float(x)
+def _fraction(default: float | None = None) -> Number:
+    return Number(default=REQUIRED if default is None else default, lo=0.0, hi=1.0, hi_open=True)
 
 
-def _interval(lo, lo_open, hi, hi_open) -> str:
-    if hi is None:
-        return f"{'(' if lo_open else '['}{lo}, ∞)"
-    return f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+def _pool(kind: str) -> Table:
+    return {"type": Const(choices=(kind,)), "size": Int(lo=1, hi="max_kernel"), "stride": POOL_STRIDE}
 
 
-def _enum(errs: _Errors, obj: Mapping, key: str, path: str, choices: tuple[str, ...],
-          default: Any = _REQUIRED) -> str | None:
-    if _missing(errs, obj, key, path, default):
-        return None if default is _REQUIRED else default
-    x = obj[key]
-    if not isinstance(x, str) or x not in choices:
-        errs.add(_join(path, key), f"must be one of {_quote_list(choices)}, got {_short_repr(x)}")
-        return None
-    return x
+LAYER_FIELDS: dict[str, Table] = {
+    "conv": {"type": Const(choices=("conv",)), "filters": Int(lo=1, hi="max_filters"),
+             "kernel": Kernel(description="k (k×k) or [kh, kw]"), "stride": CONV_STRIDE,
+             "padding": Int(default=0, lo=0, hi="max_kernel", cite_limit=False), "activation": ACTIVATION},
+    "maxpool": _pool("maxpool"),
+    "avgpool": _pool("avgpool"),
+    "dense": {"type": Const(choices=("dense",)), "units": Int(lo=1, hi="max_units"), "activation": ACTIVATION},
+    "dropout": {"type": Const(choices=("dropout",)), "rate": _fraction()},
+    "flatten": {"type": Const(choices=("flatten",))},
+}
+LAYER_DESCRIPTIONS = {"dense": "flattens a spatial input implicitly, in (C, H, W) order"}
+LAYER_TYPE = Enum(choices=LAYER_TYPES)
 
+MODEL_FIELDS: Table = {
+    "input_shape": InputShape(description="[C, H, W]"),
+    "layers": Field(description="the last layer must be dense"),      # a list of layers: see _check_layers
+    "loss": Enum(choices=LOSSES, description="cross_entropy needs a softmax or sigmoid last layer"),
+}
 
-def _bool(errs: _Errors, obj: Mapping, key: str, path: str, default: Any = _REQUIRED) -> bool | None:
-    if _missing(errs, obj, key, path, default):
-        return None if default is _REQUIRED else default
-    x = obj[key]
-    if not isinstance(x, bool):
-        errs.add(_join(path, key), f"must be a boolean, got {_json_type(x)} {_short_repr(x)}")
-        return None
-    return x
+DATA_FIELDS: Table = {
+    "dataset": Str(max_length="max_name_length", allow_empty=False,
+                   description=f"built-in ({', '.join(BUILTIN_DATASETS)}) or the id of an uploaded dataset"),
+    "test_fraction": _fraction(DATA_DEFAULTS["test_fraction"]),
+    "validation_fraction": _fraction(DATA_DEFAULTS["validation_fraction"]),
+}
 
+OPTIMIZER_FIELDS: dict[str, Table] = {
+    "sgd": {"type": Const(choices=("sgd",)), "lr": Number(lo=0.0, lo_open=True),
+            "momentum": _fraction(SGD_DEFAULTS["momentum"])},
+    "adam": {"type": Const(choices=("adam",)), "lr": Number(lo=0.0, lo_open=True),
+             "beta1": _fraction(ADAM_DEFAULTS["beta1"]), "beta2": _fraction(ADAM_DEFAULTS["beta2"]),
+             "eps": Number(default=ADAM_DEFAULTS["eps"], lo=0.0, lo_open=True)},
+}
 
-def _string(errs: _Errors, x: Any, path: str, max_length: int, allow_empty: bool = True) -> str | None:
-    if not isinstance(x, str):
-        errs.add(path, f"must be a string, got {_json_type(x)}")
-        return None
-    if not allow_empty and not x:
-        errs.add(path, "must not be empty")
-        return None
-    if len(x) > max_length:
-        errs.add(path, f"is {len(x)} characters long, over the limit of {max_length}")
-        return None
-    return x
+TRAIN_FIELDS: Table = {
+    "epochs": Int(lo=1, hi="max_epochs"),
+    "batch_size": Int(lo=1, hi="max_batch_size",
+                      description="estimated batch memory at most {limits.max_batch_memory_bytes} bytes"),
+    "seed": SEED,
+    "dtype": Enum(default=TRAIN_DEFAULTS["dtype"], choices=DTYPES),
+    "optimizer": Variants(variants=OPTIMIZER_FIELDS),
+    # weight_decay is the L2 coefficient λ; above 1 it would dominate any loss.
+    "weight_decay": Number(default=TRAIN_DEFAULTS["weight_decay"], lo=0.0, hi=1.0),
+}
 
+GRADCHECK_FIELDS: Table = {
+    "batch_size": Int(default=GRADCHECK_DEFAULTS["batch_size"], lo=1, hi="max_gradcheck_batch"),
+    "eps": Number(default=GRADCHECK_DEFAULTS["eps"], lo=0.0, lo_open=True, hi=MAX_GRADCHECK_EPS),
+    "seed": Int(default=GRADCHECK_DEFAULTS["seed"], lo=0, hi=MAX_SEED),
+    "rotate_kernels": Bool(default=GRADCHECK_DEFAULTS["rotate_kernels"]),
+}
 
-def _short_repr(x: Any) -> str:
-    r = repr(x) if not isinstance(x, bool) else ("true" if x else "false")
-    if x is None:
-        r = "null"
-    return r if len(r) <= 40 else r[:37] + "..."
-
-
-def _side(h: int, w: int) -> str:
-    return f"{h}×{w}"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 2**20:,.1f} MB"
+JOB_FIELDS: Table = {
+    "type": Enum(choices=JOB_TYPES),
+    "name": Str(default="", max_length="max_name_length", description="empty: derived from type and dataset"),
+    "tags": Tags(default=[]),
+    "model": Field(),
+    "data": Field(),
+    "train": Field(),
+    "gradcheck": Field(),
+}
 
 
 # --------------------------------------------------------------------------- layers
 
-_LAYER_FIELDS = {
-    "conv": ("type", "filters", "kernel", "stride", "padding", "activation"),
-    "maxpool": ("type", "size", "stride"),
-    "avgpool": ("type", "size", "stride"),
-    "dense": ("type", "units", "activation"),
-    "dropout": ("type", "rate"),
-    "flatten": ("type",),
-}
-_SPATIAL_ONLY = ("conv", "maxpool", "avgpool")
-_PARAMETRIC = ("conv", "dense")
-
-
-def _check_layer(errs: _Errors, layer: Any, path: str, limits: Limits, is_last: bool) -> tuple[str | None, dict | None]:
+def _check_layer(errs: ErrorList, layer: Any, path: str, limits: Limits,
+                 is_last: bool) -> tuple[str | None, dict | None]:
     """Validate one layer's own fields. Returns (type or None, normalised layer or None).
 
     The type is returned even when other fields are invalid so that the
     structural checks (order of layers) can still run and report.
     """
     if not isinstance(layer, Mapping):
-        errs.add(path, f"must be an object, got {_json_type(layer)}")
+        errs.add(path, f"must be an object, got {json_type(layer)}")
         return None, None
-    ltype = _enum(errs, layer, "type", path, LAYER_TYPES)
+    ltype = LAYER_TYPE.read(errs, layer, "type", path, limits)
     if ltype is None:
         return None, None
-    allowed = _LAYER_FIELDS[ltype]
-    for key in layer:
-        if key not in allowed:
-            errs.add(_join(path, str(key)), "unknown field")
+    table = LAYER_FIELDS[ltype]
+    check_object(errs, layer, path, table)
     before = len(errs)
-    out: dict[str, Any] = {"type": ltype}
-    if ltype == "conv":
-        out["filters"] = _int(errs, layer, "filters", path, 1, limits.max_filters, limit_name="max_filters")
-        out["kernel"] = _kernel(errs, layer, path, limits)
-        out["stride"] = _int(errs, layer, "stride", path, 1, limits.max_input_side, default=1)
-        out["padding"] = _int(errs, layer, "padding", path, 0, limits.max_kernel, default=0)
-        out["activation"] = _activation(errs, layer, path, "relu", is_last)
-    elif ltype in ("maxpool", "avgpool"):
-        out["size"] = _int(errs, layer, "size", path, 1, limits.max_kernel, limit_name="max_kernel")
-        # stride defaults to the size (non-overlapping windows), as in PyTorch.
-        out["stride"] = _int(errs, layer, "stride", path, 1, limits.max_input_side,
-                             default=out["size"] if out["size"] is not None else 1)
-    elif ltype == "dense":
-        out["units"] = _int(errs, layer, "units", path, 1, limits.max_units, limit_name="max_units")
-        # The last layer's activation defines the output (softmax vs sigmoid vs linear):
-        # no silent default there.
-        out["activation"] = _activation(errs, layer, path, _REQUIRED if is_last else "relu", is_last)
-    elif ltype == "dropout":
-        out["rate"] = _float(errs, layer, "rate", path, lo=0.0, hi=1.0, hi_open=True)
+    # The last layer's activation defines the output (softmax vs sigmoid vs linear): no silent default there.
+    defaults = {"activation": REQUIRED} if ltype == "dense" and is_last else None
+    out = {"type": ltype, **read_table(errs, layer, path, table, limits, defaults, skip=("type",))}
+    if out.get("activation") == "softmax" and not is_last:
+        errs.add(join(path, "activation"), "softmax is only allowed on the last layer")
     return ltype, (out if len(errs) == before else None)
 
 
-def _kernel(errs: _Errors, layer: Mapping, path: str, limits: Limits) -> list[int] | None:
-    """``kernel``: an int k (meaning k×k) or [kh, kw]; normalised to [kh, kw]."""
-    if _missing(errs, layer, "kernel", path, _REQUIRED):
-        return None
-    k, p = layer["kernel"], _join(path, "kernel")
-    if _is_int(k):
-        v = _int_value(errs, k, p, 1, limits.max_kernel, "max_kernel")
-        return None if v is None else [v, v]
-    if isinstance(k, (list, tuple)) and len(k) == 2:
-        vals = [_int_value(errs, v, f"{p}[{i}]", 1, limits.max_kernel, "max_kernel") for i, v in enumerate(k)]
-        return None if None in vals else vals
-    errs.add(p, f"must be an integer or an array [kh, kw] of two integers, got {_json_type(k)} {_short_repr(k)}")
-    return None
-
-
-def _activation(errs: _Errors, layer: Mapping, path: str, default: Any, is_last: bool) -> str | None:
-    act = _enum(errs, layer, "activation", path, ACTIVATIONS, default=default)
-    if act == "softmax" and not is_last:
-        errs.add(_join(path, "activation"), "softmax is only allowed on the last layer")
-        return None
-    return act
-
-
-# --------------------------------------------------------------------------- shape inference
-
-@dataclass(frozen=True)
-class LayerPlan:
-    """Shape inference result for one layer (per sample: (C, H, W) or (D,))."""
-
-    index: int
-    layer: dict
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    param_shapes: dict[str, tuple[int, ...]]
-
-    @property
-    def parameter_count(self) -> int:
-        return sum(math.prod(s) for s in self.param_shapes.values())
-
-
-def _infer(model: Mapping, path: str) -> tuple[list[LayerPlan], dict | None]:
-    """Walk the normalised layers; returns the plans and the first geometric error (or None).
-
-    Stops at the first error because later shapes are undefined after it.
-    """
-    plans: list[LayerPlan] = []
-    shape = tuple(model["input_shape"])
-    for i, layer in enumerate(model["layers"]):
-        lpath = f"{path}.layers[{i}]"
-        t = layer["type"]
-        if t in _SPATIAL_ONLY and len(shape) != 3:
-            return plans, {"path": lpath, "message": f"{t} needs a spatial (C, H, W) input, but the previous layer outputs a flat vector of {shape[0]}"}
-        params: dict[str, tuple[int, ...]] = {}
-        if t == "conv":
-            c, h, w = shape
-            kh, kw = layer["kernel"]
-            p, s = layer["padding"], layer["stride"]
-            if kh > h + 2 * p or kw > w + 2 * p:
-                return plans, {"path": f"{lpath}.kernel", "message": _too_large(kh, kw, h, w, p)}
-            out = (layer["filters"], (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1)
-            params = {"W": (layer["filters"], c, kh, kw), "b": (layer["filters"],)}
-        elif t in ("maxpool", "avgpool"):
-            c, h, w = shape
-            k, s = layer["size"], layer["stride"]
-            if k > h or k > w:
-                return plans, {"path": f"{lpath}.size", "message": _too_large(k, k, h, w, 0)}
-            out = (c, (h - k) // s + 1, (w - k) // s + 1)
-        elif t == "dense":
-            inputs = math.prod(shape)       # implicit flatten in (C, H, W) order
-            out = (layer["units"],)
-            params = {"W": (layer["units"], inputs), "b": (layer["units"],)}
-        elif t == "flatten":
-            out = (math.prod(shape),)
-        else:                               # dropout keeps the shape
-            out = shape
-        plans.append(LayerPlan(i, dict(layer), shape, out, params))
-        shape = out
-    return plans, None
-
-
-def _too_large(kh: int, kw: int, h: int, w: int, padding: int) -> str:
-    k = str(kh) if kh == kw else _side(kh, kw)
-    if padding:
-        return f"{k} is larger than the {_side(h, w)} input with padding {padding} ({_side(h + 2 * padding, w + 2 * padding)})"
-    return f"{k} is larger than the {_side(h, w)} input"
-
-
-def plan_model(model: dict) -> list[LayerPlan]:
-    """Shape inference for a NORMALISED model (output of :func:`validate_model_spec`).
-
-    One :class:`LayerPlan` per entry of ``model["layers"]``. Shapes are per
-    sample: spatial ``(C, H, W)`` or flat ``(D,)``; a dense layer after a
-    spatial layer flattens implicitly in (C, H, W) order, ``flatten`` makes
-    ``(C*H*W,)``. Conv ``W`` is ``(F, C, kh, kw)``, dense ``W`` is ``(units, inputs)``.
-    Raises :class:`SpecError` if the geometry is impossible.
-    """
-    plans, error = _infer(model, "model")
-    if error:
-        raise SpecError([error])
-    return plans
-
-
-def parameter_count(model: dict) -> int:
-    """Number of trainable scalars of a normalised model."""
-    return sum(p.parameter_count for p in plan_model(model))
-
-
-def estimate_batch_memory(model: dict, batch_size: int, dtype: str) -> int:
-    """Conservative bytes needed for one batch (forward + backward) of a normalised model.
-
-    Per layer: the input and output activations, and for conv layers the
-    im2col buffer of the forward pass (N·Ho·Wo·C·kh·kw) and of the backward
-    full convolution (N·H·W·F·kh·kw, H, W the layer's input size); all times
-    the itemsize. Plus 4 copies of the parameters (weights, gradients, two
-    optimizer moments).
-    """
-    itemsize = ITEMSIZE[dtype]
-    n = batch_size
-    elements = 0
-    params = 0
-    for p in plan_model(model):
-        elements += n * (math.prod(p.in_shape) + math.prod(p.out_shape))
-        if p.layer["type"] == "conv":
-            f, c, kh, kw = p.param_shapes["W"]
-            _, h, w = p.in_shape
-            _, ho, wo = p.out_shape
-            elements += n * ho * wo * c * kh * kw
-            elements += n * h * w * f * kh * kw
-        params += p.parameter_count
-    return (elements + PARAM_COPIES * params) * itemsize
-
-
-# --------------------------------------------------------------------------- model
-
-def _check_model(errs: _Errors, model: Any, limits: Limits, path: str) -> tuple[dict | None, list[LayerPlan] | None]:
-    """Validate and normalise a model; returns (model, plans), either None when invalid."""
-    m = _object(errs, model, path, ("input_shape", "layers", "loss"))
-    if m is None:
-        return None, None
-    before = len(errs)
-    input_shape = _input_shape(errs, m, path, limits)
-    loss = _enum(errs, m, "loss", path, LOSSES)
-    layers, types = _layers(errs, m, path, limits)
-    order_ok = _check_order(errs, types, path)
-    if layers and layers[-1] is not None and loss is not None:
-        _check_loss(errs, loss, layers, path)
-    # Geometry is checked (and reported) even when unrelated fields are wrong,
-    # as long as everything it depends on is valid.
-    plans = None
-    if order_ok and input_shape is not None and layers is not None and None not in layers:
-        plans, error = _infer({"input_shape": input_shape, "layers": layers}, path)
-        if error:
-            errs.add(error["path"], error["message"])
-            plans = None
-    if plans is not None:
-        n_params = sum(p.parameter_count for p in plans)
-        if n_params > limits.max_parameters:
-            errs.add(path, f"the model has {n_params:,} parameters, over the limit of {limits.max_parameters:,}")
-    if len(errs) != before:
-        return None, None
-    return {"input_shape": input_shape, "layers": layers, "loss": loss}, plans
-
-
-def _check_loss(errs: _Errors, loss: str, layers: list[dict], path: str) -> None:
-    """cross_entropy is defined on probabilities: the last layer must be softmax or sigmoid."""
-    last = layers[-1]
-    act = last.get("activation")
-    if loss == "cross_entropy" and last["type"] == "dense" and act not in ("softmax", "sigmoid"):
-        errs.add(_join(path, "loss"),
-                 f"cross_entropy needs the last layer's activation to be softmax or sigmoid, "
-                 f"but layer {len(layers) - 1} uses {act} (use quadratic, or change the activation)")
-
-
-def _input_shape(errs: _Errors, m: Mapping, path: str, limits: Limits) -> list[int] | None:
-    if _missing(errs, m, "input_shape", path, _REQUIRED):
-        return None
-    shape, p = m["input_shape"], _join(path, "input_shape")
-    if not isinstance(shape, (list, tuple)) or len(shape) != 3:
-        errs.add(p, f"must be an array [C, H, W] of three integers, got {_json_type(shape)} {_short_repr(shape)}")
-        return None
-    bounds = [(limits.max_input_channels, "max_input_channels"),
-              (limits.max_input_side, "max_input_side"), (limits.max_input_side, "max_input_side")]
-    vals = [_int_value(errs, v, f"{p}[{i}]", 1, hi, name) for i, (v, (hi, name)) in enumerate(zip(shape, bounds))]
-    return None if None in vals else vals
-
-
-def _layers(errs: _Errors, m: Mapping, path: str, limits: Limits) -> tuple[list | None, list]:
-    if _missing(errs, m, "layers", path, _REQUIRED):
+def _check_layers(errs: ErrorList, m: Mapping, path: str, limits: Limits) -> tuple[list | None, list]:
+    if "layers" not in m:
+        errs.add(join(path, "layers"), "required field")
         return None, []
-    layers, p = m["layers"], _join(path, "layers")
+    layers, p = m["layers"], join(path, "layers")
     if not isinstance(layers, (list, tuple)):
-        errs.add(p, f"must be an array of layers, got {_json_type(layers)}")
+        errs.add(p, f"must be an array of layers, got {json_type(layers)}")
         return None, []
     if not layers:
         errs.add(p, "must contain at least one layer")
@@ -570,14 +358,14 @@ def _layers(errs: _Errors, m: Mapping, path: str, limits: Limits) -> tuple[list 
     return [c[1] for c in checked], [c[0] for c in checked]
 
 
-def _check_order(errs: _Errors, types: list[str | None], path: str) -> bool:
+def _check_order(errs: ErrorList, types: list[str | None], path: str) -> bool:
     """Rules on the sequence of layer types. Returns False if a spatial layer follows a flat one."""
     ok = True
     flat_since: int | None = None
     for i, t in enumerate(types):
         if t in ("dense", "flatten") and flat_since is None:
             flat_since = i
-        elif t in _SPATIAL_ONLY and flat_since is not None:
+        elif t in SPATIAL_LAYERS and flat_since is not None:
             errs.add(f"{path}.layers[{i}]",
                      f"{t} needs a spatial (C, H, W) input, but layer {flat_since} "
                      f"({types[flat_since]}) already made it a flat vector")
@@ -587,6 +375,47 @@ def _check_order(errs: _Errors, types: list[str | None], path: str) -> bool:
     return ok
 
 
+# --------------------------------------------------------------------------- model
+
+def _check_model(errs: ErrorList, model: Any, limits: Limits, path: str) -> tuple[dict | None, list[LayerPlan] | None]:
+    """Validate and normalise a model; returns (model, plans), either None when invalid."""
+    m = check_object(errs, model, path, MODEL_FIELDS)
+    if m is None:
+        return None, None
+    before = len(errs)
+    input_shape = MODEL_FIELDS["input_shape"].read(errs, m, "input_shape", path, limits)
+    loss = MODEL_FIELDS["loss"].read(errs, m, "loss", path, limits)
+    layers, types = _check_layers(errs, m, path, limits)
+    order_ok = _check_order(errs, types, path)
+    if layers and layers[-1] is not None and loss is not None:
+        _check_loss(errs, loss, layers, path)
+    # Geometry is checked (and reported) even when unrelated fields are wrong,
+    # as long as everything it depends on is valid.
+    plans = None
+    if order_ok and input_shape is not None and layers is not None and None not in layers:
+        plans, error = infer_shapes({"input_shape": input_shape, "layers": layers}, path)
+        if error:
+            errs.add(error["path"], error["message"])
+            plans = None
+    if plans is not None:
+        n_params = sum(p.parameter_count for p in plans)
+        if n_params > limits.max_parameters:
+            errs.add(path, f"the model has {n_params:,} parameters, over the limit of {limits.max_parameters:,}")
+    if len(errs) != before:
+        return None, None
+    return {"input_shape": input_shape, "layers": layers, "loss": loss}, plans
+
+
+def _check_loss(errs: ErrorList, loss: str, layers: list[dict], path: str) -> None:
+    """cross_entropy is defined on probabilities: the last layer must be softmax or sigmoid."""
+    last = layers[-1]
+    act = last.get("activation")
+    if loss == "cross_entropy" and last["type"] == "dense" and act not in ("softmax", "sigmoid"):
+        errs.add(join(path, "loss"),
+                 f"cross_entropy needs the last layer's activation to be softmax or sigmoid, "
+                 f"but layer {len(layers) - 1} uses {act} (use quadratic, or change the activation)")
+
+
 def validate_model_spec(model: Any, limits: Limits = Limits(), path: str = "model") -> dict:
     """Validate a model spec (``input_shape``, ``layers``, ``loss``) and return it normalised.
 
@@ -594,7 +423,7 @@ def validate_model_spec(model: Any, limits: Limits = Limits(), path: str = "mode
     ``kernel`` as ``[kh, kw]``; pool ``stride`` = ``size``; dense ``activation``
     relu except on the last layer, where it is required. Raises :class:`SpecError`.
     """
-    errs = _Errors()
+    errs = ErrorList()
     out, _ = _check_model(errs, model, limits, path)
     errs.raise_if_any()
     return out
@@ -602,110 +431,48 @@ def validate_model_spec(model: Any, limits: Limits = Limits(), path: str = "mode
 
 # --------------------------------------------------------------------------- job sections
 
-def _check_data(errs: _Errors, data: Any, path: str, limits: Limits) -> dict | None:
-    d = _object(errs, data, path, ("dataset", "test_fraction", "validation_fraction"))
+def _check_section(errs: ErrorList, obj: Any, path: str, table: Table, limits: Limits) -> dict | None:
+    """An object whose keys are exactly a table's, read field by field; None if anything is invalid."""
+    d = check_object(errs, obj, path, table)
     if d is None:
         return None
     before = len(errs)
-    dataset = None
-    if not _missing(errs, d, "dataset", path, _REQUIRED):
-        dataset = _string(errs, d["dataset"], _join(path, "dataset"), limits.max_name_length, allow_empty=False)
-    test = _float(errs, d, "test_fraction", path, lo=0.0, hi=1.0, hi_open=True, default=DATA_DEFAULTS["test_fraction"])
-    val = _float(errs, d, "validation_fraction", path, lo=0.0, hi=1.0, hi_open=True,
-                 default=DATA_DEFAULTS["validation_fraction"])
+    out = read_table(errs, d, path, table, limits)
+    return out if len(errs) == before else None
+
+
+def _check_data(errs: ErrorList, data: Any, path: str, limits: Limits) -> dict | None:
+    d = check_object(errs, data, path, DATA_FIELDS)
+    if d is None:
+        return None
+    before = len(errs)
+    out = read_table(errs, d, path, DATA_FIELDS, limits)
+    test, val = out["test_fraction"], out["validation_fraction"]
     if test is not None and val is not None and test + val >= MAX_FRACTION_SUM:
         errs.add(path, f"test_fraction + validation_fraction must be below {MAX_FRACTION_SUM}, got {test + val:g}")
-    if len(errs) != before:
-        return None
-    return {"dataset": dataset, "test_fraction": test, "validation_fraction": val}
-
-
-def _check_optimizer(errs: _Errors, opt: Any, path: str) -> dict | None:
-    if not isinstance(opt, Mapping):
-        errs.add(path, f"must be an object, got {_json_type(opt)}")
-        return None
-    before = len(errs)
-    otype = _enum(errs, opt, "type", path, OPTIMIZERS)
-    if otype is None:
-        return None
-    allowed = ("type", "lr", "momentum") if otype == "sgd" else ("type", "lr", "beta1", "beta2", "eps")
-    _object(errs, opt, path, allowed)
-    out: dict[str, Any] = {"type": otype, "lr": _float(errs, opt, "lr", path, lo=0.0, lo_open=True)}
-    if otype == "sgd":
-        out["momentum"] = _float(errs, opt, "momentum", path, lo=0.0, hi=1.0, hi_open=True, default=0.0)
-    else:
-        for key in ("beta1", "beta2"):
-            out[key] = _float(errs, opt, key, path, lo=0.0, hi=1.0, hi_open=True, default=ADAM_DEFAULTS[key])
-        out["eps"] = _float(errs, opt, "eps", path, lo=0.0, lo_open=True, default=ADAM_DEFAULTS["eps"])
     return out if len(errs) == before else None
 
 
-def _check_train(errs: _Errors, train: Any, path: str, limits: Limits) -> dict | None:
-    t = _object(errs, train, path, ("epochs", "batch_size", "seed", "dtype", "optimizer", "weight_decay"))
-    if t is None:
-        return None
-    before = len(errs)
-    out = {
-        "epochs": _int(errs, t, "epochs", path, 1, limits.max_epochs, limit_name="max_epochs"),
-        "batch_size": _int(errs, t, "batch_size", path, 1, limits.max_batch_size, limit_name="max_batch_size"),
-        "seed": _int(errs, t, "seed", path, 0, MAX_SEED, default=0),
-        "dtype": _enum(errs, t, "dtype", path, DTYPES, default="float32"),
-        "optimizer": (None if _missing(errs, t, "optimizer", path, _REQUIRED)
-                      else _check_optimizer(errs, t["optimizer"], _join(path, "optimizer"))),
-        # weight_decay is the L2 coefficient λ; above 1 it would dominate any loss.
-        "weight_decay": _float(errs, t, "weight_decay", path, lo=0.0, hi=1.0, default=0.0),
-    }
-    return out if len(errs) == before else None
+def _check_train(errs: ErrorList, train: Any, path: str, limits: Limits) -> dict | None:
+    return _check_section(errs, train, path, TRAIN_FIELDS, limits)
 
 
-def _check_gradcheck(errs: _Errors, gc: Any, path: str, limits: Limits) -> dict | None:
-    g = _object(errs, gc, path, tuple(GRADCHECK_DEFAULTS))
-    if g is None:
-        return None
-    before = len(errs)
-    out = {
-        "batch_size": _int(errs, g, "batch_size", path, 1, limits.max_gradcheck_batch,
-                           default=GRADCHECK_DEFAULTS["batch_size"], limit_name="max_gradcheck_batch"),
-        "eps": _float(errs, g, "eps", path, lo=0.0, lo_open=True, hi=MAX_GRADCHECK_EPS,
-                      default=GRADCHECK_DEFAULTS["eps"]),
-        "seed": _int(errs, g, "seed", path, 0, MAX_SEED, default=GRADCHECK_DEFAULTS["seed"]),
-        "rotate_kernels": _bool(errs, g, "rotate_kernels", path, default=GRADCHECK_DEFAULTS["rotate_kernels"]),
-    }
-    return out if len(errs) == before else None
-
-
-def _check_tags(errs: _Errors, tags: Any, path: str, limits: Limits) -> list[str] | None:
-    if not isinstance(tags, (list, tuple)):
-        errs.add(path, f"must be an array of strings, got {_json_type(tags)}")
-        return None
-    if len(tags) > limits.max_tags:
-        errs.add(path, f"{len(tags)} tags is over the limit of {limits.max_tags}")
-        return None
-    before = len(errs)
-    seen: set[str] = set()
-    for i, tag in enumerate(tags):
-        s = _string(errs, tag, f"{path}[{i}]", MAX_TAG_LENGTH, allow_empty=False)
-        if s is not None:
-            if s in seen:
-                errs.add(f"{path}[{i}]", f"duplicate tag {s!r}")
-            seen.add(s)
-    return list(tags) if len(errs) == before else None
+def _check_gradcheck(errs: ErrorList, gc: Any, path: str, limits: Limits) -> dict | None:
+    return _check_section(errs, gc, path, GRADCHECK_FIELDS, limits)
 
 
 # --------------------------------------------------------------------------- job
-
-_JOB_FIELDS = ("type", "name", "tags", "model", "data", "train", "gradcheck")
-
 
 def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
                       datasets: Callable[[str], tuple[int, ...] | None] | None = None) -> dict:
     """Validate a whole job spec (docs/reference/job-spec.md) and return a NEW normalised dict.
 
     Every default is filled in (see :func:`validate_model_spec` for the model;
-    ``train``: seed 0, dtype float32, weight_decay 0, sgd momentum 0, adam
-    beta1 0.9 / beta2 0.999 / eps 1e-8; ``data``: test_fraction 0.2,
-    validation_fraction 0.1; ``gradcheck``: :data:`GRADCHECK_DEFAULTS`;
-    ``tags`` []; an empty ``name`` becomes ``"{type}-{dataset}"``).
+    ``train``: :data:`~engine.constants.TRAIN_DEFAULTS`, sgd
+    :data:`~engine.constants.SGD_DEFAULTS`, adam :data:`~engine.constants.ADAM_DEFAULTS`;
+    ``data``: :data:`~engine.constants.DATA_DEFAULTS`; ``gradcheck``:
+    :data:`~engine.constants.GRADCHECK_DEFAULTS`; ``tags`` []; an empty
+    ``name`` becomes ``"{type}-{dataset}"``).
 
     A train job needs ``model``, ``data``, ``train``; a gradcheck job needs
     ``model`` and ``gradcheck`` (``data`` is optional there and unused by the
@@ -717,35 +484,40 @@ def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
 
     Collects ALL errors and raises one :class:`SpecError` with every one.
     """
-    errs = _Errors()
-    job = _object(errs, obj, "", _JOB_FIELDS, what="a JSON object")
+    errs = ErrorList()
+    job = check_object(errs, obj, "", JOB_FIELDS, what="a JSON object")
     if job is None:
         errs.raise_if_any()
-    jtype = _enum(errs, job, "type", "", JOB_TYPES)
-
-    name = None
-    if "name" in job:
-        name = _string(errs, job["name"], "name", limits.max_name_length)
-    tags = _check_tags(errs, job["tags"], "tags", limits) if "tags" in job else []
+    jtype = JOB_FIELDS["type"].read(errs, job, "type", "", limits)
+    name = JOB_FIELDS["name"].read(errs, job, "name", "", limits)
+    tags = JOB_FIELDS["tags"].read(errs, job, "tags", "", limits)
 
     model, plans = (None, None)
-    if not _missing(errs, job, "model", "", _REQUIRED):
+    if "model" in job:
         model, plans = _check_model(errs, job["model"], limits, "model")
+    else:
+        errs.add("model", "required field")
 
     data = None
     if jtype == "train" or "data" in job:
-        if not _missing(errs, job, "data", "", _REQUIRED):
+        if "data" in job:
             data = _check_data(errs, job["data"], "data", limits)
+        else:
+            errs.add("data", "required field")
 
     section = None
     if jtype == "train":
-        if not _missing(errs, job, "train", "", _REQUIRED):
+        if "train" in job:
             section = _check_train(errs, job["train"], "train", limits)
+        else:
+            errs.add("train", "required field")
         if "gradcheck" in job:
             errs.add("gradcheck", "not allowed in a train job")
     elif jtype == "gradcheck":
-        if not _missing(errs, job, "gradcheck", "", _REQUIRED):
+        if "gradcheck" in job:
             section = _check_gradcheck(errs, job["gradcheck"], "gradcheck", limits)
+        else:
+            errs.add("gradcheck", "required field")
         if "train" in job:
             errs.add("train", "not allowed in a gradcheck job")
     else:
@@ -785,7 +557,7 @@ def _dataset_info(dataset: str, datasets: Callable[[str], tuple[int, ...] | None
     return shape is not None, (tuple(shape) if shape is not None else None), None
 
 
-def _check_dataset_fit(errs: _Errors, model: dict, dataset: str, datasets) -> None:
+def _check_dataset_fit(errs: ErrorList, model: dict, dataset: str, datasets) -> None:
     """The model's input must match the dataset's sample shape, and its outputs its classes."""
     known, shape, classes = _dataset_info(dataset, datasets)
     if not known:
@@ -801,12 +573,17 @@ def _check_dataset_fit(errs: _Errors, model: dict, dataset: str, datasets) -> No
                  f"the last layer has {units} units but dataset {dataset!r} has {classes} classes")
 
 
-def _check_cost(errs: _Errors, jtype: str, plans: list[LayerPlan], model: dict, section: dict, limits: Limits) -> None:
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def _check_cost(errs: ErrorList, jtype: str, plans: list[LayerPlan], model: dict, section: dict,
+                limits: Limits) -> None:
     """Bounds that depend on the model and the run together: batch memory, gradcheck size."""
     if jtype == "train":
         dtype, path = section["dtype"], "train.batch_size"
     else:
-        dtype, path = "float64", "gradcheck.batch_size"     # gradcheck always runs in float64
+        dtype, path = GRADCHECK_DTYPE, "gradcheck.batch_size"
         n_params = sum(p.parameter_count for p in plans)
         if n_params > limits.max_gradcheck_parameters:
             errs.add("model", f"the model has {n_params:,} parameters, over the gradcheck limit of "
@@ -823,129 +600,43 @@ def _check_cost(errs: _Errors, jtype: str, plans: list[LayerPlan], model: dict, 
                        f"over the limit of {_mb(limits.max_batch_memory_bytes)}")
 
 
-# --------------------------------------------------------------------------- JSON Schema
-
-def _s_int(lo: int, hi: int, default: Any = None, description: str | None = None) -> dict:
-    s: dict[str, Any] = {"type": "integer", "minimum": lo, "maximum": hi}
-    if default is not None:
-        s["default"] = default
-    if description:
-        s["description"] = description
-    return s
-
-
-def _s_num(default: Any = None, description: str | None = None, **bounds: float) -> dict:
-    s: dict[str, Any] = {"type": "number", **bounds}
-    if default is not None:
-        s["default"] = default
-    if description:
-        s["description"] = description
-    return s
-
-
-def _s_obj(properties: dict, required: list[str], description: str | None = None) -> dict:
-    s: dict[str, Any] = {"type": "object", "properties": properties, "required": required,
-                         "additionalProperties": False}
-    if description:
-        s["description"] = description
-    return s
-
-
-def _s_enum(values: tuple[str, ...], default: str | None = None, description: str | None = None) -> dict:
-    s: dict[str, Any] = {"type": "string", "enum": list(values)}
-    if default is not None:
-        s["default"] = default
-    if description:
-        s["description"] = description
-    return s
-
+# --------------------------------------------------------------------------- JSON Schema, from the same tables
 
 def _layer_schemas(limits: Limits) -> list[dict]:
-    kernel = _s_int(1, limits.max_kernel)
-    stride = _s_int(1, limits.max_input_side, description="default 1 for conv, the pool size for pooling")
-    activation = _s_enum(ACTIVATIONS, description="default relu; required on the last layer; softmax only on the last layer")
-    conv = _s_obj({
-        "type": {"const": "conv"},
-        "filters": _s_int(1, limits.max_filters),
-        "kernel": {"oneOf": [kernel, {"type": "array", "items": kernel, "minItems": 2, "maxItems": 2}],
-                   "description": "k (k×k) or [kh, kw]"},
-        "stride": stride,
-        "padding": _s_int(0, limits.max_kernel, default=0),
-        "activation": activation,
-    }, ["type", "filters", "kernel"])
-    pools = [_s_obj({"type": {"const": t}, "size": _s_int(1, limits.max_kernel), "stride": stride},
-                    ["type", "size"]) for t in ("maxpool", "avgpool")]
-    dense = _s_obj({"type": {"const": "dense"}, "units": _s_int(1, limits.max_units), "activation": activation},
-                   ["type", "units"], description="flattens a spatial input implicitly, in (C, H, W) order")
-    dropout = _s_obj({"type": {"const": "dropout"}, "rate": _s_num(minimum=0, exclusiveMaximum=1)}, ["type", "rate"])
-    flatten = _s_obj({"type": {"const": "flatten"}}, ["type"])
-    return [conv, *pools, dense, dropout, flatten]
+    return [table_schema(table, limits, LAYER_DESCRIPTIONS.get(kind)) for kind, table in LAYER_FIELDS.items()]
 
 
 def job_spec_schema(limits: Limits = Limits()) -> dict:
     """JSON Schema (draft 2020-12, usable as an OpenAPI 3.1 schema object) of a job spec.
 
-    Self-contained (no ``$ref``) so it can be embedded anywhere in an OpenAPI
-    document. It expresses the per-field rules and bounds of ``limits``;
-    cross-field rules (output sizes, softmax only last, the last layer is
-    dense, cross_entropy needs softmax/sigmoid, parameter and memory limits,
-    dataset shape) are enforced by :func:`validate_job_spec` only. Note that
-    JSON Schema's ``integer`` admits ``5.0``; the validator does not.
+    Generated from the field tables the validator reads, for the bounds of
+    ``limits``.  Self-contained (no ``$ref``) so it can be embedded anywhere in
+    an OpenAPI document. It expresses the per-field rules; cross-field rules
+    (output sizes, softmax only last, the last layer is dense, cross_entropy
+    needs softmax/sigmoid, parameter and memory limits, dataset shape) are
+    enforced by :func:`validate_job_spec` only. Note that JSON Schema's
+    ``integer`` admits ``5.0``; the validator does not.
     """
-    seed = _s_int(0, MAX_SEED, default=0)
-    model = _s_obj({
-        "input_shape": {"type": "array", "minItems": 3, "maxItems": 3, "description": "[C, H, W]",
-                        "prefixItems": [_s_int(1, limits.max_input_channels),
-                                        _s_int(1, limits.max_input_side), _s_int(1, limits.max_input_side)],
-                        "items": False},
-        "layers": {"type": "array", "minItems": 1, "maxItems": limits.max_layers,
-                   "items": {"oneOf": _layer_schemas(limits)}, "description": "the last layer must be dense"},
-        "loss": _s_enum(LOSSES, description="cross_entropy needs a softmax or sigmoid last layer"),
-    }, ["input_shape", "layers", "loss"],
-        description=f"at most {limits.max_parameters} parameters")
-    data = _s_obj({
-        "dataset": {"type": "string", "minLength": 1, "maxLength": limits.max_name_length,
-                    "description": f"built-in ({', '.join(BUILTIN_DATASETS)}) or the id of an uploaded dataset"},
-        "test_fraction": _s_num(default=DATA_DEFAULTS["test_fraction"], minimum=0, exclusiveMaximum=1),
-        "validation_fraction": _s_num(default=DATA_DEFAULTS["validation_fraction"], minimum=0, exclusiveMaximum=1),
-    }, ["dataset"], description=f"test_fraction + validation_fraction < {MAX_FRACTION_SUM}")
-    sgd = _s_obj({"type": {"const": "sgd"}, "lr": _s_num(exclusiveMinimum=0),
-                  "momentum": _s_num(default=0.0, minimum=0, exclusiveMaximum=1)}, ["type", "lr"])
-    adam = _s_obj({"type": {"const": "adam"}, "lr": _s_num(exclusiveMinimum=0),
-                   "beta1": _s_num(default=ADAM_DEFAULTS["beta1"], minimum=0, exclusiveMaximum=1),
-                   "beta2": _s_num(default=ADAM_DEFAULTS["beta2"], minimum=0, exclusiveMaximum=1),
-                   "eps": _s_num(default=ADAM_DEFAULTS["eps"], exclusiveMinimum=0)}, ["type", "lr"])
-    train = _s_obj({
-        "epochs": _s_int(1, limits.max_epochs),
-        "batch_size": _s_int(1, limits.max_batch_size,
-                             description=f"estimated batch memory at most {limits.max_batch_memory_bytes} bytes"),
-        "seed": seed,
-        "dtype": _s_enum(DTYPES, default="float32"),
-        "optimizer": {"oneOf": [sgd, adam]},
-        "weight_decay": _s_num(default=0.0, minimum=0, maximum=1),
-    }, ["epochs", "batch_size", "optimizer"])
-    gradcheck = _s_obj({
-        "batch_size": _s_int(1, limits.max_gradcheck_batch, default=GRADCHECK_DEFAULTS["batch_size"]),
-        "eps": _s_num(default=GRADCHECK_DEFAULTS["eps"], exclusiveMinimum=0, maximum=MAX_GRADCHECK_EPS),
-        "seed": seed,
-        "rotate_kernels": {"type": "boolean", "default": True},
-    }, [], description=f"runs in float64; model at most {limits.max_gradcheck_parameters} parameters")
-    common = {
-        "name": {"type": "string", "maxLength": limits.max_name_length, "default": "",
-                 "description": "empty: derived from type and dataset"},
-        "tags": {"type": "array", "maxItems": limits.max_tags, "uniqueItems": True, "default": [],
-                 "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH}},
-        "model": model,
-        "data": data,
-    }
-    train_job = _s_obj({"type": {"const": "train"}, **common, "train": train},
-                       ["type", "model", "data", "train"], description="train job")
-    gradcheck_job = _s_obj({"type": {"const": "gradcheck"}, **common, "gradcheck": gradcheck},
-                           ["type", "model", "gradcheck"], description="gradcheck job (data optional, unused)")
+    layers = {"type": "array", "minItems": 1, "maxItems": limits.max_layers,
+              "items": {"oneOf": _layer_schemas(limits)}, "description": MODEL_FIELDS["layers"].description}
+    model = table_schema(MODEL_FIELDS, limits, f"at most {limits.max_parameters} parameters", {"layers": layers})
+    data = table_schema(DATA_FIELDS, limits, f"test_fraction + validation_fraction < {MAX_FRACTION_SUM}")
+    train = table_schema(TRAIN_FIELDS, limits)
+    gradcheck = table_schema(GRADCHECK_FIELDS, limits,
+                             f"runs in {GRADCHECK_DTYPE}; model at most {limits.max_gradcheck_parameters} parameters")
+
+    def job(kind: str, section: dict, required: list[str], description: str) -> dict:
+        table = {k: f for k, f in JOB_FIELDS.items() if k not in JOB_TYPES or k == kind}
+        s = table_schema(table, limits, description,
+                         {"type": {"const": kind}, "model": model, "data": data, kind: section})
+        s["required"] = required
+        return s
+
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "convlab job spec",
-        "oneOf": [train_job, gradcheck_job],
+        "oneOf": [job("train", train, ["type", "model", "data", "train"], "train job"),
+                  job("gradcheck", gradcheck, ["type", "model", "gradcheck"], "gradcheck job (data optional, unused)")],
     }
 
 

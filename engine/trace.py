@@ -42,7 +42,7 @@ def backward_trace(size: int = 5, kernel: int = 3, stride: int = 1, padding: int
         "kernel_rotated": as_list(conv.rot180(w)),
         "output": as_list(z),
         "delta_in": as_list(delta),
-        "delta_in_padded": as_list(conv._full_padding(delta, stride, kernel, kernel, in_shape)),
+        "delta_in_padded": as_list(conv.full_padding(delta, stride, kernel, kernel, in_shape)),
         "delta_out": as_list(delta_out),
         "delta_out_unrotated": as_list(unrotated),
         "weight_gradient": as_list(grad_w),

@@ -38,10 +38,6 @@ class TrainState:
     history: dict = field(default_factory=dict)   # last values of each series
 
 
-class Stopped(Exception):
-    """Raised inside the loop when the metric callback asks to stop."""
-
-
 class Trainer:
     """Trains ``net`` with ``optimizer`` on mini-batches shuffled by its own generator."""
 
@@ -63,7 +59,7 @@ class Trainer:
         """
         emit = on_metric or (lambda *a: None)
         n = len(x_train)
-        batches = -(-n // self.batch_size)
+        batches = self.batches_per_epoch(n)
         st = self.state
         while st.epoch < self.epochs:
             if st.order is None:
@@ -95,6 +91,10 @@ class Trainer:
             if stop and st.epoch < self.epochs:
                 return False
         return True
+
+    def batches_per_epoch(self, n: int) -> int:
+        """Mini-batches in one epoch of ``n`` samples (the last one may be short)."""
+        return -(-n // self.batch_size)
 
     # --- checkpoints -------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from engine import gradcheck
+from engine import gradcheck, gradient_check
 from engine.trace import backward_trace
 from engine import convolution as conv
 from tests.helpers import example
@@ -73,7 +73,7 @@ def test_kinks_are_detected_counted_and_excluded(monkeypatch):
     assert report["kinks"] == sum(e["kinks"] for e in report["layers"])
     assert report["passed"]
 
-    gc = sys.modules["engine.gradcheck"]      # the package exports the function under the same name
+    gc = gradient_check
     real_entry = gc._entry
     seen = []
 
@@ -114,9 +114,17 @@ def test_backward_trace_shows_the_rotation():
     assert np.array(t["weight_gradient"]).shape == (3, 3)
 
 
+def test_the_function_does_not_shadow_its_module():
+    """``engine.gradcheck`` is the function (as the README imports it); its module has its own name."""
+    import engine
+    assert engine.gradcheck is gradient_check.gradcheck and callable(engine.gradcheck)
+    assert sys.modules["engine.gradient_check"] is gradient_check
+    assert "engine.gradcheck" not in sys.modules
+
+
 def test_a_running_check_stops_when_asked():
     """A gradcheck job can be cancelled: the stop hook is polled between perturbations."""
-    from engine.gradcheck import Stopped
+    from engine.gradient_check import Stopped
     calls = []
     with pytest.raises(Stopped):
         gradcheck(SPECS["relu-maxpool"], should_stop=lambda: calls.append(1) or len(calls) > 2)

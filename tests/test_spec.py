@@ -1,16 +1,19 @@
-"""Tests of engine/spec.py: the job spec contract of docs/reference/job-spec.md."""
+"""Tests of engine/spec.py (the job spec contract of docs/reference/job-spec.md) and engine/shapes.py (shape inference)."""
 from __future__ import annotations
 
 import copy
 import json
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from engine.shapes import estimate_batch_memory, output_size, parameter_count, plan_model
 from engine.spec import (
     ACTIVATIONS, BUILTIN_DATASETS, DTYPES, JOB_SPEC_SCHEMA, LAYER_TYPES, LOSSES, OPTIMIZERS,
-    Limits, SpecError, estimate_batch_memory, job_spec_schema, parameter_count, plan_model,
-    validate_job_spec, validate_model_spec,
+    Limits, SpecError, job_spec_schema, validate_job_spec, validate_model_spec,
 )
 from tests.helpers import example as load_example
 
@@ -508,3 +511,35 @@ def test_schema_follows_limits():
     assert conv["properties"]["filters"]["maximum"] == 9
     assert conv["additionalProperties"] is False
     assert '"maximum": 500' not in text
+
+
+# ------------------------------------------------------------------ imports
+
+def test_spec_module_does_not_import_numpy():
+    """The module docstring promises the API process can validate without the numeric stack."""
+    code = ("import sys, engine.spec, engine.shapes, engine.constants; "
+            "from engine import SpecError, Limits, validate_job_spec; "
+            "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith('numpy.')))")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_output_size_is_the_shapes_the_plan_gives():
+    """The one output-size formula: a strided, padded conv and a pool over odd sides."""
+    assert output_size(10, 3, 2) == 4 and output_size(4, 3, 2, 1) == 2 and output_size(7, 3, 3) == 2
+    model = validate_model_spec({"input_shape": [1, 9, 10], "loss": "quadratic", "layers": [
+        {"type": "conv", "filters": 1, "kernel": [2, 3], "stride": 3, "padding": 2},
+        {"type": "dense", "units": 1, "activation": "linear"}]})
+    assert plan_model(model)[0].out_shape == (1, output_size(9, 2, 3, 2), output_size(10, 3, 3, 2)) == (1, 4, 4)
+
+
+def test_tables_cover_the_vocabulary():
+    """Each name of engine.constants has its rules in the spec's tables and its class in the engine."""
+    from engine import activations, spec
+    from engine.constants import GRADCHECK_DEFAULTS
+    assert tuple(spec.LAYER_FIELDS) == LAYER_TYPES
+    assert tuple(spec.OPTIMIZER_FIELDS) == OPTIMIZERS
+    assert tuple(spec.GRADCHECK_FIELDS) == tuple(GRADCHECK_DEFAULTS)
+    assert set(activations.BY_NAME) == set(ACTIVATIONS)

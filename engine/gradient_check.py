@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from .constants import GRADCHECK_DEFAULTS, GRADCHECK_DTYPE
 from .network import Network
 
 TINY = 1e-12           # below this both gradients are zero for all that float64 can tell
@@ -46,10 +47,12 @@ class Stopped(Exception):
     """The check was asked to stop (its job was cancelled)."""
 
 
-def _numeric(net: Network, target: np.ndarray, loss_at, eps: float, start: int, base_sig, should_stop):
+def _numeric(target: np.ndarray, loss_at: Callable[[], tuple[float, list]], eps: float, base_sig, should_stop):
     """Centred differences for every entry of ``target`` (changed in place and restored).
 
-    Returns the numeric gradient and a boolean mask of the entries at a kink.
+    ``loss_at()`` gives the loss and the kink signature at the current value
+    of ``target``.  Returns the numeric gradient and a boolean mask of the
+    entries at a kink.
     """
     numeric = np.zeros_like(target)
     kinks = np.zeros(target.shape, dtype=bool)
@@ -59,11 +62,9 @@ def _numeric(net: Network, target: np.ndarray, loss_at, eps: float, start: int, 
             raise Stopped()
         old = flat[k]
         flat[k] = old + eps
-        plus = loss_at()
-        sig_plus = net.signature(start)
+        plus, sig_plus = loss_at()
         flat[k] = old - eps
-        minus = loss_at()
-        sig_minus = net.signature(start)
+        minus, sig_minus = loss_at()
         flat[k] = old
         num_flat[k] = (plus - minus) / (2 * eps)
         kink_flat[k] = not (_same(sig_plus, base_sig) and _same(sig_minus, base_sig))
@@ -87,8 +88,9 @@ def _entry(layer: int, param: str, analytic: np.ndarray, numeric: np.ndarray, ki
     }
 
 
-def gradcheck(model_spec: dict, batch_size: int = 2, eps: float = 1e-6, seed: int = 0,
-              rotate_kernels: bool = True, tolerance: float = TOLERANCE,
+def gradcheck(model_spec: dict, batch_size: int = GRADCHECK_DEFAULTS["batch_size"],
+              eps: float = GRADCHECK_DEFAULTS["eps"], seed: int = GRADCHECK_DEFAULTS["seed"],
+              rotate_kernels: bool = GRADCHECK_DEFAULTS["rotate_kernels"], tolerance: float = TOLERANCE,
               should_stop: Callable[[], bool] | None = None) -> dict:
     """Check every gradient of the network of ``model_spec`` on a random batch (report: docs/reference/results.md).
 
@@ -97,7 +99,7 @@ def gradcheck(model_spec: dict, batch_size: int = 2, eps: float = 1e-6, seed: in
     a deterministic function of the parameters.  ``should_stop`` is polled
     while it runs; if it returns True the check raises :class:`Stopped`.
     """
-    net = Network.from_spec(model_spec, seed=seed, dtype="float64")
+    net = Network.from_spec(model_spec, seed=seed, dtype=GRADCHECK_DTYPE)
     net.set_rotate_kernels(rotate_kernels)
     rng = np.random.default_rng([seed, 2])
     x = rng.random((batch_size, *net.input_shape))
@@ -106,26 +108,25 @@ def gradcheck(model_spec: dict, batch_size: int = 2, eps: float = 1e-6, seed: in
 
     # Analytic: one backward pass, keeping the gradient of every layer's input.
     inputs = _layer_inputs(net, x)
-    _, grads = net.loss_and_gradients(x, y, training=False, input_grads=True)
-    grads = {k: g.copy() for k, g in grads.items()}
-    input_grads = {i: g.copy() for i, g in net.input_grads.items()}
-    net.forward(x)
-    base_sig = [net.signature(i) for i in range(len(net.layers))]
+    _, grads, input_grads = net.loss_and_all_gradients(x, y)
+    _, caches = net.forward_cached(x)
+    base_sig = [net.signature(caches[i:], start=i) for i in range(len(net.layers))]
 
-    def full_loss():
-        return net._loss(net.forward(x), y)[0]
+    def loss_at(a: np.ndarray, start: int) -> tuple[float, list]:
+        """The loss and the kink signature of layers ``start``.. with ``a`` fed to layer ``start``."""
+        out, caches = net.forward_cached(a, start=start)
+        return net.loss_and_delta(out, y, caches)[0], net.signature(caches, start)
 
-    noise_floor = NOISE_ULPS * np.finfo(np.float64).eps * max(abs(full_loss()), 1.0) / eps
+    noise_floor = NOISE_ULPS * np.finfo(np.float64).eps * max(abs(loss_at(x, 0)[0]), 1.0) / eps
     judge = dict(tolerance=tolerance, noise_floor=noise_floor)
 
     layers = []
     for key, param in net.params.items():
         _, i, name = key.split(".")
-        numeric, kinks = _numeric(net, param, full_loss, eps, 0, base_sig[0], should_stop)
+        numeric, kinks = _numeric(param, lambda: loss_at(x, 0), eps, base_sig[0], should_stop)
         layers.append(_entry(int(i), name, grads[key], numeric, kinks, **judge))
     for i, a in enumerate(inputs):
-        numeric, kinks = _numeric(net, a, lambda a=a, i=i: net._loss(net.forward(a, start=i), y)[0],
-                                  eps, i, base_sig[i], should_stop)
+        numeric, kinks = _numeric(a, lambda a=a, i=i: loss_at(a, i), eps, base_sig[i], should_stop)
         layers.append(_entry(i, "input", input_grads[i], numeric, kinks, **judge))
     layers.sort(key=lambda e: (e["layer"], ["W", "b", "input"].index(e["param"])))
 
@@ -150,5 +151,5 @@ def _layer_inputs(net: Network, x: np.ndarray) -> list[np.ndarray]:
     inputs, a = [], np.asarray(x, dtype=net.dtype)
     for layer in net.layers:
         inputs.append(a.copy())
-        a = layer.forward(a, False)
+        a, _ = layer.forward(a, False)
     return inputs
