@@ -89,6 +89,7 @@ def publish_wakeups(app: Celery, count: int) -> None:
     if count <= 0:
         return
     with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0)     # broker down: fail now (the caller retries later)
         producer = conn.Producer()
         for _ in range(count):
             app.send_task(TASK_WAKE, producer=producer)
@@ -97,6 +98,7 @@ def publish_wakeups(app: Celery, count: int) -> None:
 def pending_wakeups(app: Celery) -> int:
     """How many wake-ups wait on the broker (not yet delivered to a worker)."""
     with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=0)     # not kombu's default: retry forever
         # Not passive: Redis reports a queue with no message as missing; declaring is idempotent.
         return conn.default_channel.queue_declare(queue=QUEUE, durable=True, auto_delete=False).message_count
 

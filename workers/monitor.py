@@ -1,6 +1,6 @@
 """A worker process's background thread: heartbeats, cancellation, the reaper and the wake-up sweep.
 
-Every ``heartbeat_s`` (with a little jitter, so that processes do not sweep in step) it
+Every ``heartbeat_s`` (with a little jitter, so that processes do not act in step) it
 - records that this worker is alive and which job it runs (``GET /workers``);
 - heartbeats the running job, and tells the training loop to stop when the job
   was cancelled or taken away from this worker (:class:`~workers.control.JobControl`);
@@ -10,9 +10,9 @@ Every ``heartbeat_s`` (with a little jitter, so that processes do not sweep in s
   after a database outage every live worker has had the time to heartbeat
   again, so an outage is never mistaken for lost workers (attempts count lost
   workers, not lost databases);
-- tops up the broker's wake-ups to the number of queued jobs (``Wakeups``),
-  which is what makes a lost message, a Redis restart or a reaped job cost
-  seconds.
+- and, in a second thread (a hanging broker never delays a heartbeat), tops up
+  the broker's wake-ups to the number of queued jobs (``Wakeups``), which is
+  what makes a lost message, a Redis restart or a reaped job cost seconds.
 
 The training loop runs in the task's thread; this one only touches the
 database, the broker and the job's ``JobControl``, so the two never share engine state.
@@ -46,19 +46,25 @@ class Monitor:
         self._job: JobControl | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="convlab-monitor", daemon=True)
+        # A thread of its own: a broker that hangs must never delay a heartbeat.
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="convlab-wakeups", daemon=True)
         self._healthy_since: float | None = None     # monotonic time of the first success after a failure
         self._db_down_logged = False
         self._broker_ok = True
 
     def start(self) -> None:
-        """Send a first heartbeat (if the database answers) and start the thread."""
-        self.tick(reap=False, sweep=False)
+        """Send a first heartbeat (if the database answers) and start the threads."""
+        self.tick(reap=False)
         self._thread.start()
+        if self.wakeups is not None:
+            self._sweeper.start()
 
     def stop(self) -> None:
         """Stop the thread and remove this worker's row (best effort: a dead worker's row expires anyway)."""
         self._stopping.set()
         self._thread.join(timeout=5)
+        if self._sweeper.is_alive():
+            self._sweeper.join(timeout=5)
         try:
             store.remove_worker(self.store, self.worker)
         except Exception as exc:  # noqa: BLE001 - shutting down: the row expires anyway
@@ -70,13 +76,13 @@ class Monitor:
             self._job = control
         if self.shutting_down.is_set():
             control.stop(SHUTDOWN)              # the signal came between the claim and now
-        self.tick(reap=False, sweep=False)
+        self.tick(reap=False)
 
     def unwatch(self) -> None:
         """The job is over (or handed back): heartbeat this worker as idle."""
         with self._lock:
             self._job = None
-        self.tick(reap=False, sweep=False)
+        self.tick(reap=False)
 
     def stop_for_shutdown(self) -> bool:
         """This process is asked to exit: stop the running job (it is handed back). True if there was one."""
@@ -98,8 +104,13 @@ class Monitor:
         while not self._stopping.wait(self.settings.heartbeat_s * random.uniform(0.8, 1.0)):
             self.tick()
 
-    def tick(self, reap: bool = True, sweep: bool = True) -> None:
-        """One round: heartbeat, then (database healthy long enough) reap, then top up wake-ups.
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(self.settings.heartbeat_s * random.uniform(0.8, 1.2)):
+            if self._healthy_since is not None:
+                self._sweep()
+
+    def tick(self, reap: bool = True) -> None:
+        """One round: heartbeat, then (database healthy for a stale period) reap.
 
         Never raises: a failure is logged once when it starts and once when it ends.
         """
@@ -115,8 +126,6 @@ class Monitor:
                 log.warning("monitor %s: database reachable again", self.worker)
                 self._db_down_logged = False
             self._healthy_since = time.monotonic()
-        if sweep and self.wakeups is not None:
-            self._sweep()
 
     def _database_failed(self, exc: Exception) -> None:
         self._healthy_since = None
