@@ -255,6 +255,13 @@ def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | 
     return True
 
 
+def finished_by(store: Store, job_id: str, worker: str) -> str | None:
+    """The job's terminal status if ``worker`` finished it (a retried finish checks its first try), else None."""
+    with store.session() as s:
+        return s.scalar(select(Job.status).where(Job.id == job_id, Job.worker == worker,
+                                                 Job.status.in_(TERMINAL_STATUSES)))
+
+
 def release_job(store: Store, job_id: str, worker: str) -> str | None:
     """A worker shutting down hands its running job back: ``queued`` again, this attempt not counted
     (``cancelled`` if a cancel was pending).  None if it was not running on ``worker``."""

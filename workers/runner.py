@@ -195,6 +195,10 @@ class JobRunner:
         if written:
             log.info("job %s %s", job_id, status)
             return status
+        if self._db(lambda: store.finished_by(self.store, job_id, self.worker), f"job {job_id}: read") == status:
+            # A retried finish whose first try committed but lost its answer (database restart).
+            log.info("job %s %s (the first answer was lost)", job_id, status)
+            return status
         log.warning("job %s: not running on %s any more; %s not written", job_id, self.worker, status)
         return None
 
