@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import urllib.error
+from datetime import datetime, timezone
 import urllib.request
 from pathlib import Path
 
@@ -128,6 +129,7 @@ def test_chaos(tmp_path, servers):
     hostname = socket.gethostname()
     kills: collections.Counter = collections.Counter()
     outage: list[float] = []
+    back_at: list[datetime] = []
     started = time.monotonic()
     poller = None
     try:
@@ -171,6 +173,7 @@ def test_chaos(tmp_path, servers):
             time.sleep(4)                          # the outage itself (its length is the fault, not a wait)
             pg.start()
             outage.append(time.monotonic())
+            back_at.append(datetime.now(timezone.utc))
 
         schedule = [(0.06, kill_a_worker), (0.14, restart_redis), (0.22, kill_a_worker),
                     (0.32, restart_postgres), (0.45, kill_a_worker), (0.55, restart_redis),
@@ -185,7 +188,6 @@ def test_chaos(tmp_path, servers):
             poller.done.set()
             poller.join(timeout=15)
         cluster.stop()
-    print(f"\nchaos: {len(ids)} jobs, {sum(kills.values())} lost to kills, wall {wall:.1f} s")
 
     # --- every job succeeded exactly once, none stuck -------------------------------------------
     st = store.Store.from_url(pg.url)
@@ -195,9 +197,17 @@ def test_chaos(tmp_path, servers):
     finally:
         st.dispose()
     not_done = {j: (job["status"], job["error"]) for j, job in jobs.items() if job["status"] != "succeeded"}
+    logs = "".join(p.read_text(errors="replace") for p in sorted(cluster.logs.glob("worker*.log")))
+    starts = sorted(datetime.fromisoformat(job["started_at"].replace("Z", "+00:00")) for job in jobs.values())
+    resumed_after = (next(s for s in starts if s > back_at[0]) - back_at[0]).total_seconds()
+    swept = sum(int(n) for n in re.findall(r"published (\d+) wake-up", logs))
+    during_outage = collections.Counter(s for t, s in poller.answers if outage[0] <= t <= outage[1])
+    print(f"\nchaos: {len(ids)} jobs, {sum(kills.values())} lost to kills, wall {wall:.1f} s; "
+          f"a new job started {resumed_after:.2f} s after PostgreSQL was back; "
+          f"API answers during the outage: {dict(during_outage)}; wake-ups published by sweeps: {swept}, "
+          f"wake-ups that found nothing: {logs.count('woken up, but no job is queued')}")
     assert not not_done
 
-    logs = "".join(p.read_text(errors="replace") for p in sorted(cluster.logs.glob("worker*.log")))
     claims = collections.Counter(re.findall(r"job ([0-9a-f]{32}) claimed by", logs))
     assert "not written" not in logs                               # no second finish was ever tried
     for job_id, job in jobs.items():

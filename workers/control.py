@@ -21,6 +21,9 @@ class JobControl:
         self.event = threading.Event()
         self._reason: str | None = None
         self._lock = threading.Lock()
+        # Set just before the terminal status is written: from then on a heartbeat that finds
+        # the job not running any more is our own finish, not a lost job.
+        self.finishing = False
 
     def stop(self, reason: str) -> bool:
         """Ask the job to stop for ``reason``; False if it was already asked (the first reason stands)."""

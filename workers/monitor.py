@@ -144,6 +144,8 @@ class Monitor:
         if job is None:
             return
         state = store.heartbeat(self.store, job.job_id, self.worker)
+        if state == "lost" and job.finishing:
+            return
         if state == "lost":
             if job.stop(LOST):
                 log.warning("job %s: taken from this worker; stopping it", job.job_id)

@@ -164,6 +164,7 @@ class JobRunner:
         if outcome is None or outcome.status == "cancelled":
             return self._stopped(job_id, control)
         artifacts = {WEIGHTS: outcome.weights} if outcome.weights is not None else None
+        control.finishing = True
         return self._finish(job_id, "succeeded", result=outcome.result, artifacts=artifacts)
 
     def _stopped(self, job_id: str, control: JobControl) -> str | None:
