@@ -122,3 +122,68 @@ def test_the_reaper_waits_a_stale_period_after_a_database_outage(tmp_path, monke
     monitor.tick()
     assert store.get_job(st, job["id"], None)["status"] == "queued"    # now the silent worker is lost
     st.dispose()
+
+
+def _unreachable(*args, **kwargs):
+    raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
+
+
+@pytest.fixture
+def local(tmp_path):
+    """A migrated SQLite store, settings with a short heartbeat, and a user."""
+    from store.migrate import upgrade
+    url = f"sqlite:///{tmp_path / 'convlab.db'}"
+    upgrade(url)
+    st = store.Store.from_url(url)
+    settings = Settings(home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k",
+                        heartbeat_s=0.2, stale_after_s=1.0)
+    user = store.authenticate(st, store.create_token(st, "alice"))
+    yield st, settings, user
+    st.dispose()
+
+
+def test_a_worker_waits_out_an_outage_with_its_job_and_counts_no_attempt(local, monkeypatch):
+    """Progress and metric writes fail for a while (the database is restarting): the job waits,
+    then finishes with one attempt, every metric point written once, nothing handed back."""
+    from workers.runner import JobRunner
+    st, settings, user = local
+    job = store.create_job(st, user.id, validate_job_spec(tiny_train_spec(epochs=2)))
+    failures = {"update_progress": 3, "record_metrics": 3}
+    for name in failures:
+        real = getattr(store, name)
+
+        def flaky(*args, _name=name, _real=real, **kwargs):
+            if failures[_name] > 0:
+                failures[_name] -= 1
+                _unreachable()
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(store, name, flaky)
+
+    assert JobRunner(st, settings, "me:1").run_next() == "succeeded"
+    assert failures == {"update_progress": 0, "record_metrics": 0}
+    done = store.get_job(st, job["id"], None)
+    assert done["status"] == "succeeded" and done["attempts"] == 1
+    steps = [s for s, _ in store.get_metrics(st, job["id"])["train_loss"]]
+    assert steps == list(range(1, done["progress"]["total_steps"] + 1))
+
+
+def test_a_worker_stopping_before_the_database_answers_gives_its_wake_up_back(local, monkeypatch):
+    """Asked to stop while its claim cannot reach the database: it gives up with Interrupted (the task
+    then rejects its message back to the broker) and has claimed nothing."""
+    from workers.retry import Interrupted
+    from workers.runner import JobRunner
+    st, settings, user = local
+    job = store.create_job(st, user.id, validate_job_spec(tiny_train_spec()))
+    monitor = Monitor(st, settings, "me:1")
+    tries = []
+
+    def down(*args, **kwargs):
+        tries.append(1)
+        if len(tries) == 3:
+            monitor.stop_for_shutdown()           # SIGTERM arrives during the outage
+        _unreachable()
+    monkeypatch.setattr(store, "claim_next_job", down)
+    with pytest.raises(Interrupted):
+        JobRunner(st, settings, "me:1", monitor).run_next()
+    assert len(tries) == 3
+    assert store.get_job(st, job["id"], None)["status"] == "queued"
