@@ -16,11 +16,10 @@ from .models import STATUSES, TERMINAL_STATUSES
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
-    "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job", "count_by_status",
-    "count_queued", "finished_by",
-    "create_job", "create_token", "finish_job", "get_dataset", "get_job", "get_metrics", "get_user", "heartbeat",
-    "job_durations", "list_datasets", "list_jobs", "live_workers", "load_artifact", "load_dataset_bytes",
-    "make_engine", "ping", "queue_order", "queue_position", "queue_positions", "reap_stale_jobs", "release_job", "record_metrics", "remove_stale_workers",
-    "remove_worker", "request_cancel", "requeue_job", "save_artifact", "save_dataset", "update_progress",
-    "worker_heartbeat",
+    "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
+    "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",
+    "get_job", "get_metrics", "get_user", "heartbeat", "job_durations", "list_datasets", "list_jobs", "live_workers",
+    "load_artifact", "load_dataset_bytes", "make_engine", "ping", "queue_order", "queue_position", "queue_positions",
+    "reap_stale_jobs", "record_metrics", "release_job", "remove_stale_workers", "remove_worker", "request_cancel",
+    "requeue_job", "save_artifact", "save_dataset", "update_progress", "worker_heartbeat",
 ]
