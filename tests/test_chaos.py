@@ -35,7 +35,7 @@ import store
 from engine import validate_job_spec
 from engine.jobs import Hooks, run_job
 from store.models import Job
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, redis_server_binary, wait_for
 from tests.private_servers import PrivatePostgres, PrivateRedis, private_postgres_unavailable
 
 pytestmark = [pytest.mark.processes, pytest.mark.slow]
@@ -61,8 +61,9 @@ def _spec(i: int) -> dict:
 @pytest.fixture
 def servers(tmp_path):
     reason = private_postgres_unavailable()
-    if reason is not None or not Path("/usr/bin/redis-server").exists():
-        reason = reason or "redis-server is not installed"
+    if reason is None and redis_server_binary() is None:
+        reason = "redis-server is not installed"
+    if reason is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
