@@ -177,7 +177,6 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False) -> dict[
     return None             # lost every race: as many claimers won, and their wake-ups cover the rest
 
 
-
 def claim_job(store: Store, job_id: str, worker: str) -> dict[str, Any] | None:
     """Claim the queued job ``job_id`` for ``worker`` (tests and tools; workers use :func:`claim_next_job`).
 
