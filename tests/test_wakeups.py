@@ -2,7 +2,8 @@
 
 A broker message only says "work is available": a lost or unreadable one is
 replaced by the monitors' sweep, a duplicate finds nothing to claim.  And the
-reaper's rule that makes attempts count lost workers, not lost databases.
+reaper's rule that makes attempts count lost workers, not lost databases, and the
+runner's patience with an unreachable database (in-process).
 """
 from __future__ import annotations
 
@@ -23,8 +24,6 @@ from tests.helpers import tiny_train_spec
 from workers.celery_app import make_celery, pending_wakeups, publish_wakeups
 from workers.monitor import Monitor
 
-pytestmark = pytest.mark.processes
-
 
 @pytest.fixture
 def cluster(tmp_path):
@@ -42,6 +41,7 @@ def _steps(client, job_id: str) -> list[int]:
     return [s for s, _ in client.request("GET", f"/jobs/{job_id}/metrics")["series"]["train_loss"]]
 
 
+@pytest.mark.processes
 def test_a_lost_or_unreadable_message_costs_a_sweep_not_the_job(cluster):
     """Submitted while no worker runs; its message is then lost, and an unreadable file sits first
     in the queue. A worker started afterwards runs the job anyway and sets the file aside."""
@@ -62,6 +62,7 @@ def test_a_lost_or_unreadable_message_costs_a_sweep_not_the_job(cluster):
         "00000000000000000000_unreadable.convlab.msg.bad"]
 
 
+@pytest.mark.processes
 def test_duplicate_wake_ups_run_the_job_once(cluster):
     """Five wake-ups for one queued job: it runs once (one attempt, no duplicate metric point),
     and the other four find nothing and are consumed."""
