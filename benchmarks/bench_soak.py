@@ -126,7 +126,8 @@ class SharedDatabase:
             conn.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
         self.url = make_url(admin_url).set(database=self.name).render_as_string(hide_password=False)
 
-    def stop(self) -> None:
+    def remove(self) -> None:
+        """Drop the database."""
         with self.admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         self.admin.dispose()
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append(pg)
                 pg.start()
                 url, where = pg.create_database("convlab"), f"private, port {pg.port}"
-            redis = PrivateRedis("127.0.0.1")
+            redis = PrivateRedis()
             servers.append(redis)
             redis.start()
             cluster = Cluster(Path(tmp), url, redis.url, **DEFAULT_INTERVALS)
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.stop()
         finally:
             for server in reversed(servers):
-                server.stop()
+                server.remove()
     report(out, args.jobs, args.workers, in_flight, where)
     return 0
 

@@ -44,8 +44,6 @@ class Settings:
     max_attempts: int = 3                        # runs of one job before a lost worker fails it
     heartbeat_s: float = 2.0                     # how often a running job's worker reports
     stale_after_s: float = 30.0                  # a running job silent this long goes back to the queue
-    republish_after_s: float = 5.0               # a queued job not on the broker this long is published again
-    republish_lost_after_s: float = 900.0        # a job published this long ago and never claimed: again
     worker_alive_s: float = 15.0                 # a worker silent this long is not listed as live
     task_time_limit_s: int = 6 * 3600            # hard limit of one job run, below the broker's visibility timeout
     metrics_flush_s: float = 0.5                 # metric points are written in batches at most this often

@@ -41,8 +41,8 @@ def submit_job():
 
     Answers 201 with the job and its ``Location``. ``data.dataset`` is a
     built-in name or the id of a dataset the caller uploaded. If publishing
-    fails the job stays queued, unmarked, for the workers' sweep
-    (``store.take_unpublished``) to publish; the failure is logged.
+    fails the job stays queued, and the workers' sweep publishes
+    the missing wake-up; the failure is logged.
     """
     job = enqueue(validate(json_object()), g.user)
     headers = {"Location": url_for(".get_job", job_id=job["id"])}

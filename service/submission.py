@@ -23,16 +23,16 @@ def validate(body: Any) -> dict[str, Any]:
 
 
 def enqueue(spec: dict[str, Any], user: store.UserInfo) -> dict[str, Any]:
-    """Store a validated spec as a queued job (committed), then publish it.
+    """Store a validated spec as a queued job (committed), then publish a wake-up for it.
 
-    If publishing fails the job stays queued and unmarked; the workers' sweep
-    (``store.take_unpublished``) publishes it later.  The failure is logged.
+    If publishing fails the job is still queued (the database is the queue);
+    the workers' sweep publishes the missing wake-up within a heartbeat or two.
+    The failure is logged.
     """
     ext = convlab()
     job = store.create_job(ext.store, user.id, spec, max_attempts=ext.settings.max_attempts)
     try:
         ext.publish(job["id"])          # only after the commit (docs/architecture.md)
-        store.mark_enqueued(ext.store, job["id"])
-    except Exception:                   # noqa: BLE001 - the job is stored: the sweep publishes it later
+    except Exception:                   # noqa: BLE001 - the job is stored: the sweep wakes a worker later
         current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
     return job

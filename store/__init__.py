@@ -9,18 +9,18 @@ from .auth import UserInfo, authenticate, create_token, get_user
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
 from .jobs import (
-    claim_job, count_by_status, create_job, finish_job, get_job, heartbeat, job_durations, list_jobs,
-    mark_enqueued, queue_position, queue_positions, reap_stale_jobs, release_job, request_cancel, requeue_job, save_artifact,
-    take_unpublished, unmark_enqueued, update_progress,
+    claim_job, claim_next_job, count_by_status, count_queued, create_job, finish_job, finished_by, get_job, heartbeat,
+    job_durations, list_jobs, queue_order, queue_position, queue_positions, reap_stale_jobs, release_job,
+    request_cancel, requeue_job, save_artifact, update_progress,
 )
 from .metrics import get_metrics, record_metrics
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
-    "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "count_by_status",
-    "create_job", "create_token", "finish_job", "get_dataset", "get_job", "get_metrics", "get_user", "heartbeat",
-    "job_durations", "list_datasets", "list_jobs", "live_workers", "load_artifact", "load_dataset_bytes",
-    "make_engine", "ping", "mark_enqueued", "queue_position", "queue_positions", "reap_stale_jobs", "release_job", "record_metrics", "remove_stale_workers",
-    "remove_worker", "request_cancel", "requeue_job", "save_artifact", "take_unpublished", "unmark_enqueued", "save_dataset", "update_progress",
-    "worker_heartbeat",
+    "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
+    "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",
+    "get_job", "get_metrics", "get_user", "heartbeat", "job_durations", "list_datasets", "list_jobs", "live_workers",
+    "load_artifact", "load_dataset_bytes", "make_engine", "ping", "queue_order", "queue_position", "queue_positions",
+    "reap_stale_jobs", "record_metrics", "release_job", "remove_stale_workers", "remove_worker", "request_cancel",
+    "requeue_job", "save_artifact", "save_dataset", "update_progress", "worker_heartbeat",
 ]

@@ -2,6 +2,8 @@
 
 Every change that can race is ONE conditional ``UPDATE ... WHERE status = ...``:
 whoever's update matches the row wins, the others see no row and back off.
+The queue is this table: a broker message only says that work is available,
+and a worker claims the next queued job here (:func:`claim_next_job`).
 Statuses only move ``queued -> running -> succeeded | failed | cancelled``
 (and ``running -> queued`` when a worker is lost); terminal ones never change.
 """
@@ -122,19 +124,78 @@ def list_jobs(store: Store, user: UserInfo | None, status: str | None = None, ty
         return [_job_dict(job, name) for job, name in rows], total
 
 
-def claim_job(store: Store, job_id: str, worker: str) -> dict[str, Any] | None:
-    """Take a queued job for ``worker``: ``running``, ``attempts + 1``, heartbeat now.
+def queue_order() -> tuple:
+    """The ORDER BY of the queue: first submitted, first claimed (``id`` breaks ties).
 
-    None if it is not queued (cancelled, finished, or another worker has it):
-    the caller then drops the message. ``worker`` must name one executing task
-    slot (e.g. ``host:pid``), since heartbeats and finishing check it.
+    The one place the queue's order is decided: :func:`claim_next_job` claims by
+    it and :func:`queue_positions` ranks by it.  A job handed back or taken back
+    from a lost worker keeps its ``created_at``, so it keeps its place.  (Fair
+    share between users, issue 10, replaces this function.)
+    """
+    return (Job.created_at, Job.id)
+
+
+def _claim_values(worker: str, now: datetime) -> dict[str, Any]:
+    """SET clause of a claim: ``running`` on ``worker``, one more attempt, heartbeat now."""
+    return {"status": "running", "attempts": Job.attempts + 1, "worker": worker, "heartbeat_at": now,
+            "started_at": func.coalesce(Job.started_at, _now(now))}
+
+
+# Lost races in a row before a claimer gives up (its wake-up is then spent on nothing; the
+# sweep publishes another for whatever is still queued).
+_CLAIM_RACES = 20
+
+
+def claim_next_job(store: Store, worker: str, resume_own: bool = False) -> dict[str, Any] | None:
+    """Claim the first queued job in :func:`queue_order` for ``worker``; None if nothing is queued.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks the row (claimers
+    never wait for each other, and never pick the same row), then the
+    conditional update takes it.  SQLite has one writer at a time: the
+    conditional update of the picked row either wins or finds it taken by a
+    faster claimer, and then the next one is picked.
+
+    ``resume_own``: the caller's previous claim failed with a lost connection,
+    which may have happened after its commit.  A job already running on
+    ``worker`` is then that claim (attempt already counted), and is returned.
+    """
+    if resume_own:
+        with store.session() as s:
+            mine = s.scalar(select(Job.id).where(Job.status == "running", Job.worker == worker)
+                            .order_by(*queue_order()).limit(1))
+            if mine is not None:
+                return _load(s, mine)
+    pick = select(Job.id).where(Job.status == "queued").order_by(*queue_order()).limit(1)
+    if store.dialect == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    for _ in range(_CLAIM_RACES):
+        now = utcnow()
+        with store.session() as s:
+            job_id = s.scalar(pick)
+            if job_id is None:
+                return None
+            if _update(s, Job.id == job_id, Job.status == "queued", **_claim_values(worker, now)) is not None:
+                return _load(s, job_id)
+    return None             # lost every race: as many claimers won, and their wake-ups cover the rest
+
+
+def claim_job(store: Store, job_id: str, worker: str) -> dict[str, Any] | None:
+    """Claim the queued job ``job_id`` for ``worker`` (tests and tools; workers use :func:`claim_next_job`).
+
+    None if it is not queued (cancelled, finished, or another worker has it).
+    ``worker`` must name one executing task slot (e.g. ``host:pid``), since
+    heartbeats and finishing check it.
     """
     now = utcnow()
     with store.session() as s:
-        won = _update(s, Job.id == job_id, Job.status == "queued",
-                      status="running", attempts=Job.attempts + 1, worker=worker, heartbeat_at=now,
-                      started_at=func.coalesce(Job.started_at, _now(now)))
+        won = _update(s, Job.id == job_id, Job.status == "queued", **_claim_values(worker, now))
         return None if won is None else _load(s, job_id)
+
+
+def count_queued(store: Store) -> int:
+    """How many jobs are queued (the wake-up sweep compares it with the broker's messages)."""
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
 
 
 def heartbeat(store: Store, job_id: str, worker: str) -> str:
@@ -211,6 +272,13 @@ def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | 
     return True
 
 
+def finished_by(store: Store, job_id: str, worker: str) -> str | None:
+    """The job's terminal status if ``worker`` finished it (a retried finish checks its first try), else None."""
+    with store.session() as s:
+        return s.scalar(select(Job.status).where(Job.id == job_id, Job.worker == worker,
+                                                 Job.status.in_(TERMINAL_STATUSES)))
+
+
 def release_job(store: Store, job_id: str, worker: str) -> str | None:
     """A worker shutting down hands its running job back: ``queued`` again, this attempt not counted
     (``cancelled`` if a cancel was pending).  None if it was not running on ``worker``."""
@@ -218,7 +286,7 @@ def release_job(store: Store, job_id: str, worker: str) -> str | None:
         row = _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker,
                       status=case((Job.cancel_requested.is_(True), "cancelled"), else_="queued"),
                       finished_at=case((Job.cancel_requested.is_(True), _now(utcnow())), else_=Job.finished_at),
-                      attempts=Job.attempts - 1, heartbeat_at=None, enqueued_at=None)
+                      attempts=Job.attempts - 1, heartbeat_at=None)
     return None if row is None else row.status
 
 
@@ -255,7 +323,6 @@ def _release_values(now: datetime) -> dict[str, Any]:
         "error": case((exhausted, lost), else_=Job.error),
         "finished_at": case((or_(cancelled, exhausted), _now(now)), else_=Job.finished_at),
         "heartbeat_at": None,
-        "enqueued_at": None,          # its message is gone with the worker: publish it again
     }
 
 
@@ -263,7 +330,7 @@ def requeue_job(store: Store, job_id: str, worker: str | None = None) -> str | N
     """Put a running job back in the queue (a redelivered or stale job; a worker shutting down).
 
     Returns the new status (``queued``, or ``failed`` / ``cancelled`` as in
-    :func:`reap_stale_jobs`; republish only ``queued``), None if it was not
+    :func:`reap_stale_jobs`), None if it was not
     running (on ``worker`` if given).
     """
     where = [Job.id == job_id, Job.status == "running"]
@@ -277,7 +344,7 @@ def requeue_job(store: Store, job_id: str, worker: str | None = None) -> str | N
 def reap_stale_jobs(store: Store, timeout_s: float) -> list[tuple[str, str]]:
     """Take back running jobs whose heartbeat is older than ``timeout_s``: ``[(job_id, new_status)]``.
 
-    A job goes back to ``queued`` (the caller republishes it), or to ``failed``
+    A job goes back to ``queued`` (in its old place), or to ``failed``
     with "worker lost (N attempts)" once ``attempts >= max_attempts``, or to
     ``cancelled`` if a cancel was pending. A heartbeat that lands first keeps
     the job: the condition is re-checked in the same statement.
@@ -292,47 +359,11 @@ def reap_stale_jobs(store: Store, timeout_s: float) -> list[tuple[str, str]]:
     return [(r.id, r.status) for r in rows]
 
 
-def mark_enqueued(store: Store, job_id: str) -> None:
-    """Record that the job's message is on the broker (after a successful publish)."""
-    with store.session() as s:
-        _update(s, Job.id == job_id, Job.status == "queued", enqueued_at=utcnow())
-
-
-def take_unpublished(store: Store, older_than_s: float, lost_after_s: float | None = None) -> list[str]:
-    """Queued jobs whose message is not (or may no longer be) on the broker, marked as published now.
-
-    The submitter publishes right after its commit; what it could not (broker
-    down) and what was taken back from a lost worker is found here, once it is
-    ``older_than_s`` old.  With ``lost_after_s``, a job published that long ago
-    and still queued is handed out again too, in case the broker lost its
-    message (a duplicate is harmless: the claim is conditional).  The
-    conditional update hands each job to one caller only; if its publish fails
-    it calls :func:`unmark_enqueued`.
-    """
-    now = utcnow()
-    cutoff = now - timedelta(seconds=older_than_s)
-    unpublished = and_(Job.enqueued_at.is_(None),
-                       # attempts > 0: taken back from a lost worker, nobody else will publish it
-                       or_(Job.attempts > 0, Job.created_at <= cutoff))
-    if lost_after_s is not None:
-        unpublished = or_(unpublished, Job.enqueued_at <= now - timedelta(seconds=lost_after_s))
-    stmt = (update(Job).where(Job.status == "queued", unpublished)
-            .values(enqueued_at=now).returning(Job.id))
-    with store.session() as s:
-        return list(s.execute(stmt, execution_options={"synchronize_session": False}).scalars())
-
-
-def unmark_enqueued(store: Store, job_id: str) -> None:
-    """A publish failed: leave the job to the next :func:`take_unpublished`."""
-    with store.session() as s:
-        _update(s, Job.id == job_id, Job.status == "queued", enqueued_at=None)
-
-
 def queue_positions(store: Store, job_ids: list[str]) -> dict[str, int]:
-    """1-based places in the queue (oldest first) of those of ``job_ids`` that are queued: one query."""
+    """1-based places in the queue (:func:`queue_order`) of those of ``job_ids`` that are queued: one query."""
     if not job_ids:
         return {}
-    place = func.row_number().over(order_by=(Job.created_at, Job.id)).label("place")
+    place = func.row_number().over(order_by=queue_order()).label("place")
     ranked = select(Job.id, place).where(Job.status == "queued").subquery()
     with store.session() as s:
         rows = s.execute(select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(job_ids))).all()
@@ -340,7 +371,7 @@ def queue_positions(store: Store, job_ids: list[str]) -> dict[str, int]:
 
 
 def queue_position(store: Store, job_id: str) -> int | None:
-    """1-based place of a queued job in the queue (oldest first), None if it is not queued."""
+    """1-based place of a queued job in the queue (:func:`queue_order`), None if it is not queued."""
     return queue_positions(store, [job_id]).get(job_id)
 
 

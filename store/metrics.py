@@ -7,15 +7,19 @@ from typing import Iterable
 from sqlalchemy import BigInteger, case, cast, func, or_, select
 
 from .db import Store, upsert_insert
+from .jobs import touch_if_owner
 from .models import MetricPoint
 
 
-def record_metrics(store: Store, job_id: str, points: Iterable[tuple[str, int, float]]) -> int:
+def record_metrics(store: Store, job_id: str, points: Iterable[tuple[str, int, float]],
+                   worker: str | None = None) -> int | None:
     """Store ``(series, step, value)`` points; a point already stored is left as it is.
 
     Idempotent per ``(job, series, step)``, so a redelivered job that replays
     steps writes no duplicates. None and non-finite values are stored as NULL
-    (JSON has no NaN). Returns how many points were new.
+    (JSON has no NaN). Returns how many points were new.  With ``worker``, only
+    while the job runs on that worker (checked in the same transaction, like
+    checkpoints): None if it does not, and nothing is written.
     """
     rows: dict[tuple[str, int], float | None] = {}
     for series, step, value in points:
@@ -32,6 +36,8 @@ def record_metrics(store: Store, job_id: str, points: Iterable[tuple[str, int, f
             .on_conflict_do_nothing(index_elements=["job_id", "series", "step"])
             .returning(MetricPoint.step))
     with store.session() as s:
+        if worker is not None and not touch_if_owner(s, job_id, worker):
+            return None
         # Core execution: the ORM would take this for a bulk insert of objects.
         return len(s.connection().execute(stmt, params).all())
 

@@ -123,8 +123,8 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     worker: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    # When the job's message was last handed to the broker; NULL while it still has to be
-    # (the broker was down at submit, or a lost worker's job went back to the queue).
+    # Unused since broker messages became wake-ups (the queue is this table, see store.jobs);
+    # kept so that no migration is needed, drop it with the next one.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

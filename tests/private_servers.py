@@ -1,10 +1,12 @@
 """PostgreSQL and Redis servers of a test's (or a benchmark's) own: own port, own data directory,
-listening on an address it chooses, removed when stopped.
+listening on an address it chooses, to stop and restart at will and remove at the end.
 
 PostgreSQL runs from the Debian server binaries (``CONVLAB_TEST_PG_BIN``, default
 ``/usr/lib/postgresql/15/bin``) as the ``postgres`` user (it refuses to run as
 root), through ``runuser``; its data directory is under the system temporary
-directory, where that user can reach it.
+directory, where that user can reach it (pytest's own temp folders are private
+to root).  Where that is impossible the caller skips, except under ``CI=true``,
+where it fails.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import redis
+from sqlalchemy import create_engine
 
 from tests.cluster import free_port, redis_server_binary, wait_for
 
@@ -39,8 +42,11 @@ def private_postgres_impossible() -> str | None:
 class PrivatePostgres:
     """A PostgreSQL cluster of our own on ``listen``:``port``, trusting ``trusted`` (CIDR) and loopback.
 
-    ``settings`` are extra ``postgresql.conf`` lines (``{"name": "value"}``);
-    ``durable=False`` turns fsync off (a throwaway test cluster; a benchmark keeps it on).
+    :meth:`start` creates it the first time and starts it; :meth:`stop` stops it
+    (a restart is ``stop()`` then ``start()``: the data stays); :meth:`remove`
+    stops it and deletes its directory.  ``settings`` are extra ``postgresql.conf``
+    lines (``{"name": "value"}``); ``durable=False`` turns fsync off (a throwaway
+    test cluster; a benchmark keeps it on).
     """
 
     def __init__(self, listen: str = "127.0.0.1", trusted: str | None = None, durable: bool = True,
@@ -54,16 +60,15 @@ class PrivatePostgres:
     def data(self) -> Path:
         return self.dir / "data"
 
-    def _as_postgres(self, *argv: str, timeout: float = 120) -> None:
-        subprocess.run(["runuser", "-u", PG_USER, "--", *argv], check=True, cwd=self.dir, timeout=timeout,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    def _as_postgres(self, *argv, timeout: float = 120) -> None:
+        subprocess.run(["runuser", "-u", PG_USER, "--", *map(str, argv)], check=True, cwd=self.dir,
+                       timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
-    def start(self) -> PrivatePostgres:
-        """initdb, configure, start; returns when the server accepts connections."""
+    def _create(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="convlab-pg-"))
         shutil.chown(self.dir, PG_USER, PG_USER)
-        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                          "-E", "UTF8", "--no-sync")
+        self._as_postgres(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                          "--no-sync")
         conf = {"listen_addresses": f"'{self.listen}'", "port": str(self.port),
                 "unix_socket_directories": f"'{self.dir}'", "max_connections": "200"}
         if not self.durable:
@@ -74,8 +79,13 @@ class PrivatePostgres:
         if self.trusted:
             with open(self.data / "pg_hba.conf", "a") as f:
                 f.write(f"host all all {self.trusted} trust\n")
-        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "server.log"),
-                          "-w", "-t", "60", "start")
+
+    def start(self) -> PrivatePostgres:
+        """Start the server (creating it the first time); returns when it accepts connections."""
+        if self.dir is None:
+            self._create()
+        self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-t", "60",
+                          "start")
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -84,7 +94,6 @@ class PrivatePostgres:
 
     def create_database(self, name: str) -> str:
         """Create an empty database ``name``; its URL."""
-        from sqlalchemy import create_engine
         admin = create_engine(self.url(), isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as conn:
@@ -97,26 +106,35 @@ class PrivatePostgres:
         path = self.dir / "server.log" if self.dir else None
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path and path.exists() else ""
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown: clients are disconnected) and delete its directory."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (``fast``: what a restart does; every connection is cut)."""
+        if self.dir is not None and (self.data / "postmaster.pid").exists():
+            self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop")
+
+    def remove(self) -> None:
+        """Stop the server if it runs and delete its directory."""
         if self.dir is None:
             return
-        if (self.data / "postmaster.pid").exists():
-            try:
-                self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60",
-                                  "stop")
-            except subprocess.SubprocessError:
-                self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        try:
+            self.stop()
+        except subprocess.SubprocessError:
+            self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
 
 class PrivateRedis:
-    """A redis-server of our own on ``bind``:``port``, nothing persisted, removed when stopped."""
+    """A redis-server of our own on ``bind``:``port``.
 
-    def __init__(self, bind: str = "127.0.0.1"):
-        self.bind, self.port = bind, free_port()
-        self.dir: Path | None = None
+    ``directory``: where it keeps its files (default: a temporary directory,
+    deleted by :meth:`remove`).  ``persistent``: an append-only file synced on
+    every write, so a restart keeps the messages; without it a restart loses them.
+    """
+
+    def __init__(self, directory: Path | None = None, *, bind: str = "127.0.0.1", persistent: bool = False):
+        self.bind, self.port, self.persistent = bind, free_port(), persistent
+        self.own_dir = directory is None
+        self.dir = Path(tempfile.mkdtemp(prefix="convlab-redis-")) if directory is None else Path(directory)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -125,10 +143,10 @@ class PrivateRedis:
 
     def start(self) -> PrivateRedis:
         """Start it; returns when it answers PING."""
-        self.dir = Path(tempfile.mkdtemp(prefix="convlab-redis-"))
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
             [redis_server_binary(), "--bind", self.bind, "--port", str(self.port), "--dir", str(self.dir),
-             "--save", "", "--appendonly", "no", "--protected-mode", "no", "--maxmemory-policy", "noeviction"],
+             "--save", "", "--protected-mode", "no", "--maxmemory-policy", "noeviction", *persistence],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self._ping, 20, "the private Redis to answer")
         return self
@@ -141,7 +159,7 @@ class PrivateRedis:
             return False
 
     def stop(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL) and delete its directory."""
+        """Stop it (SIGTERM, then SIGKILL); its files stay for a restart."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -149,6 +167,9 @@ class PrivateRedis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.dir is not None:
+
+    def remove(self) -> None:
+        """Stop it and delete its directory if it made it."""
+        self.stop()
+        if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None

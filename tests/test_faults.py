@@ -8,46 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 import pytest
-import redis
 from threadpoolctl import threadpool_limits
 
 from engine import validate_job_spec
 from engine.jobs import run_job
 from store_fixtures import pg_databases  # noqa: F401  (fixture)
-from tests.cluster import Cluster, free_port, redis_server_binary, wait_for
-
-
-class PrivateRedis:
-    """A redis-server of our own, persistent across its restarts (AOF in ``directory``)."""
-
-    def __init__(self, directory):
-        self.dir, self.port = directory, free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._ping, 20, "the private Redis to answer")
-
-    def _ping(self) -> bool:
-        try:
-            return redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)      # redis writes its AOF and exits
-            self.proc.wait(timeout=20)
+from tests.cluster import Cluster, redis_server_binary, wait_for
+from tests.private_servers import PrivateRedis
 
 
 @pytest.fixture
@@ -56,10 +25,9 @@ def private_redis(tmp_path):
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
-    r = PrivateRedis(tmp_path)
-    r.start()
+    r = PrivateRedis(tmp_path, persistent=True).start()
     yield r
-    r.stop()
+    r.remove()
 
 
 @pytest.fixture

@@ -67,16 +67,16 @@ def postgres(lan):
     try:
         yield pg.start()
     finally:
-        pg.stop()
+        pg.remove()
 
 
 @pytest.fixture
 def broker(lan):
-    r = PrivateRedis(lan.server_address)
+    r = PrivateRedis(bind=lan.server_address)
     try:
         yield r.start()
     finally:
-        r.stop()
+        r.remove()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from store_fixtures import db, job_spec, make_user, pg_databases, pg_store_url  
 from store import (
     UserInfo, authenticate, claim_job, get_user, count_by_status, create_job, create_token, finish_job, get_dataset, get_job,
     get_metrics, heartbeat, job_durations, list_datasets, list_jobs, live_workers, load_artifact,
-    load_dataset_bytes, mark_enqueued, queue_position, reap_stale_jobs, release_job, take_unpublished, unmark_enqueued, record_metrics, remove_stale_workers,
+    load_dataset_bytes, queue_position, reap_stale_jobs, release_job, record_metrics, remove_stale_workers,
     remove_worker, request_cancel, requeue_job, save_artifact, save_dataset, update_progress,
     worker_heartbeat,
 )
@@ -278,35 +278,6 @@ def test_reaping_a_job_with_a_pending_cancel_cancels_it(db):
     assert reap_stale_jobs(db, 60) == [(job["id"], "cancelled")]
 
 
-def test_unpublished_jobs_are_handed_out_once(db):
-    """A job the submitter could not publish, and a reaped one, are found by take_unpublished, once each."""
-    alice = make_user(db, "alice")
-    fresh = create_job(db, alice.id, job_spec("fresh"))
-    published = create_job(db, alice.id, job_spec("published"))
-    mark_enqueued(db, published["id"])
-    assert take_unpublished(db, 60) == []                              # the submitter still has its chance
-    assert take_unpublished(db, 0) == [fresh["id"]]
-    assert take_unpublished(db, 0) == []                               # handed out once
-    unmark_enqueued(db, fresh["id"])                                   # its publish failed
-    assert _race(4, lambda i: take_unpublished(db, 0)).count([fresh["id"]]) == 1
-
-    claim_job(db, published["id"], "w1")
-    _age(db, Job, Job.id == published["id"], 120)
-    assert reap_stale_jobs(db, 60) == [(published["id"], "queued")]
-    assert take_unpublished(db, 3600) == [published["id"]]             # reaped: republish at once
-
-
-def test_a_published_job_never_claimed_is_handed_out_again(db):
-    alice = make_user(db, "alice")
-    job = create_job(db, alice.id, job_spec())
-    mark_enqueued(db, job["id"])
-    assert take_unpublished(db, 0, lost_after_s=600) == []
-    with db.session() as s:
-        s.execute(update(Job).where(Job.id == job["id"]).values(enqueued_at=utcnow() - timedelta(seconds=900)))
-    assert take_unpublished(db, 0, lost_after_s=600) == [job["id"]]
-    assert take_unpublished(db, 0, lost_after_s=600) == []          # marked again: once per period
-
-
 def test_release_job_hands_back_without_counting_the_attempt(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
@@ -315,8 +286,7 @@ def test_release_job_hands_back_without_counting_the_attempt(db):
     assert release_job(db, job["id"], "w1") == "queued"
     j = get_job(db, job["id"], None)
     assert (j["status"], j["attempts"]) == ("queued", 0)
-    assert take_unpublished(db, 3600) == []                          # attempts 0, just created: the
-    claim_job(db, job["id"], "w3")                                   # sweep waits for older_than_s
+    claim_job(db, job["id"], "w3")
     request_cancel(db, job["id"], alice)
     assert release_job(db, job["id"], "w3") == "cancelled"
 

@@ -13,14 +13,16 @@ import signal
 import socket
 from pathlib import Path
 
+from celery.exceptions import Reject
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
 from threadpoolctl import threadpool_limits
 
 import store
 from convlab.config import Settings
 
-from .celery_app import TASK_RUN_JOB, make_celery, publish_job
+from .celery_app import TASK_RUN_JOB, TASK_WAKE, Wakeups, make_celery
 from .monitor import Monitor
+from .retry import Interrupted
 from .runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ def _start_process(**_):
     threadpool_limits(limits=threads)
     st = store.Store.from_url(settings.database_url)
     name = f"{socket.gethostname()}:{os.getpid()}"
-    monitor = Monitor(st, settings, name, republish=lambda job_id: publish_job(app, job_id))
+    monitor = Monitor(st, settings, name, wakeups=Wakeups(app))
     monitor.start()
     _process.update(store=st, monitor=monitor, runner=JobRunner(st, settings, name, monitor))
     log.info("worker process %s ready (BLAS threads: %d)", name, threads)
@@ -85,16 +87,28 @@ def _stop_process(**_):
         st.dispose()
 
 
-@app.task(name=TASK_RUN_JOB, ignore_result=True)
-def run_job(job_id: str) -> None:
-    """Run one job by id (the database holds everything else about it)."""
-    if not isinstance(job_id, str) or len(job_id) > 64:
-        log.error("dropping a malformed message: %r", job_id)
-        return
+def _take_work() -> None:
+    """Claim the next queued job and run it (the wake-up's message is acknowledged after it)."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        _process["runner"].run(job_id)
+        _process["runner"].run_next()
+    except Interrupted:
+        # Asked to stop while the database was unreachable: nothing was claimed, so the
+        # wake-up goes back to the broker rather than being acknowledged.
+        raise Reject("stopping before the database answered", requeue=True) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         if _process.pop("exit_after_task", False):
             os.kill(os.getpid(), signal.SIGTERM)     # now handled by billiard: the process exits
+
+
+@app.task(name=TASK_WAKE, ignore_result=True)
+def wake() -> None:
+    """Work is available: claim the next queued job (queue order) and run it; if none is queued, return."""
+    _take_work()
+
+
+@app.task(name=TASK_RUN_JOB, ignore_result=True)
+def run_job(job_id: object = None) -> None:
+    """A message of a version before wake-ups (it named a job): taken as a wake-up."""
+    _take_work()

@@ -1,105 +1,176 @@
-"""A worker process's background thread: heartbeats, cancellation, and the reaper.
+"""A worker process's background thread: heartbeats, cancellation, the reaper and the wake-up sweep.
 
-Every ``heartbeat_s`` it
+Every ``heartbeat_s`` (with a little jitter, so that processes do not act in step) it
 - records that this worker is alive and which job it runs (``GET /workers``);
 - heartbeats the running job, and tells the training loop to stop when the job
-  was cancelled or taken away from this worker;
+  was cancelled or taken away from this worker (:class:`~workers.control.JobControl`);
 - takes back jobs whose worker went silent (``reap_stale_jobs``; every worker
-  runs this, the conditional update makes exactly one of them win) and puts
-  them, and jobs whose submitter could not reach the broker, on the queue again.
+  runs this, the conditional update makes exactly one of them win), but only
+  once its own database connection has been healthy for a whole stale period:
+  after a database outage every live worker has had the time to heartbeat
+  again, so an outage is never mistaken for lost workers (attempts count lost
+  workers, not lost databases);
+- and, in a second thread (a hanging broker never delays a heartbeat), tops up
+  the broker's wake-ups to the number of queued jobs (``Wakeups``), which is
+  what makes a lost message, a Redis restart or a reaped job cost seconds.
 
 The training loop runs in the task's thread; this one only touches the
-database and a ``threading.Event``, so the two never share engine state.
+database, the broker and the job's ``JobControl``, so the two never share engine state.
 """
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
-from typing import Callable
+import time
 
 import store
+
+from .control import CANCEL, LOST, SHUTDOWN, JobControl
+from .retry import summary, unreachable
 
 log = logging.getLogger(__name__)
 
 
 class Monitor:
-    def __init__(self, st: store.Store, settings, worker: str, republish: Callable[[str], None]):
+    """The monitor thread of one worker process (one task slot) named ``worker``."""
+
+    def __init__(self, st: store.Store, settings, worker: str, wakeups=None):
+        """``wakeups``: a :class:`workers.celery_app.Wakeups` (None: no sweep, as in unit tests)."""
         self.store, self.settings, self.worker = st, settings, worker
-        self.republish = republish
+        self.wakeups = wakeups
+        self.shutting_down = threading.Event()       # set once this process is asked to exit
         self._lock = threading.Lock()
-        self._job: tuple[str, threading.Event, list[str]] | None = None
+        self._job: JobControl | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="convlab-monitor", daemon=True)
+        # A thread of its own: a broker that hangs must never delay a heartbeat.
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="convlab-wakeups", daemon=True)
+        self._healthy_since: float | None = None     # monotonic time of the first success after a failure
+        self._db_down_logged = False
+        self._broker_ok = True
 
     def start(self) -> None:
-        self._beat()
+        """Send a first heartbeat (if the database answers) and start the threads."""
+        self.tick(reap=False)
         self._thread.start()
+        if self.wakeups is not None:
+            self._sweeper.start()
 
     def stop(self) -> None:
+        """Stop the thread and remove this worker's row (best effort: a dead worker's row expires anyway)."""
         self._stopping.set()
         self._thread.join(timeout=5)
+        if self._sweeper.is_alive():
+            self._sweeper.join(timeout=5)
         try:
             store.remove_worker(self.store, self.worker)
-        except Exception:  # noqa: BLE001 - shutting down: the row expires anyway
-            log.exception("could not remove worker row")
+        except Exception as exc:  # noqa: BLE001 - shutting down: the row expires anyway
+            log.warning("could not remove worker row: %s", summary(exc))
 
-    def watch(self, job_id: str, stop: threading.Event, reason: list[str]) -> None:
-        """Heartbeat ``job_id`` from now on; set ``stop`` (and ``reason``) when it must stop."""
+    def watch(self, control: JobControl) -> None:
+        """Heartbeat ``control.job_id`` from now on; stop it through ``control`` when it must stop."""
         with self._lock:
-            self._job = (job_id, stop, reason)
-        self._beat()
+            self._job = control
+        if self.shutting_down.is_set():
+            control.stop(SHUTDOWN)              # the signal came between the claim and now
+        self.tick(reap=False)
+
+    def unwatch(self) -> None:
+        """The job is over (or handed back): heartbeat this worker as idle."""
+        with self._lock:
+            self._job = None
+        self.tick(reap=False)
 
     def stop_for_shutdown(self) -> bool:
         """This process is asked to exit: stop the running job (it is handed back). True if there was one."""
+        self.shutting_down.set()
         with self._lock:
             job = self._job
         if job is None:
             return False
-        _, stop, reason = job
-        if not stop.is_set():
-            reason.append("shutdown")
-            stop.set()
+        job.stop(SHUTDOWN)
         return True
 
-    def unwatch(self) -> None:
-        with self._lock:
-            self._job = None
-        self._beat()
+    @property
+    def may_reap(self) -> bool:
+        """True once this process's database connection has been healthy for a whole stale period."""
+        since = self._healthy_since
+        return since is not None and time.monotonic() - since >= self.settings.stale_after_s
 
     def _loop(self) -> None:
-        while not self._stopping.wait(self.settings.heartbeat_s):
-            try:
-                self._beat()
+        while not self._stopping.wait(self.settings.heartbeat_s * random.uniform(0.8, 1.0)):
+            self.tick()
+
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(self.settings.heartbeat_s * random.uniform(0.8, 1.2)):
+            if self._healthy_since is not None:
+                self._sweep()
+
+    def tick(self, reap: bool = True) -> None:
+        """One round: heartbeat, then (database healthy for a stale period) reap.
+
+        Never raises: a failure is logged once when it starts and once when it ends.
+        """
+        try:
+            self._beat()
+            if reap and self.may_reap:
                 self._reap()
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the thread
-                log.exception("monitor: heartbeat failed; retrying")
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the thread
+            self._database_failed(exc)
+            return
+        if self._healthy_since is None:
+            if self._db_down_logged:
+                log.warning("monitor %s: database reachable again", self.worker)
+                self._db_down_logged = False
+            self._healthy_since = time.monotonic()
+
+    def _database_failed(self, exc: Exception) -> None:
+        self._healthy_since = None
+        if not unreachable(exc):
+            log.exception("monitor %s: round failed", self.worker)
+        elif not self._db_down_logged:
+            log.warning("monitor %s: database unreachable (%s); no reaping until it has been back for %.0f s",
+                        self.worker, summary(exc), self.settings.stale_after_s)
+        self._db_down_logged = True
 
     def _beat(self) -> None:
         with self._lock:
             job = self._job
         store.worker_heartbeat(self.store, self.worker, socket.gethostname(), os.getpid(),
-                               job[0] if job else None)
+                               job.job_id if job else None)
         if job is None:
             return
-        job_id, stop, reason = job
-        state = store.heartbeat(self.store, job_id, self.worker)
-        if state != "ok" and not stop.is_set():
-            log.info("job %s: %s", job_id, state)
-            reason.append(state)
-            stop.set()
+        state = store.heartbeat(self.store, job.job_id, self.worker)
+        if state == "lost" and job.finishing:
+            return
+        if state == "lost":
+            if job.stop(LOST):
+                log.warning("job %s: taken from this worker; stopping it", job.job_id)
+        elif state == "cancel":
+            if job.stop(CANCEL):
+                log.info("job %s: cancel requested", job.job_id)
 
     def _reap(self) -> None:
         for job_id, status in store.reap_stale_jobs(self.store, self.settings.stale_after_s):
             log.warning("job %s: its worker went silent; now %s", job_id, status)
-        # Reaped jobs, and jobs whose submitter could not reach the broker, go (back) on the queue.
-        for job_id in store.take_unpublished(self.store, self.settings.republish_after_s,
-                                             self.settings.republish_lost_after_s):
-            try:
-                self.republish(job_id)
-                log.info("job %s published again", job_id)
-            except Exception:  # noqa: BLE001 - broker down: the next round tries again
-                store.unmark_enqueued(self.store, job_id)
-                log.warning("job %s: broker unreachable, will publish later", job_id)
         store.remove_stale_workers(self.store, max(self.settings.worker_alive_s * 20, 300))
+
+    def _sweep(self) -> None:
+        try:
+            sent = self.wakeups.top_up(lambda: store.count_queued(self.store))
+        except Exception as exc:  # noqa: BLE001 - broker (or database) down: the next round tries again
+            if unreachable(exc):
+                self._database_failed(exc)
+            elif self._broker_ok:
+                log.warning("monitor %s: cannot top up wake-ups (%s: %s); retrying every heartbeat",
+                            self.worker, type(exc).__name__, exc)
+            self._broker_ok = False
+            return
+        if not self._broker_ok:
+            log.warning("monitor %s: broker reachable again", self.worker)
+            self._broker_ok = True
+        if sent:
+            log.info("published %d wake-up(s) for queued jobs without one", sent)

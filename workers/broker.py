@@ -1,0 +1,119 @@
+"""The embedded broker: kombu's filesystem transport, made safe for several producers and consumers.
+
+Stock kombu (5.x) creates a message file in the queue folder and only then
+writes it, and a consumer takes files without waiting for the writer's lock:
+a consumer that comes at the wrong moment reads an empty file, fails to parse
+it, and the message is gone (kombu issue #1551).  Here
+
+- a producer writes the whole message into a staging folder on the same
+  file system and renames it into the queue folder: a consumer sees a complete
+  file or none (``rename`` is atomic within one file system);
+- a consumer takes a message by renaming it into a "claimed" folder: exactly
+  one consumer wins each file, whatever other consumers do at the same time;
+- a file that cannot be parsed anyway (left by an older version, a full disk)
+  is logged and set aside, and the consumer goes on to the next message
+  instead of failing the poll.
+
+Messages are wake-ups (docs/architecture.md), so even a message
+lost some other way costs seconds; this keeps it from happening at all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from queue import Empty
+
+from kombu.transport import filesystem
+from kombu.utils.encoding import bytes_to_str, str_to_bytes
+from kombu.utils.json import dumps, loads
+from kombu.utils.objects import cached_property
+
+log = logging.getLogger(__name__)
+
+TRANSPORT = f"{__name__}:Transport"        # for ``broker_transport``
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write a staged message file (whole, before anyone can see it)."""
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+class Channel(filesystem.Channel):
+    """A filesystem channel whose puts and gets are atomic renames."""
+
+    def _folder(self, option: str, default: str) -> Path:
+        folder = Path(self.transport_options.get(option) or Path(self.data_folder_out).parent / default)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @cached_property
+    def staging_folder(self) -> Path:
+        """Where messages are written before they are renamed into the queue folder."""
+        return self._folder("staging_folder", "staging")
+
+    @cached_property
+    def claimed_folder(self) -> Path:
+        """Where a consumer moves the message it took, to read it without racing other consumers."""
+        return self._folder("claimed_folder", "claimed")
+
+    def _put(self, queue, payload, **kwargs):
+        """Put a message on ``queue``: written in the staging folder, then renamed in whole."""
+        # The name sorts by time (zero-padded nanoseconds), and kombu's listing takes what
+        # follows the first dot as the queue: "<ns>_<uuid>.<queue>.msg".
+        name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
+        staged = self.staging_folder / name
+        try:
+            _write(staged, str_to_bytes(dumps(payload)))
+            os.rename(staged, Path(self.data_folder_out) / name)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            raise filesystem.ChannelError(f"Cannot add message {name!r} to the queue folder") from exc
+
+    def _get(self, queue):
+        """Take the oldest message of ``queue``; raise ``Empty`` if there is none."""
+        suffix = f"{queue}.msg"
+        for name in sorted(os.listdir(self.data_folder_in)):
+            if name.partition(".")[2] != suffix:
+                continue
+            claimed = self.claimed_folder / name
+            try:
+                os.rename(os.path.join(self.data_folder_in, name), claimed)
+            except FileNotFoundError:
+                continue                      # another consumer took it first
+            try:
+                payload = claimed.read_bytes()
+                message = loads(bytes_to_str(payload))
+            except (OSError, ValueError) as exc:
+                self._set_aside(claimed, exc)
+                continue
+            self._done(claimed)
+            return message
+        raise Empty()
+
+    def _done(self, claimed: Path) -> None:
+        """A message was read: keep it in the processed folder if asked to, else delete it."""
+        try:
+            if self.store_processed:
+                os.replace(claimed, Path(self.processed_folder) / claimed.name)
+            else:
+                claimed.unlink()
+        except OSError:
+            log.warning("could not clear the claimed message %s", claimed, exc_info=True)
+
+    def _set_aside(self, claimed: Path, exc: Exception) -> None:
+        """An unreadable message is kept for inspection (``<name>.bad``), never retried in a loop."""
+        log.error("embedded broker: message %s is unreadable (%s); set aside", claimed.name, exc)
+        try:
+            os.replace(claimed, claimed.with_name(claimed.name + ".bad"))
+        except OSError:
+            pass
+
+
+class Transport(filesystem.Transport):
+    """The filesystem transport with :class:`Channel` (atomic put and get)."""
+
+    Channel = Channel
