@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from engine import validate_job_spec
 from engine.jobs import run_job
-from store_fixtures import pg_databases  # noqa: F401  (fixture)
 from tests.cluster import Cluster, free_port, redis_server_binary, wait_for
+from tests.helpers import skip_or_fail
 
 
 class PrivateRedis:
@@ -53,9 +53,7 @@ class PrivateRedis:
 @pytest.fixture
 def private_redis(tmp_path):
     if redis_server_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
+        skip_or_fail("redis-server is not installed")
     r = PrivateRedis(tmp_path)
     r.start()
     yield r
@@ -63,7 +61,7 @@ def private_redis(tmp_path):
 
 
 @pytest.fixture
-def cluster(tmp_path, private_redis, pg_databases):  # noqa: F811
+def cluster(tmp_path, private_redis, pg_databases):
     c = Cluster(tmp_path / "home", pg_databases(), private_redis.url)
     yield c
     c.stop()

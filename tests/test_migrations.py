@@ -6,7 +6,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
-from store_fixtures import empty_db_url, pg_databases  # noqa: F401
 
 from store.db import make_engine
 from store.migrate import alembic_config, current, downgrade, upgrade

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import Network, SpecError, validate_model_spec
-from tests.helpers import example
+from tests.helpers import example, rel_err
 
 FORWARD_RTOL = 1e-9
 GRAD_RTOL = 1e-7
@@ -28,15 +28,6 @@ HEADS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy")] + \
         [(act, "quadratic") for act in ("softmax", "sigmoid", "relu", "tanh", "linear")]
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def rel_err(a, b) -> float:
-    """``max|a − b| / max(max(|a| + |b|), 1e-300)``: the error relative to the arrays' scale."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a) + np.abs(b))), 1e-300))
 
 
 # --------------------------------------------------------------------------- random architectures
