@@ -64,7 +64,7 @@ class Settings:
         return self.home / "broker"
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         """Read ``CONVLAB_*``; the defaults put SQLite and the embedded broker under ``CONVLAB_HOME``."""
         home = Path(_env("HOME", "./var")).resolve()
         database_url = _env("DATABASE_URL", f"sqlite:///{home / 'convlab.db'}")

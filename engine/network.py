@@ -57,7 +57,7 @@ class Network:
         self.input_grads: dict[int, np.ndarray] = {}
 
     @classmethod
-    def from_spec(cls, model_spec: dict, seed: int = 0, dtype: str = "float32") -> "Network":
+    def from_spec(cls, model_spec: dict, seed: int = 0, dtype: str = "float32") -> Network:
         """Validate (with defaults filled in) and build.  Raises ``SpecError`` with field paths."""
         return cls(validate_model_spec(model_spec), seed=seed, dtype=dtype)
 
@@ -124,7 +124,10 @@ class Network:
         return {f"layers.{i}.{name}": g for i, layer in enumerate(self.layers) for name, g in layer.grads.items()}
 
     def signature(self, start: int = 0) -> list[np.ndarray]:
-        """Every kink-relevant choice of the last forward pass from layer ``start`` on (ReLU signs, max-pool argmaxes)."""
+        """Every kink-relevant choice of the last forward pass from layer ``start`` on.
+
+        (ReLU signs, max-pool argmaxes.)
+        """
         return [s for layer in self.layers[start:] for s in layer.signature()]
 
     def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -27,8 +27,9 @@ pulling in the numeric stack.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 __all__ = [
     "SpecError", "Limits", "LayerPlan",
@@ -158,7 +159,7 @@ class Limits:
                 raise ValueError(f"Limits.{f.name} must be a positive integer, got {value!r}")
 
     @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "Limits":
+    def from_mapping(cls, m: Mapping[str, Any]) -> Limits:
         """Build from a config mapping; unknown keys are ignored, values are coerced with ``int()``
         (so environment strings like ``"64"`` work)."""
         known = {f.name for f in fields(cls)}
@@ -422,7 +423,8 @@ def _infer(model: Mapping, path: str) -> tuple[list[LayerPlan], dict | None]:
         lpath = f"{path}.layers[{i}]"
         t = layer["type"]
         if t in _SPATIAL_ONLY and len(shape) != 3:
-            return plans, {"path": lpath, "message": f"{t} needs a spatial (C, H, W) input, but the previous layer outputs a flat vector of {shape[0]}"}
+            return plans, {"path": lpath, "message": f"{t} needs a spatial (C, H, W) input, "
+                                                     f"but the previous layer outputs a flat vector of {shape[0]}"}
         params: dict[str, tuple[int, ...]] = {}
         if t == "conv":
             c, h, w = shape
@@ -454,7 +456,8 @@ def _infer(model: Mapping, path: str) -> tuple[list[LayerPlan], dict | None]:
 def _too_large(kh: int, kw: int, h: int, w: int, padding: int) -> str:
     k = str(kh) if kh == kw else _side(kh, kw)
     if padding:
-        return f"{k} is larger than the {_side(h, w)} input with padding {padding} ({_side(h + 2 * padding, w + 2 * padding)})"
+        padded = _side(h + 2 * padding, w + 2 * padding)
+        return f"{k} is larger than the {_side(h, w)} input with padding {padding} ({padded})"
     return f"{k} is larger than the {_side(h, w)} input"
 
 
@@ -553,7 +556,8 @@ def _input_shape(errs: _Errors, m: Mapping, path: str, limits: Limits) -> list[i
         return None
     bounds = [(limits.max_input_channels, "max_input_channels"),
               (limits.max_input_side, "max_input_side"), (limits.max_input_side, "max_input_side")]
-    vals = [_int_value(errs, v, f"{p}[{i}]", 1, hi, name) for i, (v, (hi, name)) in enumerate(zip(shape, bounds))]
+    vals = [_int_value(errs, v, f"{p}[{i}]", 1, hi, name)
+            for i, (v, (hi, name)) in enumerate(zip(shape, bounds, strict=True))]
     return None if None in vals else vals
 
 
@@ -738,9 +742,8 @@ def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
         model, plans = _check_model(errs, job["model"], limits, "model")
 
     data = None
-    if jtype == "train" or "data" in job:
-        if not _missing(errs, job, "data", "", _REQUIRED):
-            data = _check_data(errs, job["data"], "data", limits)
+    if (jtype == "train" or "data" in job) and not _missing(errs, job, "data", "", _REQUIRED):
+        data = _check_data(errs, job["data"], "data", limits)
 
     section = None
     if jtype == "train":
@@ -779,7 +782,8 @@ def _default_name(jtype: str, data: dict | None, limits: Limits) -> str:
     return name[:limits.max_name_length]
 
 
-def _dataset_info(dataset: str, datasets: Callable[[str], tuple[int, ...] | None] | None) -> tuple[bool, tuple | None, int | None]:
+def _dataset_info(dataset: str, datasets: Callable[[str], tuple[int, ...] | None] | None,
+                  ) -> tuple[bool, tuple | None, int | None]:
     """(known, shape, classes) of a dataset id; known is True when no resolver is given."""
     if dataset in BUILTIN_DATASETS:
         info = BUILTIN_DATASETS[dataset]
@@ -868,7 +872,8 @@ def _s_enum(values: tuple[str, ...], default: str | None = None, description: st
 def _layer_schemas(limits: Limits) -> list[dict]:
     kernel = _s_int(1, limits.max_kernel)
     stride = _s_int(1, limits.max_input_side, description="default 1 for conv, the pool size for pooling")
-    activation = _s_enum(ACTIVATIONS, description="default relu; required on the last layer; softmax only on the last layer")
+    activation = _s_enum(ACTIVATIONS,
+                         description="default relu; required on the last layer; softmax only on the last layer")
     conv = _s_obj({
         "type": {"const": "conv"},
         "filters": _s_int(1, limits.max_filters),

@@ -33,6 +33,6 @@ def enqueue(spec: dict[str, Any], user: store.UserInfo) -> dict[str, Any]:
     try:
         ext.publish(job["id"])          # only after the commit (DESIGN.md)
         store.mark_enqueued(ext.store, job["id"])
-    except Exception:                   # noqa: BLE001 - the job is stored: the sweep publishes it later
+    except Exception:                   # the job is stored: the sweep publishes it later
         current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
     return job

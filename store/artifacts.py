@@ -26,7 +26,7 @@ def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str
     transaction: a worker whose job was taken away never overwrites the new
     owner's checkpoint.  True if written.
     """
-    from .jobs import touch_if_owner     # jobs imports this module: only one side may import at load
+    from .jobs import touch_if_owner  # jobs imports this module: only one side may import at load
     with store.session() as s:
         if worker is not None and not touch_if_owner(s, job_id, worker):
             return False

@@ -6,11 +6,11 @@ import io
 
 import numpy as np
 import pytest
-from helpers import tiny_train_spec
-from test_api import API, assert_error, paths
 
 import store
 from engine.datasets import DatasetLimits
+from helpers import tiny_train_spec
+from test_api import API, assert_error, paths
 
 
 def npz(n: int = 40, side: int = 12, classes: int = 4, **arrays) -> bytes:

@@ -12,8 +12,18 @@ import pytest
 import torch
 
 from engine.convolution import (
-    convolve_full_rotated, convolve_full_rotated_reference, correlate_valid, correlate_valid_reference,
-    dilate, im2col, output_size, pad, rot180, unpad, weight_gradient, weight_gradient_reference,
+    convolve_full_rotated,
+    convolve_full_rotated_reference,
+    correlate_valid,
+    correlate_valid_reference,
+    dilate,
+    im2col,
+    output_size,
+    pad,
+    rot180,
+    unpad,
+    weight_gradient,
+    weight_gradient_reference,
 )
 from tests.helpers import rel_err
 
@@ -223,6 +233,7 @@ def test_output_size_matches_torch():
                                                      torch.zeros(1, 1, kernel, kernel),
                                                      stride=stride, padding=padding)
                     assert out.shape[2] == output_size(size, kernel, stride, padding), (size, kernel, stride, padding)
-                    assert out.shape[3] == output_size(size + 1, kernel, stride, padding), (size, kernel, stride, padding)
+                    assert out.shape[3] == output_size(size + 1, kernel, stride, padding), \
+                        (size, kernel, stride, padding)
                     checked += 1
     assert checked > 400

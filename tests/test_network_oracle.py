@@ -119,7 +119,7 @@ def _mid(model: dict) -> str:
     short = {"conv": "c", "maxpool": "M", "avgpool": "A", "dense": "d", "dropout": "o", "flatten": "f"}
     c, h, w = model["input_shape"]
     head = model["layers"][-1]["activation"][:3] + "-" + model["loss"][:4]
-    return f"{c}x{h}x{w}-{''.join(short[l['type']] for l in model['layers'])}-{head}"
+    return f"{c}x{h}x{w}-{''.join(short[layer['type']] for layer in model['layers'])}-{head}"
 
 
 # --------------------------------------------------------------------------- the PyTorch twin
@@ -249,22 +249,26 @@ def compare_with_torch(model: dict, seed: int, dtype: str, fwd_tol: float, grad_
 # --------------------------------------------------------------------------- tests
 
 def test_generated_models_cover_every_feature():
-    """The seeded generator yields ≥ 25 valid random models (plus the fixed ones) covering every layer type, head, overlap and flooring."""
+    """The seeded generator yields ≥ 25 valid random models (plus the fixed ones).
+
+    They cover every layer type, head, overlap and flooring.
+    """
     assert len(MODELS) - len(FIXED_MODELS) >= 25
-    types = {l["type"] for m in MODELS for l in m["layers"]}
+    types = {layer["type"] for m in MODELS for layer in m["layers"]}
     assert types == {"conv", "maxpool", "avgpool", "dense", "dropout", "flatten"}
     assert {(m["layers"][-1]["activation"], m["loss"]) for m in MODELS} >= {
         ("softmax", "cross_entropy"), ("sigmoid", "cross_entropy"), ("softmax", "quadratic")}
     assert any(m["loss"] == "quadratic" and m["layers"][-1]["activation"] not in ("softmax", "sigmoid")
                for m in MODELS)
     norm = [validate_model_spec(m) for m in MODELS]
-    pools = [l for m in norm for l in m["layers"] if l["type"] in ("maxpool", "avgpool")]
-    assert any(l["stride"] < l["size"] for l in pools if l["type"] == "maxpool")    # overlapping windows
-    assert any(l["stride"] < l["size"] for l in pools if l["type"] == "avgpool")
-    convs = [l for m in norm for l in m["layers"] if l["type"] == "conv"]
-    assert any(l["kernel"][0] != l["kernel"][1] for l in convs)
-    assert {l["stride"] for l in convs} == {1, 2} and {l["padding"] for l in convs} == {0, 1}
-    assert {l["activation"] for l in convs} == set(HIDDEN_ACTIVATIONS)
+    pools = [layer for m in norm for layer in m["layers"] if layer["type"] in ("maxpool", "avgpool")]
+    # overlapping windows
+    assert any(layer["stride"] < layer["size"] for layer in pools if layer["type"] == "maxpool")
+    assert any(layer["stride"] < layer["size"] for layer in pools if layer["type"] == "avgpool")
+    convs = [layer for m in norm for layer in m["layers"] if layer["type"] == "conv"]
+    assert any(layer["kernel"][0] != layer["kernel"][1] for layer in convs)
+    assert {layer["stride"] for layer in convs} == {1, 2} and {layer["padding"] for layer in convs} == {0, 1}
+    assert {layer["activation"] for layer in convs} == set(HIDDEN_ACTIVATIONS)
     assert REJECTED > 0          # the generator does reach the geometric limits the validator enforces
 
 

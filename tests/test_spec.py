@@ -8,9 +8,21 @@ import pickle
 import pytest
 
 from engine.spec import (
-    ACTIVATIONS, BUILTIN_DATASETS, DTYPES, JOB_SPEC_SCHEMA, LAYER_TYPES, LOSSES, OPTIMIZERS,
-    Limits, SpecError, estimate_batch_memory, job_spec_schema, parameter_count, plan_model,
-    validate_job_spec, validate_model_spec,
+    ACTIVATIONS,
+    BUILTIN_DATASETS,
+    DTYPES,
+    JOB_SPEC_SCHEMA,
+    LAYER_TYPES,
+    LOSSES,
+    OPTIMIZERS,
+    Limits,
+    SpecError,
+    estimate_batch_memory,
+    job_spec_schema,
+    parameter_count,
+    plan_model,
+    validate_job_spec,
+    validate_model_spec,
 )
 from tests.helpers import example as load_example
 

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import store
 
@@ -42,7 +42,7 @@ class Monitor:
         self._thread.join(timeout=5)
         try:
             store.remove_worker(self.store, self.worker)
-        except Exception:  # noqa: BLE001 - shutting down: the row expires anyway
+        except Exception:  # shutting down: the row expires anyway
             log.exception("could not remove worker row")
 
     def watch(self, job_id: str, stop: threading.Event, reason: list[str]) -> None:
@@ -73,7 +73,7 @@ class Monitor:
             try:
                 self._beat()
                 self._reap()
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the thread
+            except Exception:  # a database hiccup must not kill the thread
                 log.exception("monitor: heartbeat failed; retrying")
 
     def _beat(self) -> None:

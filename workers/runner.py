@@ -14,10 +14,10 @@ import traceback
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError
 
+import store
 from engine.datasets import DatasetError, load_npz
 from engine.jobs import Hooks, run_job
 from engine.spec import SpecError
-import store
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class JobRunner:
         except SoftTimeLimitExceeded:
             return self._finish(job_id, "failed",
                                 error=f"time limit exceeded ({self.settings.task_time_limit_s} s per run)")
-        except Exception as exc:  # noqa: BLE001 - any failure of a job is reported on the job
+        except Exception as exc:  # any failure of a job is reported on the job
             log.exception("job %s failed", job_id)
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             return self._finish(job_id, "failed", error=detail)

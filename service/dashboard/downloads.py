@@ -10,8 +10,8 @@ from flask import Response, abort
 
 import store
 
-from . import bp
 from ..extension import convlab
+from . import bp
 from .live import visible_job
 
 WEIGHTS = "weights.npz"
