@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, make_url
@@ -71,6 +74,22 @@ def pg_store_url(pg_databases) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """A SQLite database migrated to head once per session: tests get copies (migrating each is slow)."""
+    path = tmp_path_factory.mktemp("migrated") / "convlab.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def sqlite_copy(template: Path, path: Path) -> str:
+    """Copy the SQLite database ``template`` to ``path`` (through SQLite: WAL content included); its URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(template)) as src, closing(sqlite3.connect(path)) as dst:
+        src.backup(dst)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=BACKENDS)
 def empty_db_url(request, tmp_path) -> str:
     """The URL of an empty database, on each backend."""
@@ -83,8 +102,7 @@ def empty_db_url(request, tmp_path) -> str:
 def db(request, tmp_path):
     """A :class:`store.Store` on an empty, migrated database, on each backend."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'var' / 'convlab.db'}"    # "var/": make_engine creates the directory
-        upgrade(url)
+        url = sqlite_copy(request.getfixturevalue("migrated_sqlite"), tmp_path / "var" / "convlab.db")
     else:
         url = request.getfixturevalue("pg_store_url")
     db = store.Store.from_url(url)
@@ -143,11 +161,9 @@ class Auth:
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
+def database_url(tmp_path, migrated_sqlite) -> str:
     """A fresh SQLite database, migrated to head."""
-    url = f"sqlite:///{tmp_path / 'var' / 'convlab.db'}"
-    upgrade(url)
-    return url
+    return sqlite_copy(migrated_sqlite, tmp_path / "var" / "convlab.db")
 
 
 @pytest.fixture

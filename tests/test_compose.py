@@ -20,6 +20,8 @@ from store.migrate import current
 from tests.cluster import Cluster
 from tests.helpers import skip_or_fail
 
+pytestmark = pytest.mark.processes  # docker-compose and the CLI as child processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -18,6 +18,8 @@ import store
 from tests.cluster import ROOT, Cluster
 from tests.helpers import example, skip_or_fail, tiny_train_spec
 
+pytestmark = pytest.mark.processes  # gunicorn, workers and Chromium
+
 try:
     from playwright import sync_api as playwright_api
 except ImportError:

@@ -21,6 +21,8 @@ from engine.jobs import run_job, weights_from_bytes
 from tests.cluster import Cluster, wait_for
 from tests.helpers import example, skip_or_fail, tiny_train_spec
 
+pytestmark = pytest.mark.processes  # gunicorn and Celery workers
+
 REDIS_URL = os.environ.get("CONVLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 

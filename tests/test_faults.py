@@ -19,6 +19,8 @@ from engine.jobs import run_job
 from tests.cluster import Cluster, free_port, redis_server_binary, wait_for
 from tests.helpers import skip_or_fail
 
+pytestmark = [pytest.mark.processes, pytest.mark.slow]  # workers and redis-server, trained for several epochs
+
 
 class PrivateRedis:
     """A redis-server of our own, persistent across its restarts (AOF in ``directory``)."""

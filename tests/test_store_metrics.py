@@ -31,6 +31,7 @@ def test_metrics_are_idempotent(db):
     assert get_metrics(db, job["id"], names=["nothing"]) == {}
 
 
+@pytest.mark.slow       # writes 100,000 points
 def test_downsampling_keeps_a_single_spike(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
