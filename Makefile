@@ -17,8 +17,10 @@ test:
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 
+# One BLAS thread: the fast tests multiply small matrices, where more threads only spin and contend.
 test-fast: .venv/bin/pytest
-	.venv/bin/python -m pytest -q -m "not slow and not processes"
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+		.venv/bin/python -m pytest -q -m "not slow and not processes"
 
 lint: .venv/bin/ruff
 	.venv/bin/ruff check .
