@@ -18,14 +18,15 @@ import copy
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import Network  # noqa: E402
-from engine.optimizers import SGD  # noqa: E402
+from engine import Network
+from engine.optimizers import SGD
 
 REFERENCE = {
     "input_shape": [1, 28, 28],
@@ -90,8 +91,29 @@ def engine_peak_memory() -> None:
             _, grads = net.loss_and_gradients(x, y, training=True)
             opt.step(grads)
     # VmHWM, not ru_maxrss: the latter survives exec, so it would report the parent's peak (torch).
-    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    with open("/proc/self/status") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM:"))
     print(int(hwm.split()[1]) / 1024)
+
+
+def _engine_step(net, opt, x, y) -> None:
+    """One training step of the engine."""
+    _, grads = net.loss_and_gradients(x, y, training=True)
+    opt.step(grads)
+
+
+def _torch_step(model, opt, lossf, x, y) -> None:
+    """One training step of the PyTorch twin."""
+    opt.zero_grad(set_to_none=True)
+    lossf(model(x), y).backward()
+    opt.step()
+
+
+def _timed(step) -> float:
+    """Seconds one call of ``step`` takes."""
+    t = time.perf_counter()
+    step()
+    return time.perf_counter() - t
 
 
 def main(argv=None) -> int:
@@ -108,7 +130,8 @@ def main(argv=None) -> int:
     import torch
     print(f"numpy {np.__version__}, torch {torch.__version__}, torch threads {torch.get_num_threads()}")
     ratios = []
-    print(f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} {'GEMM GFLOP/s':>12}")
+    print(f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
+          f"{'GEMM GFLOP/s':>12}")
     for dtype in args.dtypes:
         npdt = np.dtype(dtype)
         tdt = torch.float32 if dtype == "float32" else torch.float64
@@ -123,21 +146,15 @@ def main(argv=None) -> int:
             y = rng.integers(0, 10, batch)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-            def engine_step():
-                _, grads = net.loss_and_gradients(x, y, training=True)
-                opt.step(grads)
-
-            def torch_step():
-                topt.zero_grad(set_to_none=True)
-                lossf(model(xt), yt).backward()
-                topt.step()
-
+            engine_step = partial(_engine_step, net, opt, x, y)
+            torch_step = partial(_torch_step, model, topt, lossf, xt, yt)
             for _ in range(3):
-                engine_step(); torch_step()
+                engine_step()
+                torch_step()
             te, tt = [], []
             for _ in range(args.repeats):
-                t = time.perf_counter(); engine_step(); te.append(time.perf_counter() - t)
-                t = time.perf_counter(); torch_step(); tt.append(time.perf_counter() - t)
+                te.append(_timed(engine_step))
+                tt.append(_timed(torch_step))
             me, mt = statistics.median(te), statistics.median(tt)
             ratio = me / mt
             ratios.append(ratio)

@@ -14,7 +14,6 @@ from .names import TERMINAL_STATUSES
 from .progress import ProgressBar
 
 
-
 class ApiError(Exception):
     """An error answer of the API, with its status and message (and field paths)."""
 

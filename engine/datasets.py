@@ -32,8 +32,9 @@ import operator
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -433,7 +434,7 @@ def _open_source(source, limits: DatasetLimits) -> tuple[BinaryIO, bool]:
         return io.BytesIO(bytes(source)), True
     if isinstance(source, (str, os.PathLike)):
         try:
-            f = open(source, "rb")
+            f = open(source, "rb")  # noqa: SIM115 - handed to the caller, who closes it
         except OSError as exc:
             raise DatasetError(f"cannot open {os.fspath(source)!r}: {exc.strerror or exc}") from None
         size = os.fstat(f.fileno()).st_size

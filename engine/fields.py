@@ -18,9 +18,10 @@ attribute, resolved against the limits in force.  Standard library only.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ErrorList
 

@@ -22,7 +22,7 @@ kernel unrotated: it must fail, which shows the rotation is not a convention.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray, tiny: float = TINY
 
 
 def _same(sig_a: list[np.ndarray], sig_b: list[np.ndarray]) -> bool:
-    return all(np.array_equal(p, q) for p, q in zip(sig_a, sig_b))
+    return all(np.array_equal(p, q) for p, q in zip(sig_a, sig_b, strict=True))
 
 
 class Stopped(Exception):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from .datasets import Dataset, load_builtin, split_dataset, BUILTIN
+from .datasets import BUILTIN, Dataset, load_builtin, split_dataset
 from .gradient_check import Stopped, gradcheck
 from .network import Network
 from .optimizers import make_optimizer

@@ -60,7 +60,7 @@ class Network:
                        for i, layer in enumerate(self.layers) for name, arr in layer.params.items()}
 
     @classmethod
-    def from_spec(cls, model_spec: dict, seed: int = 0, dtype: str = DEFAULT_DTYPE) -> "Network":
+    def from_spec(cls, model_spec: dict, seed: int = 0, dtype: str = DEFAULT_DTYPE) -> Network:
         """Validate (with defaults filled in) and build.  Raises ``SpecError`` with field paths."""
         return cls(validate_model_spec(model_spec), seed=seed, dtype=dtype)
 

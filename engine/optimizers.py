@@ -93,7 +93,8 @@ class Adam(Optimizer):
         w -= self._lr_t * m / (np.sqrt(v) + self.eps)
 
     def state(self):
-        return {**super().state(), **{f"m/{k}": a for k, a in self.m.items()}, **{f"v/{k}": a for k, a in self.v.items()}}
+        return {**super().state(), **{f"m/{k}": a for k, a in self.m.items()},
+                **{f"v/{k}": a for k, a in self.v.items()}}
 
     def load_state(self, state):
         super().load_state(state)

@@ -10,8 +10,8 @@ Shapes are per sample: spatial ``(C, H, W)`` or flat ``(D,)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .constants import ITEMSIZE
 from .errors import SpecError

@@ -44,8 +44,9 @@ in the numeric stack (``tests/test_spec.py`` checks this in a subprocess).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .builtin_datasets import BUILTIN_DATASETS  # re-exported: the spec's view of the built-ins
 from .constants import (
@@ -149,7 +150,7 @@ class Limits:
                 raise ValueError(f"Limits.{f.name} must be a positive integer, got {value!r}")
 
     @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> "Limits":
+    def from_mapping(cls, m: Mapping[str, Any]) -> Limits:
         """Build from a config mapping; unknown keys are ignored, values are coerced with ``int()``
         (so environment strings like ``"64"`` work)."""
         known = {f.name for f in fields(cls)}

@@ -15,8 +15,8 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -50,8 +50,8 @@ class Trainer:
         self.state = TrainState()
 
     def run(self, x_train, y_train, x_val=None, y_val=None, *, on_metric: MetricCallback | None = None,
-            on_epoch_end: Callable[["Trainer"], object] | None = None,
-            on_batch_end: Callable[["Trainer"], object] | None = None) -> bool:
+            on_epoch_end: Callable[[Trainer], object] | None = None,
+            on_batch_end: Callable[[Trainer], object] | None = None) -> bool:
         """Train until ``epochs`` are complete; True when finished, False when asked to stop.
 
         ``on_epoch_end`` runs after each epoch's validation (a worker saves its

@@ -53,7 +53,8 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
-    from .dashboard import init_dashboard; init_dashboard(app)  # noqa: E702 - the dashboard (issue #4)
+    from .dashboard import init_dashboard
+    init_dashboard(app)
     app.after_request(_security_headers)
     return app
 

@@ -52,7 +52,8 @@ def upload_dataset():
     nothing is unpickled); an invalid file answers 422 and nothing is stored.
     """
     if request.mimetype != "multipart/form-data":
-        raise ApiError(415, f"expected multipart/form-data with a file field 'file', got {request.mimetype or 'none'!r}")
+        raise ApiError(415, "expected multipart/form-data with a file field 'file', "
+                            f"got {request.mimetype or 'none'!r}")
     ext = convlab()
     limits = ext.dataset_limits
     upload = request.files.get("file")      # a body over MAX_CONTENT_LENGTH raises 413 here

@@ -6,7 +6,7 @@ is chosen) and answer JSON for ``/api/...`` and ``/healthz``; other paths
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError

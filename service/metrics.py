@@ -6,7 +6,7 @@ processes report the same numbers.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from flask import Blueprint, Response
 

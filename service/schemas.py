@@ -5,7 +5,8 @@ The request schema of a job spec is not here: it is ``engine.spec.job_spec_schem
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from engine.spec import JOB_TYPES, Limits, job_spec_schema
 from store import STATUSES

@@ -33,6 +33,6 @@ def enqueue(spec: dict[str, Any], user: store.UserInfo) -> dict[str, Any]:
     job = store.create_job(ext.store, user.id, spec, max_attempts=ext.settings.max_attempts)
     try:
         ext.publish(job["id"])          # only after the commit (docs/architecture.md)
-    except Exception:                   # noqa: BLE001 - the job is stored: the sweep wakes a worker later
+    except Exception:
         current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
     return job

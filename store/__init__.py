@@ -9,9 +9,26 @@ from .auth import UserInfo, authenticate, create_token, get_user
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
 from .jobs import (
-    claim_job, claim_next_job, count_by_status, count_queued, create_job, finish_job, finished_by, get_job, heartbeat,
-    job_durations, list_jobs, queue_order, queue_position, queue_positions, reap_stale_jobs, release_job,
-    request_cancel, requeue_job, save_artifact, update_progress,
+    claim_job,
+    claim_next_job,
+    count_by_status,
+    count_queued,
+    create_job,
+    finish_job,
+    finished_by,
+    get_job,
+    heartbeat,
+    job_durations,
+    list_jobs,
+    queue_order,
+    queue_position,
+    queue_positions,
+    reap_stale_jobs,
+    release_job,
+    request_cancel,
+    requeue_job,
+    save_artifact,
+    update_progress,
 )
 from .metrics import get_metrics, record_metrics
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -109,7 +110,7 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> "Store":
+    def from_url(cls, url: str, **kwargs: Any) -> Store:
         """A store on a new engine for ``url`` (see :func:`make_engine`)."""
         return cls(make_engine(url, **kwargs))
 

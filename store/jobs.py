@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import String, and_, case, cast, func, literal, or_, select, true, update
 from sqlalchemy.orm import Session
 
+from convlab.names import STATUSES, TERMINAL_STATUSES
+
 from .artifacts import upsert_artifact
 from .auth import UserInfo
 from .db import Store
-from convlab.names import STATUSES, TERMINAL_STATUSES
-
 from .models import Job, JobTag, User, UTCDateTime, iso, utcnow
 
 

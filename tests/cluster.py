@@ -105,7 +105,7 @@ class Cluster:
                      60, "a new worker to send heartbeats")
         return proc
 
-    def start(self, workers: int = 2) -> "Cluster":
+    def start(self, workers: int = 2) -> Cluster:
         self.start_api()
         for _ in range(workers):
             self.start_worker()

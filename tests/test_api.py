@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import tiny_train_spec
 
 import store
+from helpers import tiny_train_spec
 from service.schemas import ERROR
 
 API = "/api/v1"
@@ -183,6 +183,6 @@ def test_unexpected_errors_are_500_without_traceback(client, headers, monkeypatc
         raise RuntimeError("secret internals")
     monkeypatch.setattr(store, "list_jobs", boom)
     resp = client.get(f"{API}/jobs", headers=headers)
-    err = assert_error(resp, 500, "internal_error")
+    assert_error(resp, 500, "internal_error")
     text = resp.get_data(as_text=True)
     assert "secret internals" not in text and "Traceback" not in text

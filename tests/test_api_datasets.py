@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 import pytest
-from helpers import tiny_train_spec
-from test_api import API, assert_error, paths
 
 import store
+from helpers import tiny_train_spec
+from test_api import API, assert_error, paths
 
 
 def npz(n: int = 40, side: int = 12, classes: int = 4, **arrays) -> bytes:

@@ -6,12 +6,12 @@ import io
 
 import numpy as np
 import pytest
-from helpers import tiny_train_spec
-from test_api import API, assert_error, paths
 
 import store
 from engine import Network
 from engine.jobs import weights_to_bytes
+from helpers import tiny_train_spec
+from test_api import API, assert_error, paths
 
 
 def submit(client, headers, **fields) -> dict:

@@ -23,8 +23,8 @@ import socket
 import threading
 import time
 import urllib.error
-from datetime import datetime, timezone
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -174,7 +174,7 @@ def test_chaos(tmp_path, servers):
             time.sleep(4)                          # the outage itself (its length is the fault, not a wait)
             pg.start()
             outage.append(time.monotonic())
-            back_at.append(datetime.now(timezone.utc))
+            back_at.append(datetime.now(UTC))
 
         schedule = [(0.06, kill_a_worker), (0.14, restart_redis), (0.22, kill_a_worker),
                     (0.32, restart_postgres), (0.45, kill_a_worker), (0.55, restart_redis),

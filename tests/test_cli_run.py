@@ -6,10 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from engine import Network
 from engine.jobs import weights_from_bytes
 from tests.helpers import EXAMPLES, tiny_train_spec
+
+pytestmark = pytest.mark.processes  # `convlab run` as a child process
 
 
 def convlab(*args, stdin: str | None = None):

@@ -15,6 +15,8 @@ from convlab.client import Client
 from tests.cluster import ROOT, Cluster, free_port, wait_for
 from tests.helpers import EXAMPLES, tiny_train_spec
 
+pytestmark = pytest.mark.processes  # `convlab up` and its children
+
 
 def _alive(pid: int) -> bool:
     try:

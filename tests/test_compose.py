@@ -17,8 +17,10 @@ import pytest
 import yaml
 
 from migrations.runner import current
-from store_fixtures import pg_databases  # noqa: F401  (fixture)
 from tests.cluster import Cluster
+from tests.helpers import skip_or_fail
+
+pytestmark = pytest.mark.processes  # docker-compose and the CLI as child processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,9 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def compose_config() -> dict:
     exe = shutil.which("docker-compose")
     if exe is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("docker-compose is not installed (scripts/services.sh installs it)")
-        pytest.skip("docker-compose is not installed")
+        skip_or_fail("docker-compose is not installed (scripts/services.sh installs it)")
     env = dict(os.environ, CONVLAB_SECRET_KEY="test-secret")
     quiet = subprocess.run([exe, "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert quiet.returncode == 0, quiet.stderr
@@ -62,13 +62,13 @@ def test_compose_file_is_valid_and_scalable():
 def test_compose_requires_a_secret_key():
     exe = shutil.which("docker-compose")
     if exe is None:
-        pytest.skip("docker-compose is not installed")
+        skip_or_fail("docker-compose is not installed (scripts/services.sh installs it)")
     env = {k: v for k, v in os.environ.items() if k != "CONVLAB_SECRET_KEY"}
     proc = subprocess.run([exe, "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode != 0 and "CONVLAB_SECRET_KEY" in proc.stderr
 
 
-def test_migrate_command_as_a_process(pg_databases):  # noqa: F811
+def test_migrate_command_as_a_process(pg_databases):
     """The `migrate` service's command, run as a process against a fresh PostgreSQL database."""
     url = pg_databases()
     env = dict(os.environ, CONVLAB_DATABASE_URL=url, CONVLAB_SECRET_KEY="x", PYTHONPATH=str(ROOT))

@@ -12,22 +12,24 @@ import pytest
 import torch
 
 from engine.convolution import (
-    convolve_full_rotated, convolve_full_rotated_reference, correlate_valid, correlate_valid_reference,
-    dilate, im2col, output_size, pad, rot180, unpad, weight_gradient, weight_gradient_reference,
+    convolve_full_rotated,
+    convolve_full_rotated_reference,
+    correlate_valid,
+    correlate_valid_reference,
+    dilate,
+    im2col,
+    output_size,
+    pad,
+    rot180,
+    unpad,
+    weight_gradient,
+    weight_gradient_reference,
 )
+from tests.helpers import rel_err
 
 FAST_VS_REFERENCE = {"rtol": 1e-10, "atol": 1e-12}
 TORCH_FORWARD_RTOL = 1e-9
 TORCH_GRAD_RTOL = 1e-7
-
-
-def rel_err(a: np.ndarray, b: np.ndarray) -> float:
-    """``max|a − b| / max(max(|a| + |b|), 1e-300)``: the error relative to the arrays' scale."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a) + np.abs(b))), 1e-300))
 
 
 def _make_configs(count: int = 25, seed: int = 20240611) -> list[dict]:
@@ -231,6 +233,7 @@ def test_output_size_matches_torch():
                                                      torch.zeros(1, 1, kernel, kernel),
                                                      stride=stride, padding=padding)
                     assert out.shape[2] == output_size(size, kernel, stride, padding), (size, kernel, stride, padding)
-                    assert out.shape[3] == output_size(size + 1, kernel, stride, padding), (size, kernel, stride, padding)
+                    assert out.shape[3] == output_size(size + 1, kernel, stride, padding), \
+                        (size, kernel, stride, padding)
                     checked += 1
     assert checked > 400

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -200,8 +201,8 @@ def test_job_summary_estimates_time_left():
     job = {"id": "x", "name": "n", "type": "train", "status": "running", "tags": [], "attempts": 1,
            "created_at": "2025-01-01T00:00:00Z", "started_at": "2025-01-01T00:00:00Z", "finished_at": None,
            "progress": {"epoch": 1, "step": 25, "total_steps": 100}}
-    from datetime import datetime, timezone
-    s = job_summary(job, now=datetime(2025, 1, 1, 0, 0, 10, tzinfo=timezone.utc))
+    from datetime import datetime
+    s = job_summary(job, now=datetime(2025, 1, 1, 0, 0, 10, tzinfo=UTC))
     assert s["fraction"] == 0.25 and s["duration_s"] == 10 and s["eta_s"] == pytest.approx(30)
 
 
@@ -339,6 +340,7 @@ def test_live_streams_past_the_cap_send_a_snapshot_and_close(dash, app_store, au
     """Every server thread a live stream holds is one fewer for requests: past the cap a
     stream answers with the current state and closes, and the browser retries later."""
     import threading
+
     from service.dashboard import live
     job = _job(app_store, auth, name="busy")
     monkeypatch.setattr(live, "_streams", threading.BoundedSemaphore(1))

@@ -16,9 +16,14 @@ import pytest
 
 import store
 from tests.cluster import ROOT, Cluster
-from tests.helpers import example, tiny_train_spec
+from tests.helpers import example, skip_or_fail, tiny_train_spec
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.processes  # gunicorn, workers and Chromium
+
+try:
+    from playwright import sync_api as playwright_api
+except ImportError:
+    skip_or_fail("playwright is not installed (pip install -e '.[test]')")
 expect = playwright_api.expect
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,9 +64,7 @@ def alice(cluster, token):
 def browser():
     """Debian's Chromium, headless (never a downloaded browser)."""
     if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
     with playwright_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

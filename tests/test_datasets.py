@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import engine.datasets as datasets_mod
 from engine.builtin_datasets import BUILTIN_DATASETS
 from engine.datasets import (
     BUILTIN,
@@ -25,7 +26,6 @@ from engine.datasets import (
     split_dataset,
     stratified_split,
 )
-import engine.datasets as datasets_mod
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -496,7 +496,7 @@ def test_stratified_split_disjoint_complete_proportional():
     assert np.array_equal(np.sort(allidx), np.arange(y.size))  # disjoint and complete
     for k, n in enumerate(sizes):
         targets = [n * (1 - sum(fr)), n * fr[0], n * fr[1]]
-        for p, t in zip(parts, targets):
+        for p, t in zip(parts, targets, strict=True):
             got = int(np.sum(y[p] == k))
             assert abs(got - t) < 1, (k, n, got, t)
 
@@ -506,9 +506,9 @@ def test_stratified_split_deterministic_by_seed():
     a = stratified_split(y, [0.2, 0.1], seed=5)
     b = stratified_split(y, [0.2, 0.1], seed=5)
     c = stratified_split(y, [0.2, 0.1], seed=6)
-    for pa, pb in zip(a, b):
+    for pa, pb in zip(a, b, strict=True):
         np.testing.assert_array_equal(pa, pb)
-    assert any(not np.array_equal(np.sort(pa), np.sort(pc)) for pa, pc in zip(a, c))
+    assert any(not np.array_equal(np.sort(pa), np.sort(pc)) for pa, pc in zip(a, c, strict=True))
 
 
 def test_stratified_split_small_classes_in_every_part():

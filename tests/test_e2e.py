@@ -18,9 +18,10 @@ from threadpoolctl import threadpool_limits
 from convlab.client import ApiError
 from engine import Network, validate_job_spec
 from engine.jobs import run_job, weights_from_bytes
-from store_fixtures import pg_databases  # noqa: F401  (fixture)
 from tests.cluster import Cluster, wait_for
-from tests.helpers import example, tiny_train_spec
+from tests.helpers import example, skip_or_fail, tiny_train_spec
+
+pytestmark = pytest.mark.processes  # gunicorn and Celery workers
 
 REDIS_URL = os.environ.get("CONVLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
@@ -31,9 +32,7 @@ def redis_db_url() -> str:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).flushdb()
     except redis.ConnectionError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is unreachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis is unreachable at {REDIS_URL}: {exc}")
+        skip_or_fail(f"Redis is unreachable at {REDIS_URL}: {exc}")
     return url
 
 

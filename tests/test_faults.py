@@ -14,24 +14,26 @@ from threadpoolctl import threadpool_limits
 
 from engine import validate_job_spec
 from engine.jobs import run_job
-from store_fixtures import pg_databases  # noqa: F401  (fixture)
 from tests.cluster import Cluster, redis_server_binary, wait_for
+from tests.helpers import skip_or_fail
 from tests.private_servers import PrivateRedis
+
+pytestmark = [pytest.mark.processes, pytest.mark.slow]  # workers and redis-server, trained for several epochs
+
+
 
 
 @pytest.fixture
 def private_redis(tmp_path):
     if redis_server_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
+        skip_or_fail("redis-server is not installed")
     r = PrivateRedis(tmp_path, persistent=True).start()
     yield r
     r.remove()
 
 
 @pytest.fixture
-def cluster(tmp_path, private_redis, pg_databases):  # noqa: F811
+def cluster(tmp_path, private_redis, pg_databases):
     c = Cluster(tmp_path / "home", pg_databases(), private_redis.url)
     yield c
     c.stop()

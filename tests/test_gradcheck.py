@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+from engine import convolution as conv
 from engine import gradcheck, gradient_check
 from engine.trace import backward_trace
-from engine import convolution as conv
 from tests.helpers import example
 
 SPECS = {

@@ -6,10 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
-from store_fixtures import empty_db_url, pg_databases  # noqa: F401
 
-from store.db import make_engine
 from migrations.runner import alembic_config, current, downgrade, upgrade
+from store.db import make_engine
 from store.models import Base
 
 

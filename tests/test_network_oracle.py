@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import Network, SpecError, validate_model_spec
-from tests.helpers import example
+from tests.helpers import example, rel_err
 
 FORWARD_RTOL = 1e-9
 GRAD_RTOL = 1e-7
@@ -28,15 +28,6 @@ HEADS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy")] + \
         [(act, "quadratic") for act in ("softmax", "sigmoid", "relu", "tanh", "linear")]
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def rel_err(a, b) -> float:
-    """``max|a − b| / max(max(|a| + |b|), 1e-300)``: the error relative to the arrays' scale."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a) + np.abs(b))), 1e-300))
 
 
 # --------------------------------------------------------------------------- random architectures
@@ -128,7 +119,7 @@ def _mid(model: dict) -> str:
     short = {"conv": "c", "maxpool": "M", "avgpool": "A", "dense": "d", "dropout": "o", "flatten": "f"}
     c, h, w = model["input_shape"]
     head = model["layers"][-1]["activation"][:3] + "-" + model["loss"][:4]
-    return f"{c}x{h}x{w}-{''.join(short[l['type']] for l in model['layers'])}-{head}"
+    return f"{c}x{h}x{w}-{''.join(short[layer['type']] for layer in model['layers'])}-{head}"
 
 
 # --------------------------------------------------------------------------- the PyTorch twin
@@ -259,22 +250,26 @@ def compare_with_torch(model: dict, seed: int, dtype: str, fwd_tol: float, grad_
 # --------------------------------------------------------------------------- tests
 
 def test_generated_models_cover_every_feature():
-    """The seeded generator yields ≥ 25 valid random models (plus the fixed ones) covering every layer type, head, overlap and flooring."""
+    """The seeded generator yields ≥ 25 valid random models (plus the fixed ones).
+
+    They cover every layer type, head, overlap and flooring.
+    """
     assert len(MODELS) - len(FIXED_MODELS) >= 25
-    types = {l["type"] for m in MODELS for l in m["layers"]}
+    types = {layer["type"] for m in MODELS for layer in m["layers"]}
     assert types == {"conv", "maxpool", "avgpool", "dense", "dropout", "flatten"}
     assert {(m["layers"][-1]["activation"], m["loss"]) for m in MODELS} >= {
         ("softmax", "cross_entropy"), ("sigmoid", "cross_entropy"), ("softmax", "quadratic")}
     assert any(m["loss"] == "quadratic" and m["layers"][-1]["activation"] not in ("softmax", "sigmoid")
                for m in MODELS)
     norm = [validate_model_spec(m) for m in MODELS]
-    pools = [l for m in norm for l in m["layers"] if l["type"] in ("maxpool", "avgpool")]
-    assert any(l["stride"] < l["size"] for l in pools if l["type"] == "maxpool")    # overlapping windows
-    assert any(l["stride"] < l["size"] for l in pools if l["type"] == "avgpool")
-    convs = [l for m in norm for l in m["layers"] if l["type"] == "conv"]
-    assert any(l["kernel"][0] != l["kernel"][1] for l in convs)
-    assert {l["stride"] for l in convs} == {1, 2} and {l["padding"] for l in convs} == {0, 1}
-    assert {l["activation"] for l in convs} == set(HIDDEN_ACTIVATIONS)
+    pools = [layer for m in norm for layer in m["layers"] if layer["type"] in ("maxpool", "avgpool")]
+    # overlapping windows
+    assert any(layer["stride"] < layer["size"] for layer in pools if layer["type"] == "maxpool")
+    assert any(layer["stride"] < layer["size"] for layer in pools if layer["type"] == "avgpool")
+    convs = [layer for m in norm for layer in m["layers"] if layer["type"] == "conv"]
+    assert any(layer["kernel"][0] != layer["kernel"][1] for layer in convs)
+    assert {layer["stride"] for layer in convs} == {1, 2} and {layer["padding"] for layer in convs} == {0, 1}
+    assert {layer["activation"] for layer in convs} == set(HIDDEN_ACTIVATIONS)
     assert REJECTED > 0          # the generator does reach the geometric limits the validator enforces
 
 

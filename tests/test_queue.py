@@ -11,13 +11,22 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import update
-from store_fixtures import db, job_spec, make_user, pg_databases, pg_store_url  # noqa: F401
 
 from store import (
-    claim_next_job, count_queued, create_job, finish_job, get_job, get_metrics, queue_position, reap_stale_jobs,
-    record_metrics, release_job, request_cancel,
+    claim_next_job,
+    count_queued,
+    create_job,
+    finish_job,
+    get_job,
+    get_metrics,
+    queue_position,
+    reap_stale_jobs,
+    record_metrics,
+    release_job,
+    request_cancel,
 )
 from store.models import Job, utcnow
+from tests.helpers import job_spec, make_user
 
 
 def _submitted(db, n: int, prefix: str = "job") -> list[str]:

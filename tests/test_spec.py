@@ -1,4 +1,4 @@
-"""Tests of engine/spec.py (the job spec contract of docs/reference/job-spec.md) and engine/shapes.py (shape inference)."""
+"""Tests of engine/spec.py (the job-spec contract, docs/reference/job-spec.md) and engine/shapes.py."""
 from __future__ import annotations
 
 import copy
@@ -12,8 +12,18 @@ import pytest
 
 from engine.shapes import estimate_batch_memory, output_size, parameter_count, plan_model
 from engine.spec import (
-    ACTIVATIONS, BUILTIN_DATASETS, DTYPES, JOB_SPEC_SCHEMA, LAYER_TYPES, LOSSES, OPTIMIZERS,
-    Limits, SpecError, job_spec_schema, validate_job_spec, validate_model_spec,
+    ACTIVATIONS,
+    BUILTIN_DATASETS,
+    DTYPES,
+    JOB_SPEC_SCHEMA,
+    LAYER_TYPES,
+    LOSSES,
+    OPTIMIZERS,
+    Limits,
+    SpecError,
+    job_spec_schema,
+    validate_job_spec,
+    validate_model_spec,
 )
 from tests.helpers import example as load_example
 

@@ -18,6 +18,7 @@ def _run(spec: dict, **kw):
     return outcome, points
 
 
+@pytest.mark.slow
 def test_digits_cnn_reaches_96_percent():
     """The small digits CNN of convlab/examples/ learns sklearn's real 8×8 digits."""
     outcome, points = _run(example("cnn-digits"))
@@ -160,6 +161,7 @@ def _train_in_child(queue):
     queue.put(outcome.result["test_accuracy"])
 
 
+@pytest.mark.processes
 def test_engine_runs_in_a_forked_child_after_blas_was_used():
     """Celery's prefork pool forks after the parent imported NumPy: BLAS must still work in the child."""
     import multiprocessing as mp

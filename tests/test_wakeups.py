@@ -88,7 +88,7 @@ def test_the_reaper_waits_a_stale_period_after_a_database_outage(tmp_path, monke
     for a whole stale period: live workers have had time to heartbeat, so an outage is not
     taken for a lost worker."""
     url = f"sqlite:///{tmp_path / 'convlab.db'}"
-    from store.migrate import upgrade
+    from migrations.runner import upgrade
     upgrade(url)
     st = store.Store.from_url(url)
     settings = Settings(home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k",
@@ -132,7 +132,7 @@ def _unreachable(*args, **kwargs):
 @pytest.fixture
 def local(tmp_path):
     """A migrated SQLite store, settings with a short heartbeat, and a user."""
-    from store.migrate import upgrade
+    from migrations.runner import upgrade
     url = f"sqlite:///{tmp_path / 'convlab.db'}"
     upgrade(url)
     st = store.Store.from_url(url)

@@ -146,12 +146,10 @@ class Monitor:
         state = store.heartbeat(self.store, job.job_id, self.worker)
         if state == "lost" and job.finishing:
             return
-        if state == "lost":
-            if job.stop(LOST):
-                log.warning("job %s: taken from this worker; stopping it", job.job_id)
-        elif state == "cancel":
-            if job.stop(CANCEL):
-                log.info("job %s: cancel requested", job.job_id)
+        if state == "lost" and job.stop(LOST):
+            log.warning("job %s: taken from this worker; stopping it", job.job_id)
+        elif state == "cancel" and job.stop(CANCEL):
+            log.info("job %s: cancel requested", job.job_id)
 
     def _reap(self) -> None:
         for job_id, status in store.reap_stale_jobs(self.store, self.settings.stale_after_s):

@@ -12,7 +12,8 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
@@ -52,7 +53,7 @@ def patiently(fn: Callable[[], T], what: str, stop: threading.Event, cap_s: floa
     while True:
         try:
             value = fn()
-        except Exception as exc:  # noqa: BLE001 - sorted below: only "unreachable" is retried
+        except Exception as exc:
             if not unreachable(exc):
                 raise
             if failed_at is None:

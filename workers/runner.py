@@ -15,22 +15,27 @@ import logging
 import threading
 import time
 import traceback
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from engine.datasets import DatasetError, load_npz
-from engine.jobs import Hooks, run_job
-from engine.spec import SpecError
 import store
 from convlab.limits import dataset_limits
 from convlab.names import CHECKPOINT, WEIGHTS
+from engine.datasets import DatasetError, load_npz
+from engine.jobs import Hooks, run_job
+from engine.spec import SpecError
 
 from .control import CANCEL, LOST, SHUTDOWN, JobControl
 from .retry import Interrupted, patiently
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
+
+class JobLost(Exception):
+    """A fenced write was refused: the job does not run on this worker any more."""
 
 
 class MetricBuffer:
@@ -152,7 +157,7 @@ class JobRunner:
         except SoftTimeLimitExceeded:
             return self._finish(job_id, "failed",
                                 error=f"time limit exceeded ({self.settings.task_time_limit_s} s per run)")
-        except Exception as exc:  # noqa: BLE001 - any failure of a job is reported on the job
+        except Exception as exc:
             log.exception("job %s failed", job_id)
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             return self._finish(job_id, "failed", error=detail)

@@ -1,21 +1,20 @@
 """initial schema: users, tokens, jobs, tags, metrics, artifacts, datasets, workers
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 02:43:33.369005
 
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0001'
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
@@ -83,7 +82,8 @@ def upgrade() -> None:
     sa.Column('worker', sa.String(length=200), nullable=True),
     sa.Column('cancel_requested', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('enqueued_at', sa.DateTime(timezone=True), nullable=True),
-    sa.CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name=op.f('ck_jobs_status')),
+    sa.CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+                       name=op.f('ck_jobs_status')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_jobs_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import g, redirect, render_template, request, session, url_for
+
 import store
 
-from . import bp, csrf
 from ..extension import convlab
+from . import bp, csrf
 
 USER_ID = "uid"
 PUBLIC = {"dashboard.login"}

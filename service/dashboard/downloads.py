@@ -11,8 +11,8 @@ from flask import Response, abort
 import store
 from convlab.names import WEIGHTS
 
-from . import bp
 from ..extension import convlab
+from . import bp
 from .live import visible_job
 
 MAX_KERNELS, MAX_CHANNELS = 64, 4       # what the kernel picture shows at most

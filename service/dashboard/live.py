@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Response, abort, g, request
 
 import store
 from engine.spec import JOB_TYPES
 
-from . import bp
 from ..extension import convlab
+from . import bp
 from .present import job_summary
 
 PAGE_SIZE = 50

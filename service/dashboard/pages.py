@@ -10,9 +10,9 @@ from flask import flash, g, redirect, render_template, request, url_for
 import store
 from engine.spec import JOB_TYPES
 
-from . import bp
 from ..extension import convlab
-from .live import jobs_page, job_filters, job_state, visible_job
+from . import bp
+from .live import job_filters, job_state, jobs_page, visible_job
 
 MAX_COMPARED = 8
 

@@ -3,10 +3,11 @@ live streams all use it) and the template filters that format times and numbers.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
+
 
 def parse_time(value: str | None) -> datetime | None:
     """An API timestamp (ISO 8601, ``Z``) as an aware datetime."""
@@ -21,7 +22,7 @@ def job_summary(job: dict[str, Any], queue_position: int | None = None,
     ``eta_s`` is the time left at the rate so far (running train jobs);
     ``duration_s`` is start to finish, or start to now while running.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     progress = job["progress"]
     started, finished = parse_time(job["started_at"]), parse_time(job["finished_at"])
     total, step = progress.get("total_steps") or 0, progress.get("step") or 0
@@ -58,7 +59,7 @@ def number(value: Any, digits: int = 4) -> str:
     """A metric for people: ``0.9861``, ``3.2e-09``; integers as they are; None as an en dash."""
     if value is None:
         return "–"
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, (bool, int)):
         return str(value)
     if not math.isfinite(value):
         return str(value)

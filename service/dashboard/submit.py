@@ -7,16 +7,14 @@ import importlib.resources
 import json
 from typing import Any
 
-from flask import current_app, g, render_template, request, url_for
+from flask import g, render_template, request, url_for
 
-import store
 from engine.spec import SpecError
 
-from . import bp
 from ..errors import ApiError
-from ..extension import convlab
-from ..submission import enqueue, validate
 from ..schemas import job_json
+from ..submission import enqueue, validate
+from . import bp
 from .live import visible_job
 
 # Package data, read through importlib.resources: the installed copy, wherever it runs from.

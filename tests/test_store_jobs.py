@@ -1,86 +1,38 @@
-"""Tests of the data layer (store/), each on SQLite and on PostgreSQL."""
+"""Tests of store/jobs.py: the job lifecycle (create, list, claim, finish, cancel, reap, republish) and the queue.
+
+Each test runs on SQLite and on PostgreSQL (the ``db`` fixture).
+"""
 from __future__ import annotations
 
-import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-import numpy as np
 import pytest
-from sqlalchemy import func, select, update
-from store_fixtures import db, job_spec, make_user, pg_databases, pg_store_url  # noqa: F401
+from sqlalchemy import select
 
 from store import (
-    UserInfo, authenticate, claim_job, get_user, count_by_status, create_job, create_token, finish_job, get_dataset, get_job,
-    get_metrics, heartbeat, job_durations, list_datasets, list_jobs, live_workers, load_artifact,
-    load_dataset_bytes, queue_position, reap_stale_jobs, release_job, record_metrics, remove_stale_workers,
-    remove_worker, request_cancel, requeue_job, save_artifact, save_dataset, update_progress,
-    worker_heartbeat,
+    claim_job,
+    count_by_status,
+    create_job,
+    finish_job,
+    get_job,
+    heartbeat,
+    job_durations,
+    list_jobs,
+    load_artifact,
+    queue_position,
+    reap_stale_jobs,
+    release_job,
+    request_cancel,
+    requeue_job,
+    save_artifact,
+    update_progress,
 )
-from store.models import ApiToken, Job, MetricPoint, Worker, utcnow
+from store.models import Job, utcnow
+from tests.helpers import age, job_spec, make_user, parse_ts, race
 
 JOB_FIELDS = {"id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
               "created_at", "started_at", "finished_at", "user", "cancel_requested"}
 
-
-def _parse(ts: str) -> datetime:
-    """An API timestamp back to an aware datetime."""
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
-
-
-def _age(db, model, where, seconds: float) -> None:
-    """Move a row's heartbeat ``seconds`` into the past (as if its owner went silent)."""
-    with db.session() as s:
-        s.execute(update(model).where(where).values(heartbeat_at=utcnow() - timedelta(seconds=seconds)))
-
-
-def _race(n: int, fn):
-    """Run ``fn(i)`` in ``n`` threads released together; return their results."""
-    barrier = threading.Barrier(n)
-
-    def go(i):
-        barrier.wait(timeout=10)
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
-
-
-# ---------------------------------------------------------------- tokens
-
-def test_token_authenticates_its_user_only(db):
-    token = create_token(db, "alice")
-    assert token.startswith("cl_") and len(token) > 40
-    user = authenticate(db, token)
-    assert user is not None and user.name == "alice" and not user.is_admin
-    assert authenticate(db, token + "x") is None
-    assert authenticate(db, "") is None and authenticate(db, None) is None
-
-    # A second token belongs to the same user; admin=True promotes, admin=False never demotes.
-    assert authenticate(db, create_token(db, "alice", admin=True)) == UserInfo(user.id, "alice", True)
-    assert authenticate(db, create_token(db, "alice")).is_admin
-    with db.session() as s:
-        tokens = s.scalars(select(ApiToken)).all()
-    assert len(tokens) == 3
-    assert all(len(t.token_hash) == 64 and token not in t.token_hash for t in tokens)
-    assert token[:12] in {t.prefix for t in tokens}
-
-
-def test_last_used_is_written_at_most_once_a_minute(db):
-    token = create_token(db, "alice")
-    with db.session() as s:
-        assert s.scalar(select(ApiToken.last_used_at)) is None
-    authenticate(db, token)
-    with db.session() as s:
-        first = s.scalar(select(ApiToken.last_used_at))
-    authenticate(db, token)
-    with db.session() as s:
-        assert s.scalar(select(ApiToken.last_used_at)) == first
-        assert first.tzinfo is not None and abs(utcnow() - first) < timedelta(minutes=1)
-
-
-# ---------------------------------------------------------------- create / get / list
 
 def test_create_and_get_job(db):
     alice, bob = make_user(db, "alice"), make_user(db, "bob")
@@ -91,7 +43,7 @@ def test_create_and_get_job(db):
     assert (job["type"], job["name"], job["tags"], job["user"]) == ("train", "lenet", ["baseline", "mnist"], "alice")
     assert job["progress"] == {"epoch": 0, "step": 0, "total_steps": 0}
     assert job["result"] is None and job["error"] is None and job["cancel_requested"] is False
-    assert job["created_at"].endswith("Z") and abs(utcnow() - _parse(job["created_at"])) < timedelta(minutes=1)
+    assert job["created_at"].endswith("Z") and abs(utcnow() - parse_ts(job["created_at"])) < timedelta(minutes=1)
     assert job["started_at"] is None and job["finished_at"] is None
     assert job["spec"] == job_spec("lenet", tags=("baseline", "mnist"))
 
@@ -137,8 +89,6 @@ def test_list_filters_pagination_and_visibility(db):
         list_jobs(db, alice, limit=-1)
 
 
-# ---------------------------------------------------------------- claim / finish
-
 def test_claim_sets_running_once(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
@@ -153,7 +103,7 @@ def test_claim_sets_running_once(db):
 def test_claim_race_has_exactly_one_winner(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
-    results = _race(8, lambda i: claim_job(db, job["id"], f"host:{i}"))
+    results = race(8, lambda i: claim_job(db, job["id"], f"host:{i}"))
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     after = get_job(db, job["id"], None)
@@ -174,20 +124,7 @@ def test_finish_only_from_running_and_only_once(db):
     assert not finish_job(db, job["id"], "failed", error="late")
     done = get_job(db, job["id"], None)
     assert done["status"] == "succeeded" and done["result"] == {"test_accuracy": 0.9} and done["error"] is None
-    assert _parse(done["finished_at"]) >= _parse(done["started_at"])
-
-
-def test_results_hold_no_nan(db):
-    """JSON has no NaN: a diverged loss in a result is stored as null, on both databases; NumPy values
-    (what the engine hands back) are stored as plain numbers and lists."""
-    alice = make_user(db, "alice")
-    job = create_job(db, alice.id, job_spec())
-    claim_job(db, job["id"], "w1")
-    result = {"test_loss": float("nan"), "curve": [1.0, float("inf")], "test_accuracy": np.float64(0.1),
-              "confusion_matrix": np.array([[1, 2], [3, 4]]), "epochs_completed": np.int64(1)}
-    assert finish_job(db, job["id"], "failed", result=result, error="diverged")
-    assert get_job(db, job["id"], None)["result"] == {"test_loss": None, "curve": [1.0, None], "test_accuracy": 0.1,
-                                                      "confusion_matrix": [[1, 2], [3, 4]], "epochs_completed": 1}
+    assert parse_ts(done["finished_at"]) >= parse_ts(done["started_at"])
 
 
 def test_finish_race_has_exactly_one_winner(db):
@@ -195,7 +132,7 @@ def test_finish_race_has_exactly_one_winner(db):
     job = create_job(db, alice.id, job_spec())
     claim_job(db, job["id"], "w1")
     statuses = ["succeeded", "failed", "cancelled", "succeeded", "failed", "cancelled"]
-    results = _race(len(statuses), lambda i: finish_job(db, job["id"], statuses[i], error=str(i)))
+    results = race(len(statuses), lambda i: finish_job(db, job["id"], statuses[i], error=str(i)))
     assert results.count(True) == 1
     winner = results.index(True)
     done = get_job(db, job["id"], None)
@@ -216,8 +153,6 @@ def test_progress_and_heartbeat_only_while_running_on_that_worker(db):
     finish_job(db, job["id"], "succeeded")
     assert heartbeat(db, job["id"], "w1") == "lost"
 
-
-# ---------------------------------------------------------------- cancel
 
 def test_cancel_queued_running_and_finished(db):
     alice, bob = make_user(db, "alice"), make_user(db, "bob")
@@ -243,8 +178,6 @@ def test_cancel_queued_running_and_finished(db):
     assert get_job(db, queued["id"], None)["status"] == "cancelled"
 
 
-# ---------------------------------------------------------------- stale jobs
-
 def test_reap_requeues_then_fails_after_max_attempts(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
@@ -254,13 +187,13 @@ def test_reap_requeues_then_fails_after_max_attempts(db):
     for attempt in (1, 2):
         assert claim_job(db, jid, f"w{attempt}")["attempts"] == attempt
         assert reap_stale_jobs(db, 60) == []                             # heartbeat is recent
-        _age(db, Job, Job.id == jid, 120)
+        age(db, Job, Job.id == jid, 120)
         assert reap_stale_jobs(db, 60) == [(jid, "queued")]
         j = get_job(db, jid, None)
         assert j["status"] == "queued" and j["finished_at"] is None and j["error"] is None
         assert heartbeat(db, jid, f"w{attempt}") == "lost"              # the old worker must stop
     claim_job(db, jid, "w3")
-    _age(db, Job, Job.id == jid, 120)
+    age(db, Job, Job.id == jid, 120)
     assert reap_stale_jobs(db, 60) == [(jid, "failed")]
     j = get_job(db, jid, None)
     assert (j["status"], j["error"], j["attempts"]) == ("failed", "worker lost (3 attempts)", 3)
@@ -274,7 +207,7 @@ def test_reaping_a_job_with_a_pending_cancel_cancels_it(db):
     job = create_job(db, alice.id, job_spec())
     claim_job(db, job["id"], "w1")
     request_cancel(db, job["id"], alice)
-    _age(db, Job, Job.id == job["id"], 120)
+    age(db, Job, Job.id == job["id"], 120)
     assert reap_stale_jobs(db, 60) == [(job["id"], "cancelled")]
 
 
@@ -315,49 +248,6 @@ def test_requeue_job(db):
     assert again["attempts"] == 2 and again["started_at"] is not None
 
 
-# ---------------------------------------------------------------- metrics
-
-def test_metrics_are_idempotent(db):
-    alice = make_user(db, "alice")
-    job = create_job(db, alice.id, job_spec())
-    batch = [("train_loss", step, 1.0 / (step + 1)) for step in range(1000)] + [("val_loss", 0, 0.5)]
-    assert record_metrics(db, job["id"], batch) == 1001
-    assert record_metrics(db, job["id"], batch) == 0                     # a replay writes nothing
-    assert record_metrics(db, job["id"], [("val_loss", 0, 9.0), ("val_loss", 1, float("nan"))]) == 1
-    assert record_metrics(db, job["id"], []) == 0
-    with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(MetricPoint)) == 1002
-    series = get_metrics(db, job["id"])
-    assert series["val_loss"] == [[0, 0.5], [1, None]]                   # first write wins; NaN is null
-    assert series["train_loss"][:2] == [[0, 1.0], [1, 0.5]] and len(series["train_loss"]) == 1000
-    assert list(get_metrics(db, job["id"], names=["val_loss"])) == ["val_loss"]
-    assert get_metrics(db, job["id"], names=["nothing"]) == {}
-
-
-def test_downsampling_keeps_a_single_spike(db):
-    alice = make_user(db, "alice")
-    job = create_job(db, alice.id, job_spec())
-    n, spike, dip = 100_000, 54_321, 77_777
-    values = [1.0 + 0.1 * math.sin(i / 500) for i in range(n)]
-    values[spike], values[dip] = 1000.0, -50.0
-    record_metrics(db, job["id"], [("train_loss", i, v) for i, v in enumerate(values)])
-    record_metrics(db, job["id"], [("val_loss", i, float(i)) for i in range(10)])
-
-    series = get_metrics(db, job["id"], max_points=500)
-    loss = series["train_loss"]
-    assert 2 < len(loss) <= 500
-    steps = [s for s, _ in loss]
-    assert steps == sorted(steps) and len(set(steps)) == len(steps)
-    assert [spike, 1000.0] in loss and [dip, -50.0] in loss
-    assert all(values[s] == v for s, v in loss)                           # real points, not averages
-    assert steps[0] < 200 and steps[-1] > n - 200                         # the whole range is covered
-    assert series["val_loss"] == [[i, float(i)] for i in range(10)]      # short series untouched
-    with pytest.raises(ValueError):
-        get_metrics(db, job["id"], max_points=1)
-
-
-# ---------------------------------------------------------------- queue and statistics
-
 def test_queue_position_counts_and_durations(db):
     alice = make_user(db, "alice")
     jobs = [create_job(db, alice.id, job_spec(f"j{i}")) for i in range(4)]
@@ -369,71 +259,3 @@ def test_queue_position_counts_and_durations(db):
     assert count_by_status(db) == {"queued": 2, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 1}
     durations = job_durations(db)
     assert len(durations) == 1 and 0 <= durations[0] < 60                # the never-started cancel is left out
-
-
-# ---------------------------------------------------------------- artifacts, datasets, workers
-
-def test_artifacts_upsert(db):
-    alice = make_user(db, "alice")
-    job = create_job(db, alice.id, job_spec())
-    assert load_artifact(db, job["id"], "weights.npz") is None
-    save_artifact(db, job["id"], "weights.npz", b"one")
-    save_artifact(db, job["id"], "checkpoint.npz", b"\x00" * 1000)
-    save_artifact(db, job["id"], "weights.npz", b"two!")
-    assert load_artifact(db, job["id"], "weights.npz") == b"two!"
-    assert load_artifact(db, job["id"], "checkpoint.npz") == b"\x00" * 1000
-
-
-def test_datasets(db):
-    alice, bob = make_user(db, "alice"), make_user(db, "bob")
-    admin = make_user(db, "root", admin=True)
-    blob = bytes(range(256)) * 10
-    ds = save_dataset(db, alice.id, "my digits", blob, samples=100, shape=(1, 8, 8), classes=10)
-    assert len(ds["id"]) == 32 and ds["created_at"].endswith("Z")
-    assert {k: ds[k] for k in ("name", "samples", "shape", "classes", "size_bytes", "user")} == {
-        "name": "my digits", "samples": 100, "shape": [1, 8, 8], "classes": 10, "size_bytes": 2560,
-        "user": "alice"}
-    assert get_dataset(db, ds["id"], alice) == ds
-    assert get_dataset(db, ds["id"], bob) is None
-    assert get_dataset(db, ds["id"], admin) == ds
-    assert load_dataset_bytes(db, ds["id"]) == blob
-    assert load_dataset_bytes(db, "0" * 32) is None
-    ds2 = save_dataset(db, alice.id, "second", b"x", samples=1, shape=[3, 4, 4], classes=2)
-    assert [d["id"] for d in list_datasets(db, alice)] == [ds2["id"], ds["id"]]
-    assert list_datasets(db, bob) == []
-    assert len(list_datasets(db, admin)) == 2
-
-
-def test_workers_heartbeat_and_liveness(db):
-    worker_heartbeat(db, "host:1", "host", 1, None)
-    worker_heartbeat(db, "host:2", "host", 2, None)
-    worker_heartbeat(db, "host:1", "host", 1, "a" * 32)                  # upsert, not a second row
-    live = live_workers(db, 30)
-    assert [(w["name"], w["job_id"]) for w in live] == [("host:1", "a" * 32), ("host:2", None)]
-    assert all(set(w) == {"name", "heartbeat_age_s", "job_id"} and 0 <= w["heartbeat_age_s"] < 30 for w in live)
-    _age(db, Worker, Worker.name == "host:2", 120)
-    assert [w["name"] for w in live_workers(db, 30)] == ["host:1"]
-    assert remove_stale_workers(db, 60) == 1
-    remove_worker(db, "host:1")
-    assert live_workers(db, 3600) == []
-
-
-# ---------------------------------------------------------------- timestamps
-
-def test_timestamps_are_aware_utc_and_naive_ones_are_refused(db):
-    alice = make_user(db, "alice")
-    job = create_job(db, alice.id, job_spec())
-    claim_job(db, job["id"], "w1")
-    with db.session() as s:
-        row = s.get(Job, job["id"])
-        assert row.created_at.tzinfo == timezone.utc and row.heartbeat_at.tzinfo == timezone.utc
-        assert abs(utcnow() - row.heartbeat_at) < timedelta(minutes=1)
-    with pytest.raises(Exception, match="naive datetime"):
-        with db.session() as s:
-            s.execute(update(Job).values(heartbeat_at=datetime(2024, 1, 1)))
-
-
-def test_get_user_by_id(db):
-    alice = make_user(db, "alice", admin=True)
-    assert get_user(db, alice.id) == alice
-    assert get_user(db, alice.id + 1000) is None
