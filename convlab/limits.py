@@ -12,12 +12,27 @@ import dataclasses
 from engine.datasets import DatasetLimits
 from engine.spec import Limits
 
-from .config import Settings
+from .config import LIMIT_PREFIX, Settings
 
 
 def job_limits(settings: Settings) -> Limits:
-    """The job-spec limits: ``Limits`` with every ``CONVLAB_LIMIT_<NAME>`` applied (bad values raise)."""
-    return Limits.from_mapping(settings.limit_overrides)
+    """The job-spec limits: ``Limits`` with every ``CONVLAB_LIMIT_<NAME>`` applied.
+
+    A name that is not a limit, or a value that is not a positive integer, is a
+    ``ValueError`` naming the variable: a typo must not leave a bound silently at
+    its default.
+    """
+    known = {f.name for f in dataclasses.fields(Limits)}
+    values = {}
+    for name, text in settings.limit_overrides.items():
+        var = f"{LIMIT_PREFIX}{name.upper()}"
+        if name not in known:
+            raise ValueError(f"{var} is not a limit; known: {', '.join(sorted(n.upper() for n in known))}")
+        try:
+            values[name] = int(text)
+        except ValueError:
+            raise ValueError(f"{var}={text!r} is not an integer") from None
+    return Limits.from_mapping(values)
 
 
 def dataset_limits(settings: Settings) -> DatasetLimits:

@@ -12,6 +12,7 @@ import stat
 import pytest
 
 from convlab.config import Settings
+from convlab.limits import dataset_limits, job_limits
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_overrides(env, tmp_path):
     defaults = Settings.from_env()
     env(HOME=str(tmp_path / "h"), DATABASE_URL="postgresql+psycopg://u@db/convlab", BROKER_URL="redis://r:6379/0",
         SECRET_KEY="k", MAX_REQUEST_BYTES="1024", MAX_ATTEMPTS="5", HEARTBEAT_S="0.5", STALE_AFTER_S="4",
-        REPUBLISH_AFTER_S="7", REPUBLISH_LOST_AFTER_S="60", WORKER_ALIVE_S="9", TASK_TIME_LIMIT_S="120",
+        WORKER_ALIVE_S="9", TASK_TIME_LIMIT_S="120",
         METRICS_FLUSH_S="0.25", BLAS_THREADS="2", SECURE_COOKIES="true", MAX_DATASET_BYTES="4096",
         LIMIT_MAX_EPOCHS="7", LIMIT_MAX_LAYERS="3")
     s = Settings.from_env()
@@ -78,12 +79,13 @@ def test_overrides(env, tmp_path):
     assert (s.broker_url, s.secret_key) == ("redis://r:6379/0", "k")
     assert not s.embedded_broker
     assert (s.max_request_bytes, s.max_attempts, s.task_time_limit_s, s.blas_threads) == (1024, 5, 120, 2)
-    assert (s.heartbeat_s, s.stale_after_s, s.republish_after_s, s.republish_lost_after_s, s.worker_alive_s,
-            s.metrics_flush_s) == (0.5, 4.0, 7.0, 60.0, 9.0, 0.25)
+    assert (s.heartbeat_s, s.stale_after_s, s.worker_alive_s, s.metrics_flush_s) == (0.5, 4.0, 9.0, 0.25)
     assert s.secure_cookies is True
-    assert s.dataset_limits.max_bytes == 4096
-    assert (s.limits.max_epochs, s.limits.max_layers) == (7, 3)
-    assert s.limits.max_filters == defaults.limits.max_filters          # the others keep their defaults
+    assert dataset_limits(s).max_bytes == 4096
+    assert dataset_limits(s).max_samples == dataset_limits(defaults).max_samples
+    limits = job_limits(s)
+    assert (limits.max_epochs, limits.max_layers) == (7, 3)
+    assert limits.max_filters == job_limits(defaults).max_filters          # the others keep their defaults
 
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("TRUE", True), ("0", False),
@@ -112,7 +114,7 @@ def test_a_stale_timeout_shorter_than_three_heartbeats_is_refused(env):
                                          ("MAX_REQUEST_BYTES", "16MB"), ("BLAS_THREADS", "all")])
 def test_a_malformed_number_is_refused(env, name, value):
     env(**{name: value, "SECRET_KEY": "k"})
-    with pytest.raises(ValueError, match=repr(value)):
+    with pytest.raises(ValueError, match=f"CONVLAB_{name}={value!r}"):
         Settings.from_env()
 
 
@@ -120,4 +122,12 @@ def test_a_malformed_number_is_refused(env, name, value):
 def test_a_limit_below_one_is_refused(env, value):
     env(LIMIT_MAX_EPOCHS=value, SECRET_KEY="k")
     with pytest.raises(ValueError, match=f"max_epochs must be a positive integer, got {value}"):
-        Settings.from_env()
+        job_limits(Settings.from_env())
+
+
+@pytest.mark.parametrize("name, value, message", [("MAX_EPOCH", "5", "CONVLAB_LIMIT_MAX_EPOCH is not a limit"),
+                                                  ("MAX_EPOCHS", "ten", "CONVLAB_LIMIT_MAX_EPOCHS='ten'")])
+def test_an_unknown_or_malformed_limit_is_refused_by_name(env, name, value, message):
+    env(**{f"LIMIT_{name}": value, "SECRET_KEY": "k"})
+    with pytest.raises(ValueError, match=message):
+        job_limits(Settings.from_env())
