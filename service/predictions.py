@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from flask import current_app
@@ -176,7 +177,7 @@ def mistakes(job: dict[str, Any], limit: int) -> dict[str, Any]:
         wrong = np.flatnonzero(predicted != y)
         confidence = out[wrong, predicted[wrong]]
         order = wrong[np.argsort(-confidence, kind="stable")]
-        model.mistakes = {"tested": int(len(y)), "wrong": int(len(wrong)), "shape": list(x.shape[1:]),
+        model.mistakes = {"tested": len(y), "wrong": len(wrong), "shape": list(x.shape[1:]),
                           "images": [{"index": int(i), "label": int(y[i]), "predicted": int(predicted[i]),
                                       "confidence": float(out[i, predicted[i]]),
                                       "pixels": np.round(x[i], 3).tolist()} for i in order[:limit]]}
