@@ -3,10 +3,10 @@ network gets wrong.  Both run the API's code (``service.predict_api``, ``service
 with the dashboard's session and CSRF token instead of an API token (docs/predictions.md)."""
 from __future__ import annotations
 
-from . import bp
 from ..params import json_object
 from ..predict_api import run_prediction
 from ..predictions import mistakes
+from . import bp
 from .live import visible_job
 
 GALLERY = 48                # mistakes shown at most (the count of all of them is sent too)

@@ -26,6 +26,7 @@
     document.getElementById("tryit-prediction").textContent = "–";
     document.querySelector("#tryit-probs tbody").replaceChildren();
     card.dataset.predicted = "";
+    delete card.dataset.pending;
     showError(null);
   }
 
@@ -163,14 +164,16 @@
 
   function schedule() {
     clearTimeout(timer);
+    card.dataset.pending = "true";          // until the answer to the last stroke is shown (tests wait on it)
     timer = setTimeout(send, DEBOUNCE_MS);
   }
 
   /** One request at a time; strokes made meanwhile are sent when it returns. */
   async function send() {
+    timer = null;
     if (busy) { again = true; return; }
     const input = prepared();
-    if (!input) return;
+    if (!input) { idle(); return; }
     busy = true;
     try {
       const {status, body} = await convlab.postJSON(card.dataset.predict, {inputs: [input]});
@@ -181,7 +184,11 @@
     } finally {
       busy = false;
     }
-    if (again) { again = false; send(); }
+    if (again) { again = false; send(); } else idle();
+  }
+
+  function idle() {
+    if (timer === null && !busy) delete card.dataset.pending;
   }
 
   function showProbabilities(probs, predicted) {
@@ -232,15 +239,26 @@
     box.dataset.loaded = "true";
   }
 
-  /** Shown once the job has weights (its event stream says it finished). */
+  /** Shown once the job has weights: a succeeded job has them; a cancelled one if it had started
+   *  (then its gallery answers).  The gallery may take seconds (the dataset is loaded), the pad not. */
   document.addEventListener("convlab:job", async (e) => {
     const s = e.detail;
     if (shown || !(s.status === "succeeded" || s.status === "cancelled")) return;
     shown = true;
+    if (s.status === "succeeded") open();
+    document.getElementById("mistakes-caption").textContent = "loading…";
     const data = await convlab.getJSON(card.dataset.mistakes);
-    if (!data) return;                  // cancelled before it had weights: nothing to try
-    clear();
-    card.hidden = false;
+    if (!data) {                        // cancelled before it had weights: nothing to try
+      document.getElementById("mistakes-caption").textContent = "not available";
+      return;
+    }
+    open();
     showMistakes(data);
   });
+
+  function open() {
+    if (!card.hidden) return;
+    clear();
+    card.hidden = false;
+  }
 })();
