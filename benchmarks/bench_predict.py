@@ -10,7 +10,7 @@ import io
 import time
 
 import numpy as np
-from PIL import Image   # writes the test images only (a test dependency)
+from PIL import Image  # writes the test images only (a test dependency)
 
 from service.png import decode_png
 from service.predict_inputs import image_input, number_input

@@ -23,6 +23,9 @@ from .png import PngError, decode_png
 
 DATA_URL = "data:image/png;base64,"
 MAX_DETAILS = 20                    # a body of 10,000 bad values answers with the first few
+# Values of one request's batch (64 MiB as float64): a tiny PNG becomes a whole C×H×W input, so the
+# batch bound alone would let 256 small images of a 3×128×128 model take 100 MB.
+MAX_VALUES = 2**23
 LUMA = np.array([0.299, 0.587, 0.114])
 _NUMBER = {int, float}
 
@@ -50,9 +53,10 @@ def parse_inputs(body: dict[str, Any], shape: tuple[int, int, int], max_batch: i
     if not isinstance(inputs, list) or not inputs:
         raise ApiError(422, "invalid prediction request", [{"path": "inputs", "message": (
             "a non-empty list of inputs is required (each C×H×W numbers or a base64 PNG)")}], code="invalid_inputs")
-    if len(inputs) > max_batch:
-        raise ApiError(413, f"{len(inputs)} inputs are over the limit of {max_batch} per request: send fewer",
-                       [{"path": "inputs", "message": f"at most {max_batch} inputs"}])
+    limit = max(1, min(max_batch, MAX_VALUES // math.prod(shape)))
+    if len(inputs) > limit:
+        raise ApiError(413, f"{len(inputs)} inputs are over the limit of {limit} per request for this model: "
+                            f"send fewer", [{"path": "inputs", "message": f"at most {limit} inputs"}])
     out = np.empty((len(inputs), *shape), dtype=np.float64)
     details: list[dict[str, str]] = []
     budget = [max_pixels]

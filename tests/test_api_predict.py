@@ -238,6 +238,17 @@ def test_too_large_a_batch_is_413(client, headers, app_store):
     assert predict(client, headers, job["id"], x[:8]).status_code == 200
 
 
+def test_the_batch_bound_shrinks_for_large_inputs(monkeypatch, client, headers, app_store):
+    """Inputs become C×H×W float64 whatever was sent (a 1×1 PNG too): the values of a batch are bounded."""
+    from service import predict_inputs
+    monkeypatch.setattr(predict_inputs, "MAX_VALUES", 3 * 144)
+    job = trained(client, headers, app_store)
+    tiny = png_b64(np.zeros((1, 1), dtype=np.uint8), "L")
+    err = assert_error(predict(client, headers, job["id"], [tiny] * 4), 413)
+    assert "limit of 3 per request for this model" in err["message"]
+    assert predict(client, headers, job["id"], [tiny] * 3).status_code == 200
+
+
 # ------------------------------------------------------------------ which jobs
 
 def test_a_job_without_weights_is_409(client, headers):

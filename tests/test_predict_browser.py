@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.cluster import ROOT, Cluster
 from tests.helpers import example
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Watch, shot, sign_in
+from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, Watch, shot, sign_in
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
