@@ -17,6 +17,8 @@ import numpy as np
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}        # colour type -> samples per pixel (palette: one index)
 COLOUR_NAMES = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
+# A 1 × 1,000,000 strip is within a pixel budget, but resizing it would need a matrix per side.
+MAX_SIDE = 4096
 
 
 class PngError(ValueError):
@@ -53,15 +55,18 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-def decode_png(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_png(data: bytes, max_pixels: int, max_side: int = MAX_SIDE) -> np.ndarray:
     """Decode ``data`` to ``(H, W, C)`` uint8: C is 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA, palettes too).
 
     Raises :class:`PngError` for anything else, for an image of more than
-    ``max_pixels`` pixels (checked before inflating), or for damaged data.
+    ``max_pixels`` pixels or a side over ``max_side`` (checked before
+    inflating), or for damaged data.
     """
     width, height = png_size(data)
     if width == 0 or height == 0:
         raise PngError(f"the image is empty ({width}×{height})")
+    if max(width, height) > max_side:
+        raise PngError(f"the image is {width}×{height}: a side over {max_side} pixels")
     if width * height > max_pixels:
         raise PngError(f"the image is {width}×{height} = {width * height} pixels, over the limit of {max_pixels}")
     header = palette = transparency = None

@@ -130,7 +130,7 @@ def image_input(text: str, shape: tuple[int, int, int], budget: list[int], path:
             raise InputError(path, "only data:image/png;base64 URLs are read")
         text = text[len(DATA_URL):]
     try:
-        data = base64.b64decode(text, validate=True)
+        data = base64.b64decode("".join(text.split()), validate=True)     # line-wrapped base64 is fine
     except (binascii.Error, ValueError):
         raise InputError(path, "is neither a list of numbers nor valid base64 (of a PNG image)") from None
     try:

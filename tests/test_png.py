@@ -108,9 +108,12 @@ def test_unsupported_formats_say_what_to_do():
 
 
 def test_a_huge_declared_size_is_refused_from_the_header():
-    data = encode(np.zeros((1, 1, 1), dtype=np.uint8), 0, header_size=(100_000, 100_000))
-    with pytest.raises(PngError, match="over the limit of 4194304"):
+    data = encode(np.zeros((1, 1, 1), dtype=np.uint8), 0, header_size=(3000, 3000))
+    with pytest.raises(PngError, match="3000×3000 = 9000000 pixels, over the limit of 4194304"):
         decode_png(data, 4 * 2**20)
+    strip = encode(np.zeros((1, 1, 1), dtype=np.uint8), 0, header_size=(1, 100_000))
+    with pytest.raises(PngError, match="a side over 4096"):
+        decode_png(strip, 10**9)
 
 
 def test_a_decompression_bomb_is_never_inflated_past_its_declared_size():
