@@ -163,3 +163,36 @@ def test_the_gallery_of_mistakes(page, cluster, digits_job, request):
     first.click()
     expect(page.locator("#tryit-prediction")).to_have_text(predicted)      # the same mistake, made again
     shot(page, request, "gallery")
+
+
+def test_draw_with_a_finger_on_a_phone(browser, cluster, token, digits_job, request):
+    """On a phone-sized touch screen the pad takes a finger's stroke (real touch events through the
+    DevTools protocol), answers, and the page does not scroll sideways."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True)
+    watch = Watch()
+    page = watch.attach(ctx.new_page())
+    try:
+        sign_in(page, cluster, token)
+        page.goto(f"{cluster.url}/jobs/{digits_job['id']}")
+        pad = page.locator("#tryit-pad")
+        expect(pad).to_be_visible()
+        pad.scroll_into_view_if_needed()
+        box = pad.bounding_box()
+        cdp = ctx.new_cdp_session(page)
+
+        def touch(kind: str, fx: float, fy: float) -> None:
+            points = [] if kind == "touchEnd" else [{"x": box["x"] + fx * box["width"], "y": box["y"] + fy * box["height"]}]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        touch("touchStart", 0.5, 0.15)
+        for fy in np.linspace(0.15, 0.85, 15)[1:]:
+            touch("touchMove", 0.5, float(fy))
+        touch("touchEnd", 0.5, 0.85)
+        expect(page.locator("#tryit-prediction")).to_have_text("1")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the job page scrolls sideways by {overflow}px"
+        shot(page, request, "phone")
+    finally:
+        ctx.close()
+    assert not watch.problems, watch.problems
