@@ -133,14 +133,18 @@ def trained_model(job: dict[str, Any]) -> LoadedModel:
 
 def forward(model: LoadedModel, x: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """The last layer's activations for ``x`` (N, C, H, W), in the job's dtype, ``chunk`` samples at a time."""
-    with model.lock:
+    # A diverged network overflows: its NaNs are answered as null, not logged as warnings per request.
+    with model.lock, np.errstate(all="ignore"):
         return model.net.predict(x, batch_size=chunk)
 
 
 def predict(job: dict[str, Any], x: np.ndarray) -> dict[str, list]:
     """``{"predictions": [argmax], "probabilities": [[last-layer activations]]}`` for ``x`` (N, C, H, W)."""
     out = forward(trained_model(job), x)
-    return {"predictions": out.argmax(axis=1).tolist(), "probabilities": out.astype(np.float64).tolist()}
+    probabilities = out.astype(np.float64).tolist()
+    if not np.isfinite(out).all():      # a diverged network: JSON has no NaN, so null (as metric series do)
+        probabilities = [[v if np.isfinite(v) else None for v in row] for row in probabilities]
+    return {"predictions": out.argmax(axis=1).tolist(), "probabilities": probabilities}
 
 
 def test_split(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -109,9 +109,9 @@ PREDICT_REQUEST = _obj({"inputs": {
 
 PREDICTION = _obj({
     "predictions": {"type": "array", "items": _INT, "description": "argmax of each row of probabilities"},
-    "probabilities": {"type": "array", "items": {"type": "array", "items": _NUM},
+    "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "null"]}},
                       "description": "the output layer's activations (softmax: probabilities summing to 1), "
-                                     "one row per input, computed in the job's dtype"}})
+                                     "one row per input, computed in the job's dtype; null if not finite"}})
 
 
 def component_schemas(limits: Limits) -> dict[str, dict]:

@@ -18,7 +18,7 @@ from test_api import API, assert_error, paths
 import store
 from convlab.config import Settings
 from engine import Network
-from engine.jobs import run_job, weights_from_bytes
+from engine.jobs import run_job, weights_from_bytes, weights_to_bytes
 from service.predict_inputs import area_matrix
 from service.predictions import CACHE_KEY, LoadedModel, ModelCache
 
@@ -132,6 +132,20 @@ def test_area_resizing_keeps_the_mean_and_handles_uneven_sizes():
         np.testing.assert_allclose(m.sum(axis=1), 1)                         # each cell is a mean
         np.testing.assert_allclose(m.sum(axis=0), n_out / n_in)              # every input counts equally
     np.testing.assert_array_equal(area_matrix(8, 8), np.eye(8))
+
+
+def test_a_diverged_network_answers_null_not_nan(client, headers, app_store):
+    """Weights that overflow give NaN activations: valid JSON has null there (as metric series do)."""
+    job = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=headers).get_json()
+    net = Network.from_spec(job["spec"]["model"])
+    params = {k: np.full_like(v, np.inf) for k, v in net.params.items()}
+    assert store.claim_job(app_store, job["id"], "w") is not None
+    assert store.finish_job(app_store, job["id"], "succeeded", worker="w",
+                            artifacts={"weights.npz": weights_to_bytes(params)})
+    resp = predict(client, headers, job["id"], np.ones((1, 1, 12, 12)).tolist())
+    assert resp.status_code == 200
+    assert "NaN" not in resp.get_data(as_text=True)
+    assert resp.get_json()["probabilities"] == [[None] * 4]
 
 
 # ------------------------------------------------------------------ bad inputs
