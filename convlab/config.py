@@ -48,6 +48,10 @@ class Settings:
     task_time_limit_s: int = 6 * 3600            # hard limit of one job run, below the broker's visibility timeout
     metrics_flush_s: float = 0.5                 # metric points are written in batches at most this often
     blas_threads: int | None = None              # per worker process; default: all cores / local workers
+    max_predict_batch: int = 256                 # inputs of one prediction request (more: 413)
+    max_predict_pixels: int = 2**20              # PNG pixels of one prediction request, checked before inflating
+    predict_cache_models: int = 8                # trained networks kept loaded per API process
+    predict_cache_bytes: int = 256 * 2**20       # and their parameters' bytes at most
     secure_cookies: bool = False                 # set behind HTTPS: the session cookie is then sent over HTTPS only
 
     def __post_init__(self) -> None:

@@ -96,13 +96,31 @@ UPLOAD = _obj({"file": {"type": "string", "contentMediaType": "application/octet
                         "description": ".npz with arrays X (N,H,W) or (N,C,H,W) and y (N,)"},
                "name": {"type": "string", "maxLength": 200}}, required=["file"])
 
+PREDICT_REQUEST = _obj({"inputs": {
+    "type": "array", "minItems": 1,
+    "description": "at most CONVLAB_MAX_PREDICT_BATCH inputs (more: 413); docs/predictions.md",
+    "items": {"oneOf": [
+        {"type": "array", "description": "C × H × W numbers in [0, 1], scaled as the job's dataset",
+         "items": {"type": "array", "items": {"type": "array", "items": {"type": "number", "minimum": 0,
+                                                                          "maximum": 1}}}},
+        {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png",
+         "description": "an 8-bit PNG (grey, RGB, RGBA, palette; not interlaced), optionally as a "
+                        "data:image/png;base64, URL: scaled pixel / 255, alpha onto black, converted to the "
+                        "model's channels and area-resized to its H × W"}]}}})
+
+PREDICTION = _obj({
+    "predictions": {"type": "array", "items": _INT, "description": "argmax of each row of probabilities"},
+    "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "null"]}},
+                      "description": "the output layer's activations (softmax: probabilities summing to 1), "
+                                     "one row per input, computed in the job's dtype; null if not finite"}})
+
 
 def component_schemas(limits: Limits) -> dict[str, dict]:
     """Every named schema of the OpenAPI document (the job spec from the engine, for ``limits``)."""
     return {"JobSpec": job_spec_schema(limits), "Job": JOB, "JobList": JOB_LIST, "Error": ERROR,
             "TrainResult": TRAIN_RESULT, "GradcheckResult": GRADCHECK_RESULT, "Metrics": METRICS,
             "Dataset": DATASET, "DatasetList": DATASET_LIST, "Workers": WORKERS, "Health": HEALTH,
-            "DatasetUpload": UPLOAD}
+            "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION}
 
 
 def _project(schema: dict, row: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 One blueprint (``dashboard``) at the site root; its modules attach their
 routes to it: ``auth`` (sign in/out, session user, CSRF), ``pages`` (HTML),
-``live`` (JSON and Server-Sent Events the pages read), ``downloads``,
+``live`` (JSON and Server-Sent Events the pages read), ``downloads``, ``tryit``,
 ``submit``.  It reads the same data layer as the API and submits as the API
 does.  Everything it serves (uPlot included) comes from its own
 ``static/`` folder, so it works offline under ``default-src 'self'``.
@@ -17,7 +17,7 @@ bp = Blueprint("dashboard", __name__, template_folder="templates",
                static_folder="static", static_url_path="/assets")
 
 # Imported for their routes (they use ``bp``).
-from . import auth, downloads, live, pages, submit  # noqa: E402,F401
+from . import auth, downloads, live, pages, submit, tryit  # noqa: E402,F401
 from .csrf import csrf_token  # noqa: E402
 from .present import register_filters  # noqa: E402
 

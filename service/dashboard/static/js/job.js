@@ -99,6 +99,7 @@
 
   function onJob(s) {
     showProgress(s);
+    document.dispatchEvent(new CustomEvent("convlab:job", {detail: s}));     // for tryit.js
     if (isTrain) {
       showTrainResult(s);
       if (!kernelsShown && (s.status === "succeeded" || s.status === "cancelled")) showKernels();
