@@ -136,7 +136,7 @@ def image_input(text: str, shape: tuple[int, int, int], budget: list[int], path:
     try:
         pixels = decode_png(data, budget[0])
     except PngError as exc:
-        raise InputError(path, f"{exc}" + (" (for the whole request)" if "over the limit" in str(exc) else ""))
+        raise InputError(path, f"{exc}" + (" (for the whole request)" if "over the limit" in str(exc) else "")) from None
     budget[0] -= pixels.shape[0] * pixels.shape[1]
     return image_to_input(pixels, shape, path)
 
