@@ -27,6 +27,12 @@ def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)))
 
 
+def blas_threads_from_env() -> int | None:
+    """``CONVLAB_BLAS_THREADS`` (None when unset): read alike by the workers and ``convlab run``."""
+    blas = _env("BLAS_THREADS")
+    return int(blas) if blas else None
+
+
 @dataclass
 class Settings:
     """Everything configurable, with its default.  Build with :meth:`from_env`."""
@@ -71,7 +77,6 @@ class Settings:
         broker_url = _env("BROKER_URL", "filesystem://")
         limit_overrides = {k[len("CONVLAB_LIMIT_"):].lower(): v for k, v in os.environ.items()
                            if k.startswith("CONVLAB_LIMIT_")}
-        blas = _env("BLAS_THREADS")
         return cls(
             home=home,
             database_url=database_url,
@@ -88,7 +93,7 @@ class Settings:
             worker_alive_s=_float("WORKER_ALIVE_S", 15.0),
             task_time_limit_s=_int("TASK_TIME_LIMIT_S", 6 * 3600),
             metrics_flush_s=_float("METRICS_FLUSH_S", 0.5),
-            blas_threads=int(blas) if blas else None,
+            blas_threads=blas_threads_from_env(),
             secure_cookies=_env("SECURE_COOKIES", "0").lower() in ("1", "true", "yes"),
         )
 

@@ -17,6 +17,7 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from threadpoolctl import threadpool_limits
 
 import store
+from convlab.blas import apply_blas_threads
 from convlab.config import Settings
 
 from .celery_app import TASK_RUN_JOB, make_celery, publish_job
@@ -39,8 +40,7 @@ def _limit_parent_blas(**_):
 @worker_process_init.connect
 def _start_process(**_):
     """In each pool process: BLAS threads, a store of its own, the monitor thread."""
-    threads = settings.blas_threads or os.cpu_count() or 1
-    threadpool_limits(limits=threads)
+    threads = apply_blas_threads(settings.blas_threads)
     st = store.Store.from_url(settings.database_url)
     name = f"{socket.gethostname()}:{os.getpid()}"
     monitor = Monitor(st, settings, name, republish=lambda job_id: publish_job(app, job_id))
