@@ -30,5 +30,6 @@ def init_dashboard(app: Flask) -> None:
     if not app.config.get("SESSION_COOKIE_SAMESITE"):
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     register_filters(app)
+    live.init_live(app)
     app.add_template_global(csrf_token, "csrf_token")
     app.register_blueprint(bp)

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Iterator
 
-from flask import Response, abort, g, request
+from flask import Response, abort, current_app, g, request
 
 import store
 from engine.spec import JOB_TYPES
@@ -27,8 +27,31 @@ RETRY_MS = 2000
 # reconnects after BUSY_RETRY_MS, which turns it into polling until a slot frees up.
 MAX_STREAMS = 10
 BUSY_RETRY_MS = 3000
-_streams = threading.BoundedSemaphore(MAX_STREAMS)
+STREAMS_KEY = "convlab.live_streams"
 RESET_EVERY_S = 2.0         # a downsampled series is re-sent whole at most this often
+
+
+class LiveStreams:
+    """The live streams one server process may hold open at once; owned by the app
+    (``app.extensions[STREAMS_KEY]``), so each app, and each test's app, counts its own."""
+
+    def __init__(self, limit: int = MAX_STREAMS):
+        """At most ``limit`` streams at a time."""
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def try_open(self) -> bool:
+        """Take a slot if one is free (never waits)."""
+        return self._slots.acquire(blocking=False)
+
+    def close(self) -> None:
+        """Give back a slot taken by :meth:`try_open`."""
+        self._slots.release()
+
+
+def init_live(app) -> None:
+    """Give ``app`` its stream slots."""
+    app.extensions[STREAMS_KEY] = LiveStreams(app.config.get("DASHBOARD_MAX_STREAMS", MAX_STREAMS))
 
 
 def visible_job(job_id: str) -> dict[str, Any]:
@@ -157,6 +180,7 @@ def job_events(job_id: str):
     job = visible_job(job_id)
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
+    streams: LiveStreams = current_app.extensions[STREAMS_KEY]
 
     def snapshot() -> Iterator[str]:
         yield f"retry: {BUSY_RETRY_MS}\n\n"
@@ -166,13 +190,13 @@ def job_events(job_id: str):
             yield _sse("end", {"status": job["status"]})
 
     def stream() -> Iterator[str]:
-        if not _streams.acquire(blocking=False):
+        if not streams.try_open():
             yield from snapshot()
             return
         try:
             yield from live()
         finally:
-            _streams.release()
+            streams.close()
 
     def live() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
