@@ -8,12 +8,16 @@ import time
 from typing import Any, Iterator
 
 from flask import Response, abort, current_app, g, request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 import store
 from engine.spec import JOB_TYPES
 
 from . import bp
 from ..extension import convlab
+from ..outage import RETRY_AFTER_S, database_state, is_unavailable
+from ..schemas import error_json
 from .present import job_summary
 
 PAGE_SIZE = 50
@@ -176,11 +180,13 @@ class MetricsFeed:
 @bp.get("/jobs/<job_id>/events")
 def job_events(job_id: str):
     """Server-Sent Events of one job until it ends: ``job`` (state), ``series``/``points``
-    (metrics), then ``end``.  Lives at most ``STREAM_LIFETIME_S``; the browser reconnects."""
+    (metrics), then ``end``.  Lives at most ``STREAM_LIFETIME_S``; the browser reconnects.
+    If the database goes away mid-stream the stream ends with an ``unavailable`` event."""
     job = visible_job(job_id)
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
     streams: LiveStreams = current_app.extensions[STREAMS_KEY]
+    database = database_state()         # the generator runs outside the app context
 
     def snapshot() -> Iterator[str]:
         yield f"retry: {BUSY_RETRY_MS}\n\n"
@@ -190,13 +196,21 @@ def job_events(job_id: str):
             yield _sse("end", {"status": job["status"]})
 
     def stream() -> Iterator[str]:
-        if not streams.try_open():
-            yield from snapshot()
-            return
         try:
-            yield from live()
-        finally:
-            streams.close()
+            if not streams.try_open():
+                yield from snapshot()
+                return
+            try:
+                yield from live()
+            finally:
+                streams.close()
+        except (DBAPIError, PoolTimeoutError) as exc:
+            # The 200 is sent already: end the stream with the 503's body; the browser reconnects later.
+            if not is_unavailable(exc):
+                raise
+            database.failed(exc)
+            yield f"retry: {RETRY_AFTER_S * 1000}\n\n"
+            yield _sse("unavailable", error_json("database_unavailable", "the database is unreachable; retry later"))
 
     def live() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
