@@ -22,8 +22,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 STATE_KEY = "convlab.database_state"
 RETRY_AFTER_S = 5           # a restart of PostgreSQL takes seconds; clients should not hammer it meanwhile
 
-log = logging.getLogger("convlab.database")
-
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached now (worth a retry), not that a query is wrong."""
@@ -42,8 +40,9 @@ def _reason(exc: BaseException) -> str:
 class DatabaseState:
     """Whether this process last found its database reachable; logs each change once."""
 
-    def __init__(self) -> None:
-        """Up until shown otherwise."""
+    def __init__(self, logger: logging.Logger) -> None:
+        """Up until shown otherwise; changes are logged to ``logger`` (the app's)."""
+        self.log = logger
         self._lock = threading.Lock()
         self._down_since: float | None = None
 
@@ -58,7 +57,7 @@ class DatabaseState:
             if self._down_since is not None:
                 return
             self._down_since = time.monotonic()
-        log.warning("database unreachable (%s); answering 503 until it is back", _reason(exc))
+        self.log.warning("database unreachable (%s); answering 503 until it is back", _reason(exc))
 
     def succeeded(self) -> None:
         """A statement ran; if the database was down, say that it is back."""
@@ -67,7 +66,7 @@ class DatabaseState:
         with self._lock:
             since, self._down_since = self._down_since, None
         if since is not None:
-            log.warning("database reachable again after %.1f s", time.monotonic() - since)
+            self.log.warning("database reachable again after %.1f s", time.monotonic() - since)
 
 
 def database_state() -> DatabaseState:
@@ -93,6 +92,6 @@ def unavailable_response():
 
 def init_app(app: Flask, engine) -> None:
     """Give ``app`` its :class:`DatabaseState`, fed by every statement ``engine`` runs."""
-    state = DatabaseState()
+    state = DatabaseState(app.logger)
     app.extensions[STATE_KEY] = state
     event.listen(engine, "after_cursor_execute", lambda *_args, **_kw: state.succeeded())
