@@ -54,6 +54,7 @@ class Settings:
     metrics_flush_s: float = 0.5                 # metric points are written in batches at most this often
     blas_threads: int | None = None              # per worker process; default: all cores / local workers
     secure_cookies: bool = False                 # set behind HTTPS: the session cookie is then sent over HTTPS only
+    idempotency_ttl_s: float = 24 * 3600         # an Idempotency-Key is remembered this long (Stripe: 24 h)
 
     def __post_init__(self) -> None:
         # A worker that is merely slow must never look lost: several heartbeats fit in the timeout.
@@ -95,6 +96,7 @@ class Settings:
             metrics_flush_s=_float("METRICS_FLUSH_S", 0.5),
             blas_threads=blas_threads_from_env(),
             secure_cookies=_env("SECURE_COOKIES", "0").lower() in ("1", "true", "yes"),
+            idempotency_ttl_s=_float("IDEMPOTENCY_TTL_S", 24 * 3600),
         )
 
 
