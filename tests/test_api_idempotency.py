@@ -158,3 +158,15 @@ def test_concurrent_requests_with_one_key_create_one_job(app, headers, app_store
         t.join()
     assert [a.status_code for a in answers] == [201] * 4
     assert len({a.get_json()["id"] for a in answers}) == 1 and _job_count(app_store) == 1
+
+
+def test_the_openapi_document_describes_keys_and_outages(client, headers):
+    doc = client.get(f"{API}/openapi.json", headers=headers).get_json()
+    for path in (f"{API}/jobs", f"{API}/datasets"):
+        post = doc["paths"][path]["post"]
+        assert KEY in [p["name"] for p in post["parameters"] if p["in"] == "header"]
+        assert "Idempotent-Replayed" in post["responses"]["201"]["headers"]
+        assert "idempotency_key_reused" in post["responses"]["422"]["description"]
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            assert "Retry-After" in op["responses"]["503"]["headers"]
