@@ -61,6 +61,9 @@ def _pool_process_exits(**_):
     if process is not None:
         process.close()
         if process.stopping:
+            # The worker is shutting down and this process has nothing left to do: exit now.
+            # Billiard would next report the exit through the result queue and sleep 1 s so that
+            # it is read; the main process, joining its pool, learns it from waitpid anyway.
             os._exit(0)
 
 
