@@ -10,7 +10,7 @@ from engine.datasets import load_npz
 
 from .errors import ApiError
 from .extension import convlab
-from .idempotency import once
+from .idempotency import HEADER, once
 from .schemas import dataset_json
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
@@ -77,5 +77,10 @@ def upload_dataset():
                                          idempotency=idempotency))
 
     # A retry may carry another multipart boundary: the request is identified by its name and file bytes.
-    return once("datasets.upload", name.encode() + b"\0" + data, create=create,
-                replay=lambda ids: answer(store.get_dataset(ext.store, ids[0], g.user)))
+    def replay(ids: list[str]):
+        info = store.get_dataset(ext.store, ids[0], g.user)
+        if info is None:
+            raise ApiError(404, f"the dataset this {HEADER} created is gone")
+        return answer(info)
+
+    return once("datasets.upload", name.encode() + b"\0" + data, create=create, replay=replay)

@@ -42,8 +42,7 @@ class ShutdownNotice:
 
     def __init__(self) -> None:
         """Made in the main process, before it forks its pool."""
-        self._read, self._write = os.pipe()
-        os.set_inheritable(self._read, True)
+        self._read, self._write = os.pipe()     # fork copies both ends into every pool process
 
     def announce(self) -> None:
         """Main process: a shutdown begins (idempotent)."""
