@@ -19,6 +19,8 @@ RUN pip install . && useradd --system --create-home convlab && mkdir -p "$CONVLA
 USER convlab
 
 EXPOSE 8000
+# The API's probe (the default command serves the API); docker-compose gives the worker and the
+# migrate job health checks of their own.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
 CMD ["convlab", "serve", "--host", "0.0.0.0", "--port", "8000"]

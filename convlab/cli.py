@@ -26,6 +26,11 @@ def _worker(a):
     return worker(a.concurrency)
 
 
+def _worker_health(a):
+    from .processes import worker_health
+    return worker_health()
+
+
 def _db(a):
     from .processes import db_upgrade
     return db_upgrade()
@@ -75,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="a Celery worker that runs jobs")
     s.add_argument("--concurrency", type=int, default=1, help="jobs at once (one process each)")
     s.set_defaults(func=_worker)
+
+    s = sub.add_parser("worker-health", help="exit 0 if a worker on this host sends heartbeats (health checks)")
+    s.set_defaults(func=_worker_health)
 
     s = sub.add_parser("db", help="database migrations")
     s.add_argument("action", choices=["upgrade"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import os
 import sys
@@ -9,16 +10,22 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 
 from .names import TERMINAL_STATUSES
 from .progress import ProgressBar
+
+RETRY_STATUSES = (502, 503, 504)        # the API or its database is away for a moment
+MAX_RETRY_DELAY_S = 10.0
+# The request may have reached the server (and committed) even though no answer came back.
+CONNECTION_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 
 
 class ApiError(Exception):
     """An error answer of the API, with its status and message (and field paths)."""
 
-    def __init__(self, status: int, body: dict | str):
-        self.status, self.body = status, body
+    def __init__(self, status: int, body: dict | str, retry_after: float | None = None):
+        self.status, self.body, self.retry_after = status, body, retry_after
         if isinstance(body, dict) and "error" in body:
             err = body["error"]
             lines = [f"{err.get('message', '')} (HTTP {status})"]
@@ -29,31 +36,62 @@ class ApiError(Exception):
 
 
 class Client:
-    """A thin client of the HTTP API (docs/reference/http-api.md; ``CONVLAB_URL``, ``CONVLAB_TOKEN``)."""
+    """A thin client of the HTTP API (docs/reference/http-api.md; ``CONVLAB_URL``, ``CONVLAB_TOKEN``).
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
+    Requests that are safe to repeat (GETs, and POSTs with an ``Idempotency-Key``)
+    are retried up to ``retries`` times when the connection fails or the API
+    answers 502/503/504, after its ``Retry-After`` or an exponential back-off.
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30, retries: int = 4):
         self.url = (url or os.environ.get("CONVLAB_URL") or "http://127.0.0.1:8000").rstrip("/")
         self.token = token or os.environ.get("CONVLAB_TOKEN")
         self.timeout = timeout
+        self.retries = retries
         if not self.token:
             raise SystemExit("convlab: set CONVLAB_TOKEN (make one with `convlab token create NAME`)")
 
-    def request(self, method: str, path: str, body: dict | None = None):
+    def submit(self, spec: dict) -> dict:
+        """``POST /jobs`` once per call: a fresh ``Idempotency-Key``, the same on every retry of it."""
+        return self.request("POST", "/jobs", spec, idempotency_key=str(uuid.uuid4()))
+
+    def request(self, method: str, path: str, body: dict | None = None, idempotency_key: str | None = None):
+        """One API call; the decoded JSON answer, or :class:`ApiError`. Retried when safe (see the class)."""
+        retryable = method in ("GET", "HEAD") or idempotency_key is not None
+        for attempt in range(self.retries + 1):
+            delay = min(0.5 * 2 ** attempt, MAX_RETRY_DELAY_S)
+            try:
+                return self._send(method, path, body, idempotency_key)
+            except ApiError as exc:
+                if not retryable or exc.status not in RETRY_STATUSES or attempt == self.retries:
+                    raise
+                if exc.retry_after is not None:
+                    delay = min(exc.retry_after, MAX_RETRY_DELAY_S)
+            except CONNECTION_ERRORS:
+                if not retryable or attempt == self.retries:
+                    raise
+            time.sleep(delay)
+
+    def _send(self, method: str, path: str, body: dict | None, idempotency_key: str | None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.url}/api/v1{path}", data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        if idempotency_key is not None:
+            req.add_header("Idempotency-Key", idempotency_key)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
             raw = exc.read().decode(errors="replace")
+            retry_after = exc.headers.get("Retry-After", "")
             try:
-                raise ApiError(exc.code, json.loads(raw)) from None
+                body = json.loads(raw)
             except json.JSONDecodeError:
-                raise ApiError(exc.code, raw) from None
+                body = raw
+            raise ApiError(exc.code, body, float(retry_after) if retry_after.isdigit() else None) from None
 
     def wait(self, job_id: str, poll_s: float = 0.5, bar: ProgressBar | None = None) -> dict:
         """Poll until the job ends, drawing its progress."""
@@ -85,9 +123,9 @@ def _command(name: str):
             except ApiError as exc:
                 print(f"convlab {name}: {exc}", file=sys.stderr)
                 return 1 if exc.status == 409 else 2
-            except urllib.error.URLError as exc:
-                print(f"convlab {name}: cannot reach the API ({exc.reason}); is CONVLAB_URL right?",
-                      file=sys.stderr)
+            except CONNECTION_ERRORS as exc:
+                print(f"convlab {name}: cannot reach the API ({getattr(exc, 'reason', exc)}); "
+                      "is CONVLAB_URL right?", file=sys.stderr)
                 return 2
         return run
     return wrap
@@ -102,7 +140,7 @@ def submit(path: str, wait: bool) -> int:
         print(f"convlab submit: {exc}", file=sys.stderr)
         return 2
     client = Client()
-    job = client.request("POST", "/jobs", spec)
+    job = client.submit(spec)
     print(f"job {job['id']} {job['status']}", file=sys.stderr)
     if not wait:
         _print(job)

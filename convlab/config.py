@@ -53,6 +53,7 @@ class Settings:
     predict_cache_models: int = 8                # trained networks kept loaded per API process
     predict_cache_bytes: int = 256 * 2**20       # and their parameters' bytes at most
     secure_cookies: bool = False                 # set behind HTTPS: the session cookie is then sent over HTTPS only
+    idempotency_ttl_s: float = 24 * 3600         # an Idempotency-Key is remembered this long (Stripe: 24 h)
 
     def __post_init__(self) -> None:
         # A worker that is merely slow must never look lost: several heartbeats fit in the timeout.
@@ -89,6 +90,16 @@ class Settings:
                 continue                       # set above, or left at the dataclass default
             values[f.name] = _parse(f, text)
         return cls(**values)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def blas_threads_from_env() -> int | None:
+    """``CONVLAB_BLAS_THREADS`` (None when unset), read alike by the workers and ``convlab run``
+    (which needs no other setting, and must not create a secret key under the home)."""
+    text = _env("BLAS_THREADS")
+    return None if text is None else _parse(_FIELDS["blas_threads"], text)
 
 
 def _parse(f: dataclasses.Field, text: str):

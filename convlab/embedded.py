@@ -4,9 +4,18 @@ Migrations, then the API under gunicorn and N Celery worker processes as
 children, each in its own process group.  Ctrl-C or SIGTERM stops them all;
 a worker that dies is started again (its job is resumed from its checkpoint
 by the reaper), the API dying ends everything.
+
+Stopping sends SIGTERM to each child's main process only (gunicorn's master,
+Celery's main process), as ``docker stop`` does: each stops its own children.
+If ``convlab up`` itself is killed (SIGKILL: no handler runs), the kernel sends
+each child SIGTERM (``PR_SET_PDEATHSIG``), so nothing is left behind.  A
+death signal rather than a pipe the children watch: the children are gunicorn
+and Celery, programs of their own that cannot be taught to watch a pipe, and
+the death signal survives their ``exec``.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -19,18 +28,36 @@ from .processes import serve_argv, worker_argv
 
 STOP_GRACE_S = 30          # a running job stops at its next batch and goes back to the queue
 RESTART_BACKOFF_S = 5
+LOOP_S = 0.1               # how often the supervisor looks at its children and at a stop request
+PR_SET_PDEATHSIG = 1       # <linux/prctl.h>
+
+
+def _die_with(parent: int):
+    """A ``preexec_fn``: this child gets SIGTERM when ``parent`` dies (Linux; elsewhere a no-op)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl     # looked up before the fork
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:          # it died before the line above: nobody will tell us
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
 
 
 def _start(argv: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=env, start_new_session=True)
+    # preexec_fn is safe here: this process runs no other thread.
+    return subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with(os.getpid()))
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM each child's process group, then SIGKILL what is left after the grace period."""
+    """SIGTERM each child's main process (it stops its own children), then SIGKILL each child's
+    process group if anything is left after the grace period."""
     for p in procs:
         if p.poll() is None:
             try:
-                os.killpg(p.pid, signal.SIGTERM)
+                os.kill(p.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + STOP_GRACE_S
@@ -111,7 +138,7 @@ def up(host: str, port: int, workers: int) -> int:
                     restarts[i] = time.monotonic()
                     pool[i] = _start(worker_argv(1, name=f"convlab-{i + 1}@%h"), env)
                     children.append(pool[i])
-            time.sleep(0.5)
+            time.sleep(LOOP_S)
         print("\nconvlab up: stopping", file=sys.stderr)
         return 0
     finally:

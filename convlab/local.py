@@ -9,6 +9,8 @@ from engine.datasets import DatasetError, load_npz
 from engine.jobs import Hooks, run_job
 from engine.spec import SpecError, validate_job_spec
 
+from .blas import apply_blas_threads
+from .config import blas_threads_from_env
 from .names import WEIGHTS
 from .progress import ProgressBar
 
@@ -41,6 +43,7 @@ def run(spec_path: str, out_dir: str | None) -> int:
     except (SpecError, DatasetError, ValueError, OSError) as exc:
         print(f"convlab run: invalid spec:\n{exc}", file=sys.stderr)
         return 2
+    apply_blas_threads(blas_threads_from_env())    # as the workers do: same threads, same numbers
     bar = ProgressBar()
     epochs = spec["train"]["epochs"] if spec["type"] == "train" else None
     hooks = Hooks(on_metric=bar.metric,

@@ -37,6 +37,47 @@ def worker(concurrency: int) -> int:
     os.execv(sys.executable, worker_argv(concurrency))
 
 
+def worker_health() -> int:
+    """A worker container's health check: 0 if a worker process of this host is alive and heartbeating.
+
+    Each pool process writes its heartbeat row (``host:pid``) every
+    ``CONVLAB_HEARTBEAT_S`` from its monitor thread, and stops when its main
+    process stops consuming (it exits, or dies).  Healthy means: a row of this
+    host, fresher than ``CONVLAB_WORKER_ALIVE_S``, whose process runs here.
+    """
+    import socket
+
+    import store
+    settings = Settings.from_env()
+    st = store.Store.from_url(settings.database_url)
+    try:
+        workers = store.live_workers(st, settings.worker_alive_s)
+    except Exception as exc:  # noqa: BLE001 - unreachable database: this worker cannot work either
+        print(f"unhealthy: the database does not answer ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    finally:
+        st.dispose()
+    host = socket.gethostname()
+    mine = [w for w in workers if w["name"].rsplit(":", 1)[0] == host and _running(int(w["name"].rsplit(":", 1)[1]))]
+    if not mine:
+        print(f"unhealthy: no worker process on {host} sent a heartbeat in the last "
+              f"{settings.worker_alive_s:g} s", file=sys.stderr)
+        return 1
+    print(f"healthy: {', '.join(w['name'] for w in mine)}")
+    return 0
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists here (a row may come from a process that just died)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def db_upgrade() -> int:
     from migrations.runner import upgrade
     settings = Settings.from_env()

@@ -48,7 +48,8 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
         dataset_limits=dataset_limits(settings),
     )
 
-    from . import api, errors, health, metrics
+    from . import api, errors, health, metrics, outage
+    outage.init_app(app, app.extensions[EXTENSION_KEY].store.engine)
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)

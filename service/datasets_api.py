@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, g, request, url_for
+from flask import Blueprint, g, make_response, request, url_for
 
 import store
 from engine.datasets import load_npz
 
 from .errors import ApiError
 from .extension import convlab
+from .idempotency import HEADER, once
 from .schemas import dataset_json
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
@@ -50,6 +51,7 @@ def upload_dataset():
 
     The engine checks it (sizes, dtypes, labels; object arrays are refused,
     nothing is unpickled); an invalid file answers 422 and nothing is stored.
+    With an ``Idempotency-Key`` header a retry returns the first answer and stores nothing.
     """
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "expected multipart/form-data with a file field 'file', "
@@ -64,7 +66,22 @@ def upload_dataset():
     data = upload.stream.read(limits.max_bytes + 1)
     if len(data) > limits.max_bytes:
         raise ApiError(413, f"the dataset is larger than the limit of {limits.max_bytes} bytes")
-    dataset = load_npz(data, limits, name=name)     # DatasetError -> 422 (errors.py)
-    info = store.save_dataset(ext.store, g.user.id, name, data, samples=int(len(dataset.y)),
-                              shape=dataset.input_shape, classes=int(dataset.classes))
-    return dataset_json(info), 201, {"Location": url_for(".get_dataset", dataset_id=info["id"])}
+
+    def answer(info: dict):
+        location = url_for(".get_dataset", dataset_id=info["id"])
+        return make_response((dataset_json(info), 201, {"Location": location}))
+
+    def create(idempotency):
+        dataset = load_npz(data, limits, name=name)     # DatasetError -> 422 (errors.py)
+        return answer(store.save_dataset(ext.store, g.user.id, name, data, samples=int(len(dataset.y)),
+                                         shape=dataset.input_shape, classes=int(dataset.classes),
+                                         idempotency=idempotency))
+
+    # A retry may carry another multipart boundary: the request is identified by its name and file bytes.
+    def replay(ids: list[str]):
+        info = store.get_dataset(ext.store, ids[0], g.user)
+        if info is None:
+            raise ApiError(404, f"the dataset this {HEADER} created is gone")
+        return answer(info)
+
+    return once("datasets.upload", name.encode() + b"\0" + data, create=create, replay=replay)

@@ -2,18 +2,22 @@
 
 Handlers are registered on the app (404 and 405 happen before any blueprint
 is chosen) and answer JSON for ``/api/...`` and ``/healthz``; other paths
-(the dashboard) keep Flask's default pages.
+(the dashboard) keep Flask's default pages.  An unreachable database is a
+``503`` everywhere (``service.outage``).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from flask import Flask, current_app, jsonify, request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from engine.datasets import DatasetError
 from engine.spec import SpecError
 
+from . import outage
 from .extension import API_PREFIX
 from .schemas import error_json
 
@@ -92,10 +96,20 @@ def _unexpected(e: Exception):
     return error_response(500, "internal_error", "internal server error")
 
 
+def _database_error(e: Exception):
+    """An unreachable database is 503 with ``Retry-After`` (logged once per outage); other database errors 500."""
+    if not outage.is_unavailable(e):
+        return _unexpected(e)
+    outage.database_state().failed(e)
+    return outage.unavailable_response()
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers on ``app``."""
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(SpecError, _spec_error)
     app.register_error_handler(DatasetError, _dataset_error)
+    app.register_error_handler(DBAPIError, _database_error)
+    app.register_error_handler(PoolTimeoutError, _database_error)
     app.register_error_handler(Exception, _unexpected)

@@ -1,7 +1,7 @@
 """``/api/v1/jobs``: submit, list, read, cancel; a job's metric series and trained weights."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, url_for
+from flask import Blueprint, Response, g, make_response, url_for
 
 import store
 from convlab.names import WEIGHTS
@@ -9,6 +9,7 @@ from engine.spec import JOB_TYPES
 
 from .errors import ApiError
 from .extension import convlab
+from .idempotency import canonical_json, once
 from .params import Query, json_object
 from .schemas import job_json
 from .submission import enqueue, validate
@@ -43,10 +44,17 @@ def submit_job():
     built-in name or the id of a dataset the caller uploaded. If publishing
     fails the job stays queued, and the workers' sweep publishes
     the missing wake-up; the failure is logged.
+    With an ``Idempotency-Key`` header a retry returns the first answer
+    (the job as it is now) and creates nothing.
     """
-    job = enqueue(validate(json_object()), g.user)
-    headers = {"Location": url_for(".get_job", job_id=job["id"])}
-    return _shown(job), 201, headers
+    body = json_object()
+
+    def answer(job: dict):
+        return make_response((_shown(job), 201, {"Location": url_for(".get_job", job_id=job["id"])}))
+
+    return once("jobs.submit", canonical_json(body),
+                create=lambda idem: answer(enqueue([validate(body)], g.user, idem)[0]),
+                replay=lambda ids: answer(_visible_job(ids[0])))
 
 
 @bp.get("")

@@ -16,7 +16,7 @@ from flask import Flask
 from engine.spec import JOB_TYPES
 from store import STATUSES
 
-from . import jobs_api
+from . import idempotency, jobs_api
 from .extension import API_PREFIX, EXTENSION_KEY
 from .schemas import component_schemas, ref
 
@@ -40,16 +40,31 @@ def _query(name: str, schema: dict, description: str) -> dict:
 
 
 _INVALID_QUERY = _error("invalid query parameters (details: query.<name>)")
+_UNAVAILABLE = {**_error("the database is unreachable: retry after Retry-After seconds"),
+                "headers": {"Retry-After": {"description": "seconds to wait before retrying",
+                                            "schema": {"type": "integer", "minimum": 1}}}}
+# IETF draft "The Idempotency-Key HTTP Header Field" (service/idempotency.py).
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_LENGTH},
+    "description": "A fresh unique value (a UUID) per logical request, the same on its retries: a retry "
+                   "answers what the first request answered and creates nothing. Per user, kept "
+                   "24 h. Bare or as a quoted structured-field string."}
+_REPLAYED = {"Idempotent-Replayed": {"description": "true when this answer repeats an earlier request's",
+                                     "schema": {"type": "string", "enum": ["true"]}}}
+_KEY_ERRORS = {"400": _error("malformed JSON or Idempotency-Key"),
+               "422": _error("invalid request (details: field paths), or code idempotency_key_reused: "
+                             "the Idempotency-Key was used for another request")}
 _NO_JOB = _error("no such job, or not yours")
 _CANCELLED = _json("the job", {"type": "object", "properties": {"job": ref("Job")}, "required": ["job"]})
 
 OPERATIONS: dict[str, dict] = {
     "api.jobs.submit_job": {
+        "parameters": [_IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobSpec")}}},
         "responses": {"201": {**_json("the queued job", ref("Job")),
-                              "headers": {"Location": {"schema": {"type": "string"}}}},
-                      "400": _error("malformed JSON, or not an object"), "413": _error("body too large"),
-                      "415": _error("not application/json"), "422": _error("invalid spec (details: field paths)")}},
+                              "headers": {"Location": {"schema": {"type": "string"}}, **_REPLAYED}},
+                      **_KEY_ERRORS, "413": _error("body too large"), "415": _error("not application/json")}},
     "api.jobs.list_jobs": {
         "parameters": [
             _query("status", {"enum": list(STATUSES)}, "only jobs in this status"),
@@ -89,14 +104,15 @@ OPERATIONS: dict[str, dict] = {
     "api.datasets.get_dataset": {"responses": {"200": _json("the dataset", ref("Dataset")),
                                                "404": _error("no such dataset, or not yours")}},
     "api.datasets.upload_dataset": {
+        "parameters": [_IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("DatasetUpload")}}},
-        "responses": {"201": _json("the stored dataset", ref("Dataset")), "413": _error("file too large"),
-                      "415": _error("not multipart/form-data"), "422": _error("unusable file (details: file)")}},
+        "responses": {"201": {**_json("the stored dataset", ref("Dataset")), "headers": _REPLAYED},
+                      **_KEY_ERRORS, "413": _error("file too large"), "415": _error("not multipart/form-data")}},
     "api.list_workers": {"responses": {"200": _json("live workers", ref("Workers"))}},
     "api.openapi": {"responses": {"200": _json("this document", {"type": "object"})}},
     "health.healthz": {"security": [], "responses": {
         "200": _json("the API and its database answer", ref("Health")),
-        "503": _json("the database does not answer", ref("Health"))}},
+        "503": {**_json("the database does not answer", ref("Health")), "headers": _UNAVAILABLE["headers"]}}},
     "metrics.prometheus": {"security": [], "responses": {
         "200": {"description": "Prometheus text format 0.0.4",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}},
@@ -124,6 +140,7 @@ def _operation(app: Flask, endpoint: str, path: str, arguments) -> dict:
     if "requestBody" in spec:
         op["requestBody"] = spec["requestBody"]
     op["responses"] = dict(spec.get("responses", {}))
+    op["responses"].setdefault("503", _UNAVAILABLE)        # every call needs the database
     if "security" in spec:
         op["security"] = spec["security"]
     elif path.startswith(API_PREFIX):

@@ -22,17 +22,21 @@ def validate(body: Any) -> dict[str, Any]:
     return validate_job_spec(body, convlab().limits, datasets=uploaded_shape)
 
 
-def enqueue(spec: dict[str, Any], user: store.UserInfo) -> dict[str, Any]:
-    """Store a validated spec as a queued job (committed), then publish a wake-up for it.
+def enqueue(specs: list[dict[str, Any]], user: store.UserInfo,
+            idempotency: store.IdempotentRequest | None = None) -> list[dict[str, Any]]:
+    """Store validated specs as queued jobs (one transaction, with the request's idempotency key),
+    then publish a wake-up for each.
 
     If publishing fails the job is still queued (the database is the queue);
     the workers' sweep publishes the missing wake-up within a heartbeat or two.
     The failure is logged.
     """
     ext = convlab()
-    job = store.create_job(ext.store, user.id, spec, max_attempts=ext.settings.max_attempts)
-    try:
-        ext.publish(job["id"])          # only after the commit (docs/architecture.md)
-    except Exception:
-        current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
-    return job
+    jobs = store.create_jobs(ext.store, user.id, specs, max_attempts=ext.settings.max_attempts,
+                             idempotency=idempotency)
+    for job in jobs:
+        try:
+            ext.publish(job["id"])          # only after the commit (docs/architecture.md)
+        except Exception:
+            current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
+    return jobs

@@ -8,12 +8,14 @@ from .artifacts import load_artifact
 from .auth import UserInfo, authenticate, create_token, get_user
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
+from .idempotency import IdempotentRequest, find_idempotency_key, sweep_idempotency_keys
 from .jobs import (
     claim_job,
     claim_next_job,
     count_by_status,
     count_queued,
     create_job,
+    create_jobs,
     finish_job,
     finished_by,
     get_job,
@@ -34,6 +36,7 @@ from .metrics import get_metrics, record_metrics
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
+    "IdempotentRequest", "create_jobs", "find_idempotency_key", "sweep_idempotency_keys",
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
     "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",
     "get_job", "get_metrics", "get_user", "heartbeat", "job_durations", "list_datasets", "list_jobs", "live_workers",

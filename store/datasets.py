@@ -8,6 +8,7 @@ from sqlalchemy import select, true
 
 from .auth import UserInfo
 from .db import Store
+from .idempotency import IdempotentRequest, record_idempotency_key
 from .models import Dataset, User, iso
 
 # Everything but the bytes: listing must not read every upload.
@@ -29,13 +30,19 @@ def _info(user: UserInfo | None):
 
 
 def save_dataset(store: Store, user_id: int, name: str, data: bytes, samples: int,
-                 shape: list[int] | tuple[int, ...], classes: int) -> dict[str, Any]:
-    """Store an uploaded (already checked) dataset; returns its info with the new ``id``."""
+                 shape: list[int] | tuple[int, ...], classes: int,
+                 idempotency: IdempotentRequest | None = None) -> dict[str, Any]:
+    """Store an uploaded (already checked) dataset; returns its info with the new ``id``.
+
+    ``idempotency``: the request's key, recorded in the same transaction.
+    """
     ds = Dataset(id=uuid.uuid4().hex, user_id=user_id, name=name, samples=samples,
                  shape=[int(x) for x in shape], classes=classes, size_bytes=len(data), data=data)
     with store.session() as s:
         s.add(ds)
         s.flush()
+        if idempotency is not None:
+            record_idempotency_key(s, idempotency, [ds.id])
         return _dataset_dict(s.execute(_info(None).where(Dataset.id == ds.id)).one())
 
 

@@ -21,6 +21,7 @@ from convlab.names import STATUSES, TERMINAL_STATUSES
 from .artifacts import upsert_artifact
 from .auth import UserInfo
 from .db import Store
+from .idempotency import IdempotentRequest, record_idempotency_key
 from .models import Job, JobTag, User, UTCDateTime, iso, utcnow
 
 
@@ -71,18 +72,30 @@ def _now(now: datetime):
     return literal(now, UTCDateTime())
 
 
-def create_job(store: Store, user_id: int, spec: dict[str, Any], max_attempts: int = 3) -> dict[str, Any]:
+def create_job(store: Store, user_id: int, spec: dict[str, Any], max_attempts: int = 3,
+               idempotency: IdempotentRequest | None = None) -> dict[str, Any]:
     """Insert a queued job for a spec that the caller has already validated and normalised.
 
     Commits before returning: publish the task only after this returns (docs/architecture.md).
+    ``idempotency``: the request's key, recorded in the same transaction.
     """
-    job = Job(id=uuid.uuid4().hex, user_id=user_id, type=spec["type"], name=spec["name"],
-              status="queued", spec=spec, max_attempts=max_attempts)
+    return create_jobs(store, user_id, [spec], max_attempts, idempotency)[0]
+
+
+def create_jobs(store: Store, user_id: int, specs: list[dict[str, Any]], max_attempts: int = 3,
+                idempotency: IdempotentRequest | None = None) -> list[dict[str, Any]]:
+    """Insert queued jobs for validated specs in ONE transaction (all or none), with the request's
+    idempotency key if it has one; ``IntegrityError`` if that key was recorded meanwhile."""
+    jobs = [Job(id=uuid.uuid4().hex, user_id=user_id, type=spec["type"], name=spec["name"],
+                status="queued", spec=spec, max_attempts=max_attempts) for spec in specs]
     with store.session() as s:
-        s.add(job)
-        s.add_all(JobTag(job_id=job.id, tag=t) for t in dict.fromkeys(spec.get("tags", [])))
+        for job in jobs:
+            s.add(job)
+            s.add_all(JobTag(job_id=job.id, tag=t) for t in dict.fromkeys(job.spec.get("tags", [])))
         s.flush()
-        return _load(s, job.id)
+        if idempotency is not None:
+            record_idempotency_key(s, idempotency, [job.id for job in jobs])
+        return [_load(s, job.id) for job in jobs]
 
 
 def get_job(store: Store, job_id: str, user: UserInfo | None) -> dict[str, Any] | None:

@@ -203,3 +203,19 @@ class Worker(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Not a foreign key: worker rows are telemetry and must never fail on a job id.
     job_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class IdempotencyKey(Base):
+    """A creating request's ``Idempotency-Key``: written in the same transaction as what it created,
+    so a retry of a request that committed (whatever happened to its answer) finds it."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Which call made it ("jobs.submit", ...) and a hash of its request: a retry must match both.
+    operation: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # The ids of what the request created (a job, a dataset, a batch of jobs), to answer a retry with.
+    resources: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -121,10 +121,11 @@ class Cluster:
         proc.wait(timeout=30)
 
     def stop(self) -> None:
+        """SIGTERM each main process (as docker stop does; it stops its own children), SIGKILL leftovers."""
         procs = [p for p in [self.api, *self.workers] if p is not None]
         for p in procs:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
+                os.kill(p.pid, signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(timeout=10)

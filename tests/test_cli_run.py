@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ import pytest
 from engine import Network
 from engine.jobs import weights_from_bytes
 from tests.helpers import EXAMPLES, tiny_train_spec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.processes  # `convlab run` as a child process
 
@@ -83,3 +87,28 @@ def test_pickled_npz_is_refused(tmp_path):
     proc = convlab("run", "-", stdin=json.dumps(spec))
     assert proc.returncode == 2
     assert "pickled" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# The real `convlab run` in a child, which then reports what threadpoolctl sees in that same process.
+_RUN_THEN_REPORT = """
+import json, sys
+from threadpoolctl import threadpool_info
+from convlab.cli import main
+code = main(["run", sys.argv[1]])
+print("BLAS=" + json.dumps([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]),
+      file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_run_applies_the_workers_blas_thread_setting(tmp_path, threads):
+    """`convlab run` limits BLAS to CONVLAB_BLAS_THREADS, through the same function as the workers."""
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(tiny_train_spec(epochs=1)))
+    env = dict(os.environ, CONVLAB_BLAS_THREADS=threads, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", _RUN_THEN_REPORT, str(path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    reported = json.loads(proc.stderr.rsplit("BLAS=", 1)[1].splitlines()[0])
+    assert reported and set(reported) == {int(threads)}

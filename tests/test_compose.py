@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from migrations.runner import current
-from tests.cluster import Cluster
+from tests.cluster import Cluster, free_port, wait_for
 from tests.helpers import skip_or_fail
 
 pytestmark = pytest.mark.processes  # docker-compose and the CLI as child processes
@@ -95,3 +95,46 @@ def test_token_command_prints_a_working_token(tmp_path):
         assert c.client(token).request("GET", "/jobs")["total"] == 0
     finally:
         c.stop()
+
+
+def test_each_service_has_a_health_check_that_means_something_for_it():
+    """The image's HEALTHCHECK probes the API port; a worker or the migrate job must not inherit it."""
+    services = compose_config()["services"]
+    api = " ".join(services["api"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8000/healthz" in api
+    assert services["worker"]["healthcheck"]["test"] == ["CMD", "convlab", "worker-health"]
+    assert "8000" not in " ".join(services["worker"]["healthcheck"]["test"])
+    migrate = services["migrate"]["healthcheck"]       # compose 1.x spells `disable: true` as test: [NONE]
+    assert migrate.get("disable") is True or migrate.get("test") == ["NONE"]
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
+
+
+def _worker_health(env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "convlab.cli", "worker-health"],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_worker_health_command_against_a_real_worker(tmp_path):
+    """The worker service's health command as a process: healthy with a worker on this host, not without."""
+    c = Cluster(tmp_path, f"sqlite:///{tmp_path / 'convlab.db'}")
+    try:
+        none = _worker_health(c.env)
+        assert none.returncode == 1 and "unhealthy" in none.stderr
+        worker = c.start_worker()
+        ok = _worker_health(c.env)
+        assert ok.returncode == 0, ok.stderr
+        assert "healthy" in ok.stdout
+        c.kill(worker)                              # SIGKILL: no goodbye, the row just goes stale
+        wait_for(lambda: _worker_health(c.env).returncode == 1, 30, "the health check to notice the dead worker")
+    finally:
+        c.stop()
+
+
+def test_worker_health_is_unhealthy_when_the_database_is_unreachable(tmp_path):
+    env = dict(os.environ, CONVLAB_DATABASE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+               CONVLAB_SECRET_KEY="x", PYTHONPATH=str(ROOT))
+    proc = _worker_health(env)
+    assert proc.returncode == 1 and "database" in proc.stderr and "Traceback" not in proc.stderr

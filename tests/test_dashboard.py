@@ -336,16 +336,18 @@ def test_spec_differences_lists_changed_fields():
     assert rows == {"train.optimizer.lr": ["0.1", "0.5"], "model.layers[0].filters": ["6", "8"]}
 
 
-def test_live_streams_past_the_cap_send_a_snapshot_and_close(dash, app_store, auth, monkeypatch):
+def test_live_streams_past_the_cap_send_a_snapshot_and_close(dash, app, app_store, auth):
     """Every server thread a live stream holds is one fewer for requests: past the cap a
     stream answers with the current state and closes, and the browser retries later."""
-    import threading
-
     from service.dashboard import live
     job = _job(app_store, auth, name="busy")
-    monkeypatch.setattr(live, "_streams", threading.BoundedSemaphore(1))
-    assert live._streams.acquire(blocking=False)          # the one slot is taken
+    streams = app.extensions[live.STREAMS_KEY]              # the app's own slots, not a global
+    taken = 0
+    while streams.try_open():                               # every slot is taken
+        taken += 1
+    assert taken == live.MAX_STREAMS
     body = dash.get(f"/jobs/{job['id']}/events").text       # returns: the stream did not stay open
     assert f"retry: {live.BUSY_RETRY_MS}" in body
     assert "event: job" in body and "event: end" not in body
-    live._streams.release()
+    for _ in range(taken):
+        streams.close()

@@ -1,114 +1,81 @@
 """The Celery app that ``convlab worker`` runs (``celery -A workers.app worker``).
 
-Each pool process gets its own database engine, monitor thread and BLAS
-thread budget after the fork (``worker_process_init``); the parent process
-limits BLAS to one thread before it forks, so no OpenBLAS thread pool is
-ever copied into a child mid-flight.
+As in Flask's Celery pattern the tasks are ``@shared_task`` (bound to whichever
+app runs them, easy to test) and the app is built from the settings in one place.
+A message is a wake-up: the task claims the next queued job from the database
+(the queue of record) and runs it (``workers.celery_app``).
+The worker's life is in ``workers.lifecycle``: the main process keeps BLAS to
+one thread (it only supervises, and must not fork with a BLAS thread pool
+running), makes the shutdown notice before it forks, and announces a shutdown
+through it; each pool process owns a :class:`WorkerProcess`, built after the
+fork and closed when the process exits.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
-from pathlib import Path
 
-from celery.exceptions import Reject
+from celery import shared_task
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutting_down
 from threadpoolctl import threadpool_limits
 
-import store
 from convlab.config import Settings
 
 from .celery_app import TASK_RUN_JOB, TASK_WAKE, Wakeups, make_celery
-from .monitor import Monitor
-from .retry import Interrupted
-from .runner import JobRunner
+from .lifecycle import ShutdownNotice, WorkerProcess, stop_polling_brokers_promptly
 
 log = logging.getLogger(__name__)
 
 settings = Settings.from_env()
 app = make_celery(settings)
-_process: dict = {}
 
 
 @worker_init.connect
-def _limit_parent_blas(**_):
-    """The parent only supervises: one BLAS thread, set before the pool forks."""
+def _main_process_starts(**_):
+    """Main process, before the pool forks: one BLAS thread, the notice its pool will watch, and
+    broker polls that end when a shutdown begins."""
     threadpool_limits(limits=1)
-
-
-@worker_process_init.connect
-def _start_process(**_):
-    """In each pool process: BLAS threads, a store of its own, the monitor thread."""
-    threads = settings.blas_threads or os.cpu_count() or 1
-    threadpool_limits(limits=threads)
-    st = store.Store.from_url(settings.database_url)
-    name = f"{socket.gethostname()}:{os.getpid()}"
-    monitor = Monitor(st, settings, name, wakeups=Wakeups(app))
-    monitor.start()
-    _process.update(store=st, monitor=monitor, runner=JobRunner(st, settings, name, monitor))
-    log.info("worker process %s ready (BLAS threads: %d)", name, threads)
-
-
-def _on_sigterm(signum, _frame):
-    """While a job runs: SIGTERM stops it at its next batch, hands it back (its attempt not
-    counted), and the process exits after the task.  Billiard's own handler (exit at once)
-    is in place the rest of the time; it replaces anything set at process start, hence
-    this one is installed per task."""
-    _process["monitor"].stop_for_shutdown()
-    _process["exit_after_task"] = True
+    app.shutdown_notice = ShutdownNotice()
+    stop_polling_brokers_promptly()
 
 
 @worker_shutting_down.connect
-def _stop_running_jobs(**_):
-    """In the parent, when a shutdown begins (docker stop sends SIGTERM to it alone): pass it on
-    to the pool processes, so that their jobs are handed back instead of run to the end."""
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:                      # field 4 of /proc/PID/stat: the parent's pid
-            try:
-                os.kill(int(stat.parent.name), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+def _main_process_stops(**_):
+    """Main process, warm or cold shutdown (SIGTERM, Ctrl-C): every pool process hears it (one notice)."""
+    notice = getattr(app, "shutdown_notice", None)
+    if notice is not None:
+        notice.announce()
+
+
+@worker_process_init.connect
+def _pool_process_starts(**_):
+    """Pool process, after the fork: its own WorkerProcess, told when the main process stops or dies."""
+    process = WorkerProcess(settings, wakeups=Wakeups(app))
+    app.worker_process = process
+    app.shutdown_notice.watch(process.shutting_down)
+    log.info("worker process %s ready (BLAS threads: %d)", process.name, process.blas_threads)
 
 
 @worker_process_shutdown.connect
-def _stop_process(**_):
-    monitor = _process.pop("monitor", None)
-    if monitor is not None:
-        monitor.stop()
-    st = _process.pop("store", None)
-    if st is not None:
-        st.dispose()
+def _pool_process_exits(**_):
+    """Pool process, on its way out: the monitor and the connections go with it."""
+    process = getattr(app, "worker_process", None)
+    if process is not None:
+        process.close()
+        if process.stopping:
+            # The worker is shutting down and this process has nothing left to do: exit now.
+            # Billiard would next report the exit through the result queue and sleep 1 s so that
+            # it is read; the main process, joining its pool, learns it from waitpid anyway.
+            os._exit(0)
 
 
-def _take_work() -> None:
-    """Claim the next queued job and run it (the wake-up's message is acknowledged after it)."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        _process["runner"].run_next()
-    except Interrupted:
-        # Asked to stop while the database was unreachable: nothing was claimed, so the
-        # wake-up goes back to the broker rather than being acknowledged.
-        raise Reject("stopping before the database answered", requeue=True) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if _process.pop("exit_after_task", False):
-            os.kill(os.getpid(), signal.SIGTERM)     # now handled by billiard: the process exits
-
-
-@app.task(name=TASK_WAKE, ignore_result=True)
-def wake() -> None:
+@shared_task(bind=True, name=TASK_WAKE, ignore_result=True)
+def wake(self) -> None:
     """Work is available: claim the next queued job (queue order) and run it; if none is queued, return."""
-    _take_work()
+    self.app.worker_process.take_work()
 
 
-@app.task(name=TASK_RUN_JOB, ignore_result=True)
-def run_job(job_id: object = None) -> None:
+@shared_task(bind=True, name=TASK_RUN_JOB, ignore_result=True)
+def run_job(self, job_id: object = None) -> None:
     """A message of a version before wake-ups (it named a job): taken as a wake-up."""
-    _take_work()
+    self.app.worker_process.take_work()

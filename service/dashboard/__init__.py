@@ -32,6 +32,7 @@ def init_dashboard(app: Flask) -> None:
     if not app.config.get("SESSION_COOKIE_SAMESITE"):
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     register_filters(app)
+    live.init_live(app)
     app.add_template_global(csrf_token, "csrf_token")
     app.add_template_global(TERMINAL_STATUSES, "terminal_statuses")
     app.register_blueprint(bp)

@@ -8,12 +8,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, abort, g, request
+from flask import Response, abort, current_app, g, request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 import store
 from engine.spec import JOB_TYPES
 
 from ..extension import convlab
+from ..outage import RETRY_AFTER_S, database_state, is_unavailable
+from ..schemas import error_json
 from . import bp
 from .present import job_summary
 
@@ -28,8 +32,31 @@ RETRY_MS = 2000
 # reconnects after BUSY_RETRY_MS, which turns it into polling until a slot frees up.
 MAX_STREAMS = 10
 BUSY_RETRY_MS = 3000
-_streams = threading.BoundedSemaphore(MAX_STREAMS)
+STREAMS_KEY = "convlab.live_streams"
 RESET_EVERY_S = 2.0         # a downsampled series is re-sent whole at most this often
+
+
+class LiveStreams:
+    """The live streams one server process may hold open at once; owned by the app
+    (``app.extensions[STREAMS_KEY]``), so each app, and each test's app, counts its own."""
+
+    def __init__(self, limit: int = MAX_STREAMS):
+        """At most ``limit`` streams at a time."""
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def try_open(self) -> bool:
+        """Take a slot if one is free (never waits)."""
+        return self._slots.acquire(blocking=False)
+
+    def close(self) -> None:
+        """Give back a slot taken by :meth:`try_open`."""
+        self._slots.release()
+
+
+def init_live(app) -> None:
+    """Give ``app`` its stream slots."""
+    app.extensions[STREAMS_KEY] = LiveStreams(app.config.get("DASHBOARD_MAX_STREAMS", MAX_STREAMS))
 
 
 def visible_job(job_id: str) -> dict[str, Any]:
@@ -154,10 +181,13 @@ class MetricsFeed:
 @bp.get("/jobs/<job_id>/events")
 def job_events(job_id: str):
     """Server-Sent Events of one job until it ends: ``job`` (state), ``series``/``points``
-    (metrics), then ``end``.  Lives at most ``STREAM_LIFETIME_S``; the browser reconnects."""
+    (metrics), then ``end``.  Lives at most ``STREAM_LIFETIME_S``; the browser reconnects.
+    If the database goes away mid-stream the stream ends with an ``unavailable`` event."""
     job = visible_job(job_id)
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
+    streams: LiveStreams = current_app.extensions[STREAMS_KEY]
+    database = database_state()         # the generator runs outside the app context
 
     def snapshot() -> Iterator[str]:
         yield f"retry: {BUSY_RETRY_MS}\n\n"
@@ -167,13 +197,21 @@ def job_events(job_id: str):
             yield _sse("end", {"status": job["status"]})
 
     def stream() -> Iterator[str]:
-        if not _streams.acquire(blocking=False):
-            yield from snapshot()
-            return
         try:
-            yield from live()
-        finally:
-            _streams.release()
+            if not streams.try_open():
+                yield from snapshot()
+                return
+            try:
+                yield from live()
+            finally:
+                streams.close()
+        except (DBAPIError, PoolTimeoutError) as exc:
+            # The 200 is sent already: end the stream with the 503's body; the browser reconnects later.
+            if not is_unavailable(exc):
+                raise
+            database.failed(exc)
+            yield f"retry: {RETRY_AFTER_S * 1000}\n\n"
+            yield _sse("unavailable", error_json("database_unavailable", "the database is unreachable; retry later"))
 
     def live() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"

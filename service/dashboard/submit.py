@@ -7,11 +7,12 @@ import importlib.resources
 import json
 from typing import Any
 
-from flask import g, render_template, request, url_for
+from flask import g, make_response, render_template, request, url_for
 
 from engine.spec import SpecError
 
 from ..errors import ApiError
+from ..idempotency import canonical_json, once
 from ..schemas import job_json
 from ..submission import enqueue, validate
 from . import bp
@@ -68,22 +69,36 @@ def submit():
     """Validate every posted spec (422 with field paths, ``[i].`` first in a batch), then submit them all.
 
     Answers 201 ``{"jobs": [...], "location": URL}``: the job's page, or for a
-    pair of gradient checks the page that shows them side by side.
+    pair of gradient checks the page that shows them side by side.  A batch is
+    stored in one transaction; an ``Idempotency-Key`` makes a retry (a double
+    click) return the first answer.
     """
     body = request.get_json(silent=True)
     if body is None:
         raise ApiError(400, "the body must be JSON (a job spec, or an array of them)", code="malformed_json")
     specs = _specs(body)
-    valid, details = [], []
-    for i, raw in enumerate(specs):
-        try:
-            valid.append(validate(raw))
-        except SpecError as err:
-            prefix = f"[{i}]." if len(specs) > 1 else ""
-            details += [{"path": (prefix + d["path"]).rstrip("."), "message": d["message"]} for d in err.details]
-    if details:
-        raise SpecError(details)
-    jobs = [enqueue(spec, g.user) for spec in valid]
+
+    def create(idempotency):
+        valid, details = [], []
+        for i, raw in enumerate(specs):
+            try:
+                valid.append(validate(raw))
+            except SpecError as err:
+                prefix = f"[{i}]." if len(specs) > 1 else ""
+                details += [{"path": (prefix + d["path"]).rstrip("."), "message": d["message"]}
+                            for d in err.details]
+        if details:
+            raise SpecError(details)
+        return answer(enqueue(valid, g.user, idempotency))      # a batch: all stored, or none
+
+    def replay(ids: list[str]):
+        return answer([visible_job(job_id) for job_id in ids])
+
+    return once("dashboard.submit", canonical_json(body), create=create, replay=replay)
+
+
+def answer(jobs: list[dict[str, Any]]):
+    """201 ``{"jobs", "location"}``: where the browser goes next."""
     ids = [j["id"] for j in jobs]
     if len(jobs) == 1:
         location = url_for("dashboard.job", job_id=ids[0])
@@ -91,4 +106,4 @@ def submit():
         location = url_for("dashboard.gradcheck", ids=",".join(ids))
     else:
         location = url_for("dashboard.jobs")
-    return {"jobs": [job_json(j) for j in jobs], "location": location}, 201
+    return make_response(({"jobs": [job_json(j) for j in jobs], "location": location}, 201))

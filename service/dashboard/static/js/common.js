@@ -23,11 +23,12 @@ convlab.el = function el(tag, attrs, ...children) {
 /** The CSRF token of this session (sent as X-CSRF-Token on every POST). */
 convlab.csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
-/** POST JSON; resolves to {status, body} (body parsed when it is JSON). */
-convlab.postJSON = async function postJSON(url, data) {
+/** POST JSON (extra headers optional); resolves to {status, body} (body parsed when it is JSON). */
+convlab.postJSON = async function postJSON(url, data, headers = {}) {
   const response = await fetch(url, {
     method: "POST", credentials: "same-origin",
-    headers: {"Content-Type": "application/json", "X-CSRF-Token": convlab.csrf(), "Accept": "application/json"},
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": convlab.csrf(), "Accept": "application/json",
+              ...headers},
     body: JSON.stringify(data),
   });
   let body = null;

@@ -7,9 +7,15 @@ convlab.watchJob = function watchJob(url, handlers) {
   for (const name of ["job", "series", "points"]) {
     source.addEventListener(name, (e) => handlers[name] && handlers[name](JSON.parse(e.data)));
   }
+  let ended = false;
   source.addEventListener("end", (e) => {
+    ended = true;
     source.close();         // the job is over: no reconnect
     if (handlers.end) handlers.end(JSON.parse(e.data));
+  });
+  // A reconnect answered 503 (database unreachable) closes an EventSource for good: start a new one later.
+  source.addEventListener("error", () => {
+    if (!ended && source.readyState === EventSource.CLOSED) setTimeout(() => watchJob(url, handlers), 5000);
   });
   return source;
 };

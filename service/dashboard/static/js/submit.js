@@ -148,6 +148,17 @@
     if (first) first.scrollIntoView({block: "center"});
   }
 
+  // One Idempotency-Key per spec text: submitting the same text again after a failed or lost
+  // answer (503, network error) returns the job the first try created instead of a second one.
+  let idempotency = null;
+  const keyFor = (text) => {
+    if (!idempotency || idempotency.text !== text) {
+      const bytes = crypto.getRandomValues(new Uint8Array(16));      // randomUUID needs HTTPS
+      idempotency = {text, key: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")};
+    }
+    return idempotency.key;
+  };
+
   document.getElementById("submit-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     clearTimeout(typing);
@@ -158,7 +169,8 @@
     const button = document.getElementById("submit-button");
     button.disabled = true;
     try {
-      const {status: code, body} = await convlab.postJSON(main.dataset.post, current);
+      const {status: code, body} = await convlab.postJSON(main.dataset.post, current,
+                                                          {"Idempotency-Key": keyFor(editor.value)});
       if (code === 201 && body) { window.location.assign(body.location); return; }
       showErrors((body && body.error) || {message: "Submitting failed (HTTP " + code + ")", details: []});
     } finally {
