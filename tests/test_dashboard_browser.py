@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 
 import store
-from tests.cluster import ROOT, Cluster
-from tests.helpers import example, skip_or_fail, tiny_train_spec
+from tests.browser import chromium, embedded_cluster, expect
+from tests.cluster import ROOT
+from tests.helpers import example, tiny_train_spec
 
 pytestmark = pytest.mark.processes  # gunicorn, workers and Chromium
 
-try:
-    from playwright import sync_api as playwright_api
-except ImportError:
-    skip_or_fail("playwright is not installed (pip install -e '.[test]')")
-expect = playwright_api.expect
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 XSS = "<script>alert(1)</script>"
 TIMEOUT_MS = 60_000
@@ -39,13 +31,8 @@ TIMEOUT_MS = 60_000
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """The API under gunicorn and two workers on an embedded SQLite database and broker."""
-    home = tmp_path_factory.mktemp("dashboard-home")
-    c = Cluster(home, f"sqlite:///{home / 'convlab.db'}")
-    try:
-        c.start(workers=2)
+    with embedded_cluster(tmp_path_factory.mktemp("dashboard-home"), workers=2) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +50,8 @@ def alice(cluster, token):
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, headless (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists():
-        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def sign_in(page, cluster, token: str) -> None:
