@@ -111,3 +111,30 @@ def race(n: int, fn):
 
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(go, range(n)))
+
+
+def mnist_cnn_spec(name: str, epochs: int = 8, seed: int = 3) -> dict:
+    """A small CNN on the real MNIST digits: about a second an epoch, checkpointed after each, so a test
+    can interrupt it between checkpoints (fault, chaos and two-host tests)."""
+    return {
+        "type": "train", "name": name,
+        "model": {"input_shape": [1, 28, 28], "layers": [
+            {"type": "conv", "filters": 8, "kernel": 5, "activation": "relu"},
+            {"type": "maxpool", "size": 2},
+            {"type": "dense", "units": 10, "activation": "softmax"}], "loss": "cross_entropy"},
+        "data": {"dataset": "mnist-5k"},
+        "train": {"epochs": epochs, "batch_size": 32, "seed": seed,
+                  "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}},
+    }
+
+
+def run_in_process(spec: dict, blas_threads: int, hooks=None):
+    """The engine's outcome of ``spec`` run here, with the BLAS thread count the workers use: the
+    uninterrupted run an interrupted job's numbers must equal bit for bit."""
+    from threadpoolctl import threadpool_limits
+
+    from engine.jobs import run_job
+    from engine.spec import validate_job_spec
+
+    with threadpool_limits(limits=blas_threads):
+        return run_job(validate_job_spec(spec), hooks) if hooks is not None else run_job(validate_job_spec(spec))

@@ -10,12 +10,9 @@ import os
 import signal
 
 import pytest
-from threadpoolctl import threadpool_limits
 
-from engine import validate_job_spec
-from engine.jobs import run_job
 from tests.cluster import Cluster, redis_server_binary, wait_for
-from tests.helpers import skip_or_fail
+from tests.helpers import mnist_cnn_spec, run_in_process, skip_or_fail
 from tests.private_servers import PrivateRedis
 
 pytestmark = [pytest.mark.processes, pytest.mark.slow]  # workers and redis-server, trained for several epochs
@@ -39,26 +36,12 @@ def cluster(tmp_path, private_redis, pg_databases):
     c.stop()
 
 
-def _slow_spec(epochs: int = 8) -> dict:
-    """Real MNIST digits, a net big enough that one epoch takes a noticeable while."""
-    return {
-        "type": "train", "name": "fault",
-        "model": {"input_shape": [1, 28, 28], "layers": [
-            {"type": "conv", "filters": 8, "kernel": 5, "activation": "relu"},
-            {"type": "maxpool", "size": 2},
-            {"type": "dense", "units": 10, "activation": "softmax"}], "loss": "cross_entropy"},
-        "data": {"dataset": "mnist-5k"},
-        "train": {"epochs": epochs, "batch_size": 32, "seed": 3,
-                  "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}},
-    }
-
-
 def test_killed_worker_job_resumes_elsewhere_from_checkpoint(cluster):
     """SIGKILL the worker mid-job: another worker takes it over from the last checkpoint,
     writes no duplicate points, and ends with exactly the uninterrupted run's numbers."""
     cluster.start(workers=2)
     client = cluster.client()
-    spec = _slow_spec()
+    spec = mnist_cnn_spec("fault")
     job = client.request("POST", "/jobs", spec)
     job_id = job["id"]
 
@@ -84,8 +67,7 @@ def test_killed_worker_job_resumes_elsewhere_from_checkpoint(cluster):
 
     # Same numbers as an uninterrupted run with the workers' BLAS thread count (a GEMM's
     # summation order, and so its last bits, depends on how many threads share it).
-    with threadpool_limits(limits=int(cluster.env["CONVLAB_BLAS_THREADS"])):
-        uninterrupted = run_job(validate_job_spec(spec))
+    uninterrupted = run_in_process(spec, int(cluster.env["CONVLAB_BLAS_THREADS"]))
     assert done["result"]["test_accuracy"] == uninterrupted.result["test_accuracy"]
     assert done["result"]["confusion_matrix"] == uninterrupted.result["confusion_matrix"]
 
@@ -95,11 +77,11 @@ def test_redis_restart_loses_no_job(cluster, private_redis):
     submitted while the broker was down is accepted (the database is the truth) and runs."""
     cluster.start(workers=2)
     client = cluster.client()
-    first = client.request("POST", "/jobs", _slow_spec(epochs=6))
+    first = client.request("POST", "/jobs", mnist_cnn_spec("fault", epochs=6))
     cluster.wait_status(client, first["id"], ("running",), timeout=60)
 
     private_redis.stop()
-    during = client.request("POST", "/jobs", _slow_spec(epochs=2))
+    during = client.request("POST", "/jobs", mnist_cnn_spec("fault", epochs=2))
     assert during["status"] == "queued"
     private_redis.start()
 
@@ -113,7 +95,7 @@ def test_stopped_worker_hands_its_job_back(cluster):
     back to the queue without using up an attempt; another worker resumes it from its checkpoint."""
     first = cluster.start_api() or cluster.start_worker()
     client = cluster.client()
-    spec = _slow_spec()
+    spec = mnist_cnn_spec("fault")
     job_id = client.request("POST", "/jobs", spec)["id"]
     wait_for(lambda: client.request("GET", f"/jobs/{job_id}")["progress"]["epoch"] >= 2, 120,
              "the job to finish two epochs")
@@ -129,6 +111,5 @@ def test_stopped_worker_hands_its_job_back(cluster):
     assert done["attempts"] == 1
     steps = [s for s, _ in client.request("GET", f"/jobs/{job_id}/metrics")["series"]["train_loss"]]
     assert steps == list(range(1, done["progress"]["total_steps"] + 1))
-    with threadpool_limits(limits=int(cluster.env["CONVLAB_BLAS_THREADS"])):
-        uninterrupted = run_job(validate_job_spec(spec))
+    uninterrupted = run_in_process(spec, int(cluster.env["CONVLAB_BLAS_THREADS"]))
     assert done["result"]["test_accuracy"] == uninterrupted.result["test_accuracy"]

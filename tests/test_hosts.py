@@ -22,13 +22,12 @@ import sys
 
 import pytest
 from sqlalchemy import select
-from threadpoolctl import threadpool_limits
 
 import store
-from engine import validate_job_spec
-from engine.jobs import Hooks, run_job
+from engine.jobs import Hooks
 from store.models import Job
 from tests.cluster import ROOT, Cluster, redis_server_binary, wait_for
+from tests.helpers import mnist_cnn_spec, run_in_process
 from tests.hostnet import HostNetwork, namespaces_impossible
 from tests.private_servers import PrivatePostgres, PrivateRedis, private_postgres_impossible
 
@@ -117,26 +116,11 @@ def _host_of(lan: HostNetwork, worker: str | None) -> str | None:
     return next((h for h in HOSTS if worker and worker.startswith(lan.hostname(h) + ":")), None)
 
 
-def _spec(epochs: int) -> dict:
-    """Real MNIST digits; about a second an epoch, checkpointed after each."""
-    return {
-        "type": "train", "name": "cut-off",
-        "model": {"input_shape": [1, 28, 28], "layers": [
-            {"type": "conv", "filters": 8, "kernel": 5, "activation": "relu"},
-            {"type": "maxpool", "size": 2},
-            {"type": "dense", "units": 10, "activation": "softmax"}], "loss": "cross_entropy"},
-        "data": {"dataset": "mnist-5k"},
-        "train": {"epochs": epochs, "batch_size": 32, "seed": 5,
-                  "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}},
-    }
-
-
 def _uninterrupted(spec: dict, blas_threads: int) -> tuple[dict, dict]:
     """Result and metric series of the spec run once, in this process, with the workers' BLAS threads."""
     series: dict[str, list[list]] = {}
     hooks = Hooks(on_metric=lambda name, step, value: series.setdefault(name, []).append([step, float(value)]))
-    with threadpool_limits(limits=blas_threads):
-        outcome = run_job(validate_job_spec(spec), hooks)
+    outcome = run_in_process(spec, blas_threads, hooks)
     return outcome.result, series
 
 
@@ -149,7 +133,7 @@ def test_cut_off_host_loses_its_job_to_the_other_and_then_takes_new_work(lan, cl
     cluster.start_api()
     procs = {h: start_host_worker(cluster, lan, h) for h in HOSTS}
     client = cluster.client()
-    spec = _spec(epochs=8)
+    spec = mnist_cnn_spec("cut-off", epochs=8, seed=5)
     job_id = client.request("POST", "/jobs", spec)["id"]
 
     def past_a_checkpoint():
@@ -199,7 +183,7 @@ def test_cut_off_host_loses_its_job_to_the_other_and_then_takes_new_work(lan, cl
     # The cut-off host takes new work: with the other host gone, a new job can only run there.
     Cluster.kill(procs[survivor])
     wait_for(lambda: _worker_of(cluster, lan, survivor) is None, 30, f"host {survivor}'s worker to fall silent")
-    small = _spec(epochs=1)
+    small = mnist_cnn_spec("cut-off", epochs=1, seed=5)
     second = client.request("POST", "/jobs", small)["id"]
     finished = cluster.wait_status(client, second, timeout=120)
     assert finished["status"] == "succeeded", finished["error"]
