@@ -64,7 +64,7 @@ def _init_weights(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
 class ConvCache(NamedTuple):
     """What a conv layer's backward pass needs from its forward pass."""
 
-    cols: np.ndarray                   # im2col of the padded input, (C·kh·kw, N·Ho·Wo): reused by ∂C/∂w
+    cols: np.ndarray                   # im2col of the padded input, (C·kh·kw, Ho·Wo·N): reused by ∂C/∂w
     padded_shape: tuple[int, int]      # (H + 2p, W + 2p), the size the full convolution must give back
     act: Any                           # the activation's cache
 
@@ -104,7 +104,7 @@ class Conv2D(Layer):
         rows = conv.delta_rows(delta)                                          # laid out once for both GEMMs
         grads = {"W": conv.weight_gradient(None, delta, self.stride, w.shape[2:],
                                            cols=cache.cols, rows=rows),        # ∂C/∂w = a^{l-1} ⋆ δ^l
-                 "b": delta.sum(axis=(0, 2, 3))}                               # ∂C/∂b = Σ δ^l
+                 "b": rows.sum(axis=1)}                                        # ∂C/∂b = Σ δ^l
         if not need_input_grad:
             return None, grads
         kernel = conv.rot180(w) if self.rotate_kernels else w
@@ -157,7 +157,12 @@ class Dense(Layer):
                  "b": delta.sum(axis=0)}                  # BP3
         if not need_input_grad:
             return None, grads
-        return (delta @ self.params["W"]).reshape(cache.x_shape), grads   # (w^l)^T δ^l
+        w = self.params["W"]
+        if cache.x.flags.c_contiguous:
+            return (delta @ w).reshape(cache.x_shape), grads                  # (w^l)^T δ^l
+        # The input was a view of a batch-innermost conv or pool output: hand ∂C/∂x back in that
+        # memory order, computed as the transposed product, so the layer below reads it contiguously.
+        return (w.T @ delta.T).T.reshape(cache.x_shape), grads
 
     def loss_and_delta(self, loss: str, a: np.ndarray, y: np.ndarray, cache: DenseCache) -> tuple[float, np.ndarray]:
         """As the last layer: the loss C for labels ``y`` (N,) and δ^L = ∂C/∂z^L (N, units), from its output ``a``."""
@@ -173,7 +178,9 @@ class _Pool(Layer):
 
     Pools are computed tap by tap: ``_tap(x, u, v)`` is the strided view of
     the entries that offset ``(u, v)`` of every window reads, shape (N, C, Ho, Wo).
-    That needs no copy of the windows and works for any size and stride.
+    That needs no copy of the windows and works for any size and stride; with
+    the batch innermost in memory (docs/engine-speed.md) each tap is a run of
+    contiguous stretches of N numbers.  Results keep their input's memory order.
     """
 
     def __init__(self, size, stride):
@@ -190,13 +197,13 @@ class _Pool(Layer):
         """Every window offset (u, v), row-major."""
         return ((u, v) for u in range(self.size) for v in range(self.size))
 
-    def _scatter(self, contributions, shape, dtype):
-        """∂C/∂x of ``shape``: each ``(u, v, contribution)`` (N, C, Ho, Wo) added back where tap (u, v) read.
+    def _scatter(self, contributions, grad):
+        """∂C/∂x into ``grad`` (zeros of the input's shape): each ``(u, v, contribution)`` (N, C, Ho, Wo)
+        added back where tap (u, v) read.
 
         Overlapping windows (stride < size) accumulate; floored-away rows or
-        columns get zero.
+        columns keep their zero.
         """
-        grad = np.zeros(shape, dtype=dtype)
         for u, v, contribution in contributions:
             self._tap(grad, u, v)[...] += contribution
         return grad
@@ -205,41 +212,59 @@ class _Pool(Layer):
 class MaxPool(_Pool):
     """Max over each size×size window; the delta goes back to the argmax only.
 
-    Ties go to the first tap in row-major order, as in PyTorch.  The argmax
-    is not stored: the backward pass finds each window's winner by comparing
-    the taps with the maximum, which is cheaper than tracking it.  The cache
-    is ``(x, out)``.
+    Ties go to the first tap in row-major order, as in PyTorch.  The forward
+    pass records each window's winning tap ``u·size + v`` (one byte per output,
+    instead of keeping the input to search it again); the cache is
+    ``(input shape, winners)``.
     """
 
     def forward(self, x, training):
-        """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x, out)``."""
-        out = self._tap(x, 0, 0).copy()
-        for u, v in self._taps():
-            np.maximum(out, self._tap(x, u, v), out=out)
-        return out, (x, out)
-
-    def _winners(self, x, out):
-        """(u, v, mask) for each tap: the windows whose first maximum that tap holds."""
-        taken = np.zeros(out.shape, dtype=bool)
-        for u, v in self._taps():
-            hit = self._tap(x, u, v) == out
-            hit &= ~taken
-            taken |= hit
-            yield u, v, hit
+        """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, winners)``."""
+        taps = [self._tap(x, u, v) for u, v in self._taps()]
+        out = taps[0].copy(order="K") if len(taps) == 1 else np.maximum(taps[0], taps[1])
+        for tap in taps[2:]:
+            np.maximum(out, tap, out=out)
+        # The winner is the first tap equal to the maximum, i.e. the number of taps before it that are
+        # not: count them with a running "no tap so far was the maximum".  All uint8 (bool arrays
+        # viewed as bytes), because mixed-type operations make NumPy buffer strided operands.
+        missed = (taps[0] != out).view(np.uint8)
+        winners = missed.copy(order="K")
+        for tap in taps[1:-1]:
+            missed &= (tap != out).view(np.uint8)
+            winners += missed
+        return out, (x.shape, winners)
 
     def backward(self, grad_out, cache, need_input_grad=True):
         """grad_out: (N, C, Ho, Wo) → ∂C/∂x (N, C, H, W) or None; no parameters."""
         if not need_input_grad:
             return None, {}
-        x, out = cache
-        return self._scatter(((u, v, grad_out * hit) for u, v, hit in self._winners(x, out)), x.shape, x.dtype), {}
+        shape, winners = cache
+        if self.stride == self.size:
+            return self._tiled_backward(grad_out, shape, winners), {}
+        grad = np.zeros_like(winners, dtype=grad_out.dtype, shape=shape)     # in the input's memory order
+        return self._scatter(((u, v, grad_out * (winners == t)) for t, (u, v) in enumerate(self._taps())),
+                             grad), {}
+
+    def _tiled_backward(self, grad_out, shape, winners):
+        """∂C/∂x when the windows tile the input (stride = size): one pass, no accumulation.
+
+        The covered part of the input, (N, C, Ho·k, Wo·k), is viewed as (N, C, Ho, k, Wo, k): window
+        (i, j), tap (u, v).  Each entry gets ∂C/∂out of its window if it is that window's winner.
+        """
+        k, (n, c, ho, wo) = self.size, winners.shape
+        h, w = shape[2:]
+        covered = (h, w) == (ho * k, wo * k)
+        make = np.empty_like if covered else np.zeros_like      # floored-away rows and columns get zero
+        grad = make(winners, dtype=grad_out.dtype, shape=shape)               # in the input's memory order
+        windows = grad[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k)
+        tap = np.arange(k * k, dtype=winners.dtype).reshape(k, 1, k)          # u·k + v on the (u, ·, v) axes
+        won = np.empty_like(windows, dtype=bool)
+        np.equal(winners[:, :, :, None, :, None], tap, out=won)
+        np.multiply(grad_out[:, :, :, None, :, None], won, out=windows)
+        return grad
 
     def signature(self, cache):
-        x, out = cache
-        argmax = np.zeros(out.shape, dtype=np.int16)
-        for u, v, hit in self._winners(x, out):
-            argmax[hit] = u * self.size + v
-        return [argmax]
+        return [cache[1]]
 
 
 class AvgPool(_Pool):
@@ -250,7 +275,7 @@ class AvgPool(_Pool):
 
     def forward(self, x, training):
         """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, x.dtype)``."""
-        out = self._tap(x, 0, 0).copy()
+        out = self._tap(x, 0, 0).copy(order="K")
         for u, v in self._taps():
             if u or v:
                 out += self._tap(x, u, v)
@@ -261,8 +286,10 @@ class AvgPool(_Pool):
         """grad_out: (N, C, Ho, Wo) → ∂C/∂x (N, C, H, W) or None; no parameters."""
         if not need_input_grad:
             return None, {}
+        shape, dtype = cache
         share = grad_out / (self.size * self.size)
-        return self._scatter(((u, v, share) for u, v in self._taps()), *cache), {}
+        return self._scatter(((u, v, share) for u, v in self._taps()),
+                             np.zeros_like(share, dtype=dtype, shape=shape)), {}
 
 
 class Dropout(Layer):
