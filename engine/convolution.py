@@ -200,10 +200,6 @@ def delta_rows(delta: np.ndarray) -> np.ndarray:
     return delta.transpose(1, 2, 3, 0).reshape(delta.shape[1], -1)
 
 
-#: Bytes of the per-channel-block tap products of :func:`convolve_full_rotated`: small enough to
-#: stay in a core's L2 cache between the GEMM that writes them and the additions that read them.
-TAP_BLOCK_BYTES = 1 << 21
-
 
 def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
                           in_shape: tuple[int, int], rows: np.ndarray | None = None) -> np.ndarray:
@@ -223,17 +219,13 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
     h, wd = in_shape
     d = delta_rows(delta) if rows is None else rows                   # (F, Ho·Wo·N)
     w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)   # (w_rot)^T, rows (c, u, v)
-    out = np.zeros((c, h, wd, n), dtype=np.result_type(d, w_t))      # δ^{l-1}, batch innermost
+    taps = (w_t @ d).reshape(c, kh, kw, ho, wo, n)                    # (w_rot)^T δ, per tap: one GEMM
+    out = np.zeros((c, h, wd, n), dtype=taps.dtype)                   # δ^{l-1}, batch innermost
     s = stride
-    # A block of channels at a time, so that the tap products are still in cache when they are added.
-    block = max(1, min(c, TAP_BLOCK_BYTES // max(1, kh * kw * d.shape[1] * out.itemsize)))
-    for c0 in range(0, c, block):
-        c1 = min(c, c0 + block)
-        taps = (w_t[c0 * kh * kw:c1 * kh * kw] @ d).reshape(c1 - c0, kh, kw, ho, wo, n)   # (w_rot)^T δ, per tap
-        for u in range(kh):
-            for v in range(kw):
-                y0, x0 = kh - 1 - u, kw - 1 - v
-                out[c0:c1, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[:, u, v]
+    for u in range(kh):
+        for v in range(kw):
+            y0, x0 = kh - 1 - u, kw - 1 - v
+            out[:, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[:, u, v]
     return out.transpose(3, 0, 1, 2)
 
 
