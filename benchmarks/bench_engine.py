@@ -92,17 +92,23 @@ def gemm_rate(dtype, repeats: int) -> float:
     return 2 * 512 ** 3 / statistics.median(times) / 1e9
 
 
-def engine_peak_memory() -> None:
-    """Runs in a fresh process (no torch): peak RSS of batch-256 training steps in both dtypes."""
-    for dtype in ("float32", "float64"):
-        net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
-        opt = SGD(net.params, lr=0.01, momentum=0.9)
-        rng = np.random.default_rng(1)
-        x = rng.random((256, 1, 28, 28)).astype(dtype)
-        y = rng.integers(0, 10, 256)
-        for _ in range(3):
-            _, grads = net.loss_and_gradients(x, y, training=True)
-            opt.step(grads)
+def engine_peak_memory(dtype: str) -> None:
+    """Runs in a fresh process (no torch): peak RSS of batch-256 training steps in ``dtype``.
+
+    NumPy's transparent-huge-page hint is turned off here: with it, the kernel may back an array
+    with 2 MB pages or not depending on the machine's fragmentation, and the peak varies by tens of
+    MB from run to run; with 4 kB pages it is the memory actually touched.
+    """
+    from numpy._core.multiarray import _set_madvise_hugepage
+    _set_madvise_hugepage(False)
+    net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+    opt = SGD(net.params, lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(1)
+    x = rng.random((256, 1, 28, 28)).astype(dtype)
+    y = rng.integers(0, 10, 256)
+    for _ in range(3):
+        _, grads = net.loss_and_gradients(x, y, training=True)
+        opt.step(grads)
     # VmHWM, not ru_maxrss: the latter survives exec, so it would report the parent's peak (torch).
     hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     print(int(hwm.split()[1]) / 1024)
@@ -317,10 +323,10 @@ def main(argv=None) -> int:
     ap.add_argument("--op-batch", type=int, default=256, help="batch of the per-op table and the share")
     ap.add_argument("--worker-batch", type=int, default=64, help="batch of the worker throughput")
     ap.add_argument("--worker-steps", type=int, default=30)
-    ap.add_argument("--peak-memory-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--peak-memory-only", metavar="DTYPE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.peak_memory_only:
-        engine_peak_memory()
+        engine_peak_memory(args.peak_memory_only)
         return 0
 
     print(f"numpy {np.__version__}, {os.cpu_count()} cores, {load()}")
@@ -338,10 +344,11 @@ def main(argv=None) -> int:
             profile_step(args.op_batch, dtype)
     if "memory" in args.only:
         import subprocess
-        out = subprocess.run([sys.executable, __file__, "--peak-memory-only"], capture_output=True, text=True,
-                             check=True).stdout
-        print(f"\npeak RSS (VmHWM) of the engine alone, batch 256 training steps, float32 then float64: "
-              f"{float(out):.0f} MB")
+        print()
+        for dtype in args.dtypes:
+            out = subprocess.run([sys.executable, __file__, "--peak-memory-only", dtype], capture_output=True,
+                                 text=True, check=True).stdout
+            print(f"peak RSS (VmHWM) of the engine alone, batch 256 training steps, {dtype}: {float(out):.0f} MB")
     if "workers" in args.only:
         print()
         for dtype in args.dtypes:
