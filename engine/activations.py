@@ -20,8 +20,12 @@ class Activation:
 
     name = "linear"
 
-    def forward(self, z: np.ndarray) -> tuple[np.ndarray, Any]:
-        """a = σ(z), and what ``backward`` needs (z: any shape; a: the same)."""
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+        """a = σ(z), and what ``backward`` needs (z: any shape; a: the same).
+
+        ``out`` (z itself, when the caller owns z and needs it no more) is an array a may be
+        written to, to spare an allocation; the returned a is not necessarily it.
+        """
         return z, None
 
     def backward(self, grad_a: np.ndarray, cache: Any) -> np.ndarray:
@@ -38,9 +42,9 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def forward(self, z):
+    def forward(self, z, out=None):
         mask = z > 0
-        return np.maximum(z, 0, dtype=z.dtype), mask
+        return np.maximum(z, 0, out=out, dtype=z.dtype), mask
 
     def backward(self, grad_a, cache):
         return grad_a * cache
@@ -54,7 +58,7 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
 
-    def forward(self, z):
+    def forward(self, z, out=None):
         # exp of −|z| only, so large |z| never overflows.
         e = np.exp(-np.abs(z))
         a = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
@@ -69,8 +73,8 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def forward(self, z):
-        a = np.tanh(z)
+    def forward(self, z, out=None):
+        a = np.tanh(z, out=out)
         return a, a
 
     def backward(self, grad_a, cache):
@@ -82,7 +86,7 @@ class Softmax(Activation):
 
     name = "softmax"
 
-    def forward(self, z):
+    def forward(self, z, out=None):
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         a = e / e.sum(axis=-1, keepdims=True)
         return a, a

@@ -94,7 +94,7 @@ class Conv2D(Layer):
         cols = conv.im2col(xp, kh, kw, self.stride)
         z = conv.correlate_valid(xp, w, self.stride, cols=cols)
         z += self.params["b"][:, None, None]
-        a, act_cache = self.act.forward(z)
+        a, act_cache = self.act.forward(z, out=z)      # z is this layer's own and needed no more
         return a, ConvCache(cols, xp.shape[2:], act_cache)
 
     def backward(self, grad_out, cache, need_input_grad=True):
