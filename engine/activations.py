@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from . import parallel
+
 
 class Activation:
     """The identity (the spec's ``linear``); base of the others."""
@@ -43,11 +45,21 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, z, out=None):
-        mask = z > 0
-        return np.maximum(z, 0, out=out, dtype=z.dtype), mask
+        mask = np.empty_like(z, dtype=bool)
+        a = np.empty_like(z) if out is None else out
+
+        def block(lo, hi):
+            np.greater(z[:, lo:hi], 0, out=mask[:, lo:hi])
+            np.maximum(z[:, lo:hi], 0, out=a[:, lo:hi])
+
+        parallel.over_blocks(block, z.shape[1], z.size)
+        return a, mask
 
     def backward(self, grad_a, cache):
-        return grad_a * cache
+        delta = np.empty_like(grad_a)
+        parallel.over_blocks(lambda lo, hi: np.multiply(grad_a[:, lo:hi], cache[:, lo:hi], out=delta[:, lo:hi]),
+                             grad_a.shape[1], grad_a.size)
+        return delta
 
     def signature(self, cache):
         return cache

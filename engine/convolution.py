@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import parallel
 from .shapes import output_size
 
 __all__ = [
@@ -115,7 +116,9 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
     # Every (c, u, v) row is the input shifted by (u, v): with the batch innermost that is a
     # copy of Wo·N contiguous numbers per output row (stride 1), not of Wo.
     windows = as_strided(xc, (c, kh, kw, ho, wo, n), (sc, sh, sw, sh * stride, sw * stride, sn), writeable=False)
-    return np.ascontiguousarray(windows).reshape(c * kh * kw, ho * wo * n)
+    cols = np.empty(windows.shape, dtype=x.dtype)
+    parallel.over_blocks(lambda lo, hi: np.copyto(cols[:, :, :, lo:hi], windows[:, :, :, lo:hi]), ho, cols.size)
+    return cols.reshape(c * kh * kw, ho * wo * n)
 
 
 # --- forward: z = a ⋆ w (valid cross-correlation) ------------------------------------------
@@ -222,10 +225,14 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
     taps = (w_t @ d).reshape(c, kh, kw, ho, wo, n)                    # (w_rot)^T δ, per tap: one GEMM
     out = np.zeros((c, h, wd, n), dtype=taps.dtype)                   # δ^{l-1}, batch innermost
     s = stride
-    for u in range(kh):
-        for v in range(kw):
-            y0, x0 = kh - 1 - u, kw - 1 - v
-            out[:, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[:, u, v]
+
+    def add_taps(lo, hi):          # channels lo..hi: disjoint parts of out, so blocks may run in parallel
+        for u in range(kh):
+            for v in range(kw):
+                y0, x0 = kh - 1 - u, kw - 1 - v
+                out[lo:hi, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[lo:hi, u, v]
+
+    parallel.over_blocks(add_taps, c, taps.size)
     return out.transpose(3, 0, 1, 2)
 
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import convolution as conv
+from . import parallel
 from .activations import Activation, make_activation
 from .losses import loss_and_delta
 from .shapes import output_size
@@ -93,7 +94,9 @@ class Conv2D(Layer):
         xp = conv.pad(x, self.padding)
         cols = conv.im2col(xp, kh, kw, self.stride)
         z = conv.correlate_valid(xp, w, self.stride, cols=cols)
-        z += self.params["b"][:, None, None]
+        b = self.params["b"]
+        parallel.over_blocks(lambda lo, hi: np.add(z[:, lo:hi], b[lo:hi, None, None], out=z[:, lo:hi]),
+                             z.shape[1], z.size)
         a, act_cache = self.act.forward(z, out=z)      # z is this layer's own and needed no more
         return a, ConvCache(cols, xp.shape[2:], act_cache)
 
@@ -221,17 +224,29 @@ class MaxPool(_Pool):
     def forward(self, x, training):
         """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, winners)``."""
         taps = [self._tap(x, u, v) for u, v in self._taps()]
-        out = taps[0].copy(order="K") if len(taps) == 1 else np.maximum(taps[0], taps[1])
-        for tap in taps[2:]:
-            np.maximum(out, tap, out=out)
-        # The winner is the first tap equal to the maximum, i.e. the number of taps before it that are
-        # not: count them with a running "no tap so far was the maximum".  All uint8 (bool arrays
-        # viewed as bytes), because mixed-type operations make NumPy buffer strided operands.
-        missed = (taps[0] != out).view(np.uint8)
-        winners = missed.copy(order="K")
-        for tap in taps[1:-1]:
-            missed &= (tap != out).view(np.uint8)
-            winners += missed
+        out = np.empty_like(taps[0])                      # in the input's memory order
+        winners = np.empty_like(out, dtype=np.uint8)
+
+        def block(lo, hi):                                # channels lo..hi
+            t = [tap[:, lo:hi] for tap in taps]
+            o, won = out[:, lo:hi], winners[:, lo:hi]
+            if len(t) == 1:
+                np.copyto(o, t[0])
+                won.fill(0)
+                return
+            np.maximum(t[0], t[1], out=o)
+            for tap in t[2:]:
+                np.maximum(o, tap, out=o)
+            # The winner is the first tap equal to the maximum, i.e. the number of taps before it that
+            # are not: count them with a running "no tap so far was the maximum".  All uint8 (bool
+            # arrays viewed as bytes), because mixed-type operations make NumPy buffer strided operands.
+            missed = (t[0] != o).view(np.uint8)
+            np.copyto(won, missed)
+            for tap in t[1:-1]:
+                missed &= (tap != o).view(np.uint8)
+                won += missed
+
+        parallel.over_blocks(block, out.shape[1], x.size)
         return out, (x.shape, winners)
 
     def backward(self, grad_out, cache, need_input_grad=True):
@@ -258,9 +273,14 @@ class MaxPool(_Pool):
         grad = make(winners, dtype=grad_out.dtype, shape=shape)               # in the input's memory order
         windows = grad[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k)
         tap = np.arange(k * k, dtype=winners.dtype).reshape(k, 1, k)          # u·k + v on the (u, ·, v) axes
-        won = np.empty_like(windows, dtype=bool)
-        np.equal(winners[:, :, :, None, :, None], tap, out=won)
-        np.multiply(grad_out[:, :, :, None, :, None], won, out=windows)
+
+        def block(lo, hi):                                                     # channels lo..hi
+            part = windows[:, lo:hi]
+            won = np.empty_like(part, dtype=bool)
+            np.equal(winners[:, lo:hi, :, None, :, None], tap, out=won)
+            np.multiply(grad_out[:, lo:hi, :, None, :, None], won, out=part)
+
+        parallel.over_blocks(block, c, grad.size)
         return grad
 
     def signature(self, cache):
