@@ -323,11 +323,17 @@ def main(argv=None) -> int:
     ap.add_argument("--op-batch", type=int, default=256, help="batch of the per-op table and the share")
     ap.add_argument("--worker-batch", type=int, default=64, help="batch of the worker throughput")
     ap.add_argument("--worker-steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, help="BLAS and torch threads (default: the libraries' own, all cores)")
     ap.add_argument("--peak-memory-only", metavar="DTYPE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.peak_memory_only:
         engine_peak_memory(args.peak_memory_only)
         return 0
+    if args.threads:
+        # On a loaded machine, threads of one GEMM wait for each other behind other processes;
+        # one thread each gives ratios that mean something there.
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=args.threads)
 
     print(f"numpy {np.__version__}, {os.cpu_count()} cores, {load()}")
     if "steps" in args.only:
@@ -363,6 +369,8 @@ PARTS = ("steps", "ops", "share", "profile", "memory", "workers")
 def steps_table(args) -> None:
     """Engine against PyTorch, one training step, interleaved; the ratios and their geometric mean."""
     import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}")
     ratios = []
     print(f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
