@@ -48,17 +48,20 @@ class ReLU(Activation):
         mask = np.empty_like(z, dtype=bool)
         a = np.empty_like(z) if out is None else out
 
-        def block(lo, hi):
+        def relu_block(lo, hi):
             np.greater(z[:, lo:hi], 0, out=mask[:, lo:hi])
             np.maximum(z[:, lo:hi], 0, out=a[:, lo:hi])
 
-        parallel.over_blocks(block, z.shape[1], z.size)
+        parallel.over_blocks(relu_block, z.shape[1], z.size)
         return a, mask
 
     def backward(self, grad_a, cache):
         delta = np.empty_like(grad_a)
-        parallel.over_blocks(lambda lo, hi: np.multiply(grad_a[:, lo:hi], cache[:, lo:hi], out=delta[:, lo:hi]),
-                             grad_a.shape[1], grad_a.size)
+
+        def relu_backward_block(lo, hi):
+            np.multiply(grad_a[:, lo:hi], cache[:, lo:hi], out=delta[:, lo:hi])
+
+        parallel.over_blocks(relu_backward_block, grad_a.shape[1], grad_a.size)
         return delta
 
     def signature(self, cache):

@@ -117,7 +117,11 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
     # copy of Wo·N contiguous numbers per output row (stride 1), not of Wo.
     windows = as_strided(xc, (c, kh, kw, ho, wo, n), (sc, sh, sw, sh * stride, sw * stride, sn), writeable=False)
     cols = np.empty(windows.shape, dtype=x.dtype)
-    parallel.over_blocks(lambda lo, hi: np.copyto(cols[:, :, :, lo:hi], windows[:, :, :, lo:hi]), ho, cols.size)
+
+    def copy_windows(lo, hi):      # output rows lo..hi
+        np.copyto(cols[:, :, :, lo:hi], windows[:, :, :, lo:hi])
+
+    parallel.over_blocks(copy_windows, ho, cols.size)
     return cols.reshape(c * kh * kw, ho * wo * n)
 
 

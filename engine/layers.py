@@ -95,8 +95,11 @@ class Conv2D(Layer):
         cols = conv.im2col(xp, kh, kw, self.stride)
         z = conv.correlate_valid(xp, w, self.stride, cols=cols)
         b = self.params["b"]
-        parallel.over_blocks(lambda lo, hi: np.add(z[:, lo:hi], b[lo:hi, None, None], out=z[:, lo:hi]),
-                             z.shape[1], z.size)
+
+        def add_bias(lo, hi):                          # filters lo..hi
+            np.add(z[:, lo:hi], b[lo:hi, None, None], out=z[:, lo:hi])
+
+        parallel.over_blocks(add_bias, z.shape[1], z.size)
         a, act_cache = self.act.forward(z, out=z)      # z is this layer's own and needed no more
         return a, ConvCache(cols, xp.shape[2:], act_cache)
 
@@ -227,7 +230,7 @@ class MaxPool(_Pool):
         out = np.empty_like(taps[0])                      # in the input's memory order
         winners = np.empty_like(out, dtype=np.uint8)
 
-        def block(lo, hi):                                # channels lo..hi
+        def max_block(lo, hi):                            # channels lo..hi
             t = [tap[:, lo:hi] for tap in taps]
             o, won = out[:, lo:hi], winners[:, lo:hi]
             if len(t) == 1:
@@ -246,7 +249,7 @@ class MaxPool(_Pool):
                 missed &= (tap != o).view(np.uint8)
                 won += missed
 
-        parallel.over_blocks(block, out.shape[1], x.size)
+        parallel.over_blocks(max_block, out.shape[1], x.size)
         return out, (x.shape, winners)
 
     def backward(self, grad_out, cache, need_input_grad=True):
@@ -274,13 +277,13 @@ class MaxPool(_Pool):
         windows = grad[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k)
         tap = np.arange(k * k, dtype=winners.dtype).reshape(k, 1, k)          # u·k + v on the (u, ·, v) axes
 
-        def block(lo, hi):                                                     # channels lo..hi
+        def winners_block(lo, hi):                                             # channels lo..hi
             part = windows[:, lo:hi]
             won = np.empty_like(part, dtype=bool)
             np.equal(winners[:, lo:hi, :, None, :, None], tap, out=won)
             np.multiply(grad_out[:, lo:hi, :, None, :, None], won, out=part)
 
-        parallel.over_blocks(block, c, grad.size)
+        parallel.over_blocks(winners_block, c, grad.size)
         return grad
 
     def signature(self, cache):
