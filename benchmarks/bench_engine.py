@@ -9,16 +9,27 @@ ratios, measured side by side, mean anything.
     python benchmarks/bench_engine.py [--repeats 15] [--batches 10 64 256]
 
 Also prints the GFLOP/s the engine reaches against NumPy's own GEMM rate on
-the same machine, and the peak memory of a batch-256 step.
+the same machine, and the peak memory of a batch-256 step; then, per conv layer
+and per operation (forward correlation with its im2col, input delta with the
+rotated kernel, weight gradient), the GFLOP/s reached, NumPy's GEMM rate on the
+same matrix shapes (the two timed alternately) and the ratio, next to the
+memory-bandwidth bound of the operation; the share of max-pool and the
+activations in a batch-256 step; and the training throughput of 1 and 2 worker
+processes with the workers' BLAS thread setting (cores / workers), in images per
+second per core.  The load average is printed first and last: on a shared
+machine only the ratios measured side by side are meaningful.
+
+    python benchmarks/bench_engine.py --only ops share   # parts: steps ops share profile memory workers
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import Network
+from engine import convolution as conv
+from engine.layers import Conv2D, MaxPool
 from engine.optimizers import SGD
 
 REFERENCE = {
@@ -79,41 +92,255 @@ def gemm_rate(dtype, repeats: int) -> float:
     return 2 * 512 ** 3 / statistics.median(times) / 1e9
 
 
-def engine_peak_memory() -> None:
-    """Runs in a fresh process (no torch): peak RSS of batch-256 training steps in both dtypes."""
-    for dtype in ("float32", "float64"):
-        net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
-        opt = SGD(net.params, lr=0.01, momentum=0.9)
-        rng = np.random.default_rng(1)
-        x = rng.random((256, 1, 28, 28)).astype(dtype)
-        y = rng.integers(0, 10, 256)
-        for _ in range(3):
-            _, grads = net.loss_and_gradients(x, y, training=True)
-            opt.step(grads)
+def engine_peak_memory(dtype: str) -> None:
+    """Runs in a fresh process (no torch): peak RSS of batch-256 training steps in ``dtype``.
+
+    NumPy's transparent-huge-page hint is turned off here: with it, the kernel may back an array
+    with 2 MB pages or not depending on the machine's fragmentation, and the peak varies by tens of
+    MB from run to run; with 4 kB pages it is the memory actually touched.
+    """
+    from numpy._core.multiarray import _set_madvise_hugepage
+    _set_madvise_hugepage(False)
+    net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+    opt = SGD(net.params, lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(1)
+    x = rng.random((256, 1, 28, 28)).astype(dtype)
+    y = rng.integers(0, 10, 256)
+    for _ in range(3):
+        _, grads = net.loss_and_gradients(x, y, training=True)
+        opt.step(grads)
     # VmHWM, not ru_maxrss: the latter survives exec, so it would report the parent's peak (torch).
     with open("/proc/self/status") as status:
         hwm = next(line for line in status if line.startswith("VmHWM:"))
     print(int(hwm.split()[1]) / 1024)
 
 
-def _engine_step(net, opt, x, y) -> None:
-    """One training step of the engine."""
-    _, grads = net.loss_and_gradients(x, y, training=True)
-    opt.step(grads)
+def load() -> str:
+    """The load average, as ``uptime`` prints it."""
+    return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def _torch_step(model, opt, lossf, x, y) -> None:
-    """One training step of the PyTorch twin."""
-    opt.zero_grad(set_to_none=True)
-    lossf(model(x), y).backward()
-    opt.step()
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
 
 
-def _timed(step) -> float:
-    """Seconds one call of ``step`` takes."""
+def copy_bandwidth(dtype, repeats: int) -> float:
+    """Bytes per second NumPy moves in a large copy (read + write), the bound of memory-bound operations."""
+    a = np.ones(1 << 24, dtype=dtype)
+    b = np.empty_like(a)
+    np.copyto(b, a)
+    return 2 * a.nbytes / (_median_ms(lambda: np.copyto(b, a), repeats) / 1e3)
+
+
+def conv_op_table(batch: int, dtype: str, repeats: int) -> None:
+    """Per conv layer and operation: GFLOP/s, same-shape GEMM GFLOP/s, ratio, memory-bound time and ratio.
+
+    Each operation is timed as the layer runs it (the forward pass includes its im2col; the weight
+    gradient reuses the forward pass's im2col matrix; the input delta is the GEMM with the rotated
+    kernel plus the tap-wise additions), alternately with a plain ``A @ B`` of C-contiguous operands of
+    the same shapes.  The memory bound is the operation's unavoidable traffic (its inputs read once,
+    its result written once) at the copy bandwidth; "mem" marks shapes whose GEMM is memory-bound
+    (arithmetic intensity below the machine's GEMM rate / bandwidth).
+    """
+    net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+    rng = np.random.default_rng(2)
+    item = np.dtype(dtype).itemsize
+    bandwidth = copy_bandwidth(dtype, repeats)
+    balance = gemm_rate(np.dtype(dtype), repeats) * 1e9 / bandwidth   # flops per byte where GEMM turns compute-bound
+    print(f"\nconv ops, {dtype}, batch {batch}: copy bandwidth {bandwidth / 1e9:.1f} GB/s, {load()}")
+    print(f"{'layer op':24} {'GEMM m×k×n':>20} {'ms':>7} {'GFLOP/s':>8} {'GEMM GF/s':>9} {'ratio':>6} "
+          f"{'bound ms':>8} {'/bound':>6}")
+    a = rng.random((batch, *net.input_shape)).astype(dtype)
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Conv2D):
+            w = layer.params["W"]
+            f, c, kh, kw = w.shape
+            s = layer.stride
+            xp = conv.pad(a, layer.padding)
+            cols = conv.im2col(xp, kh, kw, s)
+            k, p = cols.shape
+            ho, wo = conv.output_size(xp.shape[2], kh, s), conv.output_size(xp.shape[3], kw, s)
+            delta = conv.channels_major(rng.standard_normal((batch, f, ho, wo)).astype(dtype))   # as the layers make it
+            rows = conv.delta_rows(delta)
+            ops = _conv_ops(xp, w, s, cols, delta, rows, with_input_delta=i > 0)
+            for name, fn, (m, kk, n), elements in ops:
+                left = rng.standard_normal((m, kk)).astype(dtype)
+                right = rng.standard_normal((kk, n)).astype(dtype)
+                fn()
+                left @ right
+                t_op, t_gemm = [], []
+                for _ in range(repeats):
+                    t_op.append(_seconds(fn))
+                    t_gemm.append(_seconds(lambda: left @ right))  # noqa: B023 - called in this iteration
+                op_s, gemm_s = statistics.median(t_op), statistics.median(t_gemm)
+                flops = 2.0 * m * kk * n
+                bound_s = elements * item / bandwidth
+                memory_bound = flops / ((m * kk + kk * n + m * n) * item) < balance
+                print(f"{f'conv{i} {name}':24} {f'{m}×{kk}×{n}':>20} {op_s * 1e3:7.2f} {flops / op_s / 1e9:8.1f} "
+                      f"{flops / gemm_s / 1e9:9.1f} {gemm_s / op_s:6.2f} {bound_s * 1e3:8.2f} {bound_s / op_s:6.2f}"
+                      f"{'  mem' if memory_bound else ''}")
+        a, _ = layer.forward(a, False)
+
+
+def _seconds(fn) -> float:
+    """Seconds one call of ``fn`` takes."""
     t = time.perf_counter()
-    step()
+    fn()
     return time.perf_counter() - t
+
+
+def _conv_ops(xp, w, s, cols, delta, rows, with_input_delta: bool) -> list:
+    """The conv layer's operations as (name, call, same-shape GEMM (m, k, n), elements touched)."""
+    f, _, kh, kw = w.shape
+    k, p = cols.shape
+    ops = [("forward", lambda: conv.correlate_valid(xp, w, s, cols=conv.im2col(xp, kh, kw, s)),
+            (f, k, p), xp.size + w.size + f * p),
+           ("weight gradient", lambda: conv.weight_gradient(None, delta, s, (kh, kw), cols=cols, rows=rows),
+            (f, p, k), cols.size + rows.size + w.size)]
+    if with_input_delta:
+        ops.append(("input delta", lambda: conv.convolve_full_rotated(delta, conv.rot180(w), s, xp.shape[2:],
+                                                                      rows=rows),
+                    (k, f, p), rows.size + w.size + xp.size))
+    return ops
+
+
+def _steps(net, opt, x, y, model, topt, lossf, xt, yt):
+    """One training step of the engine and one of its PyTorch twin, on the same batch."""
+    def engine_step():
+        _, grads = net.loss_and_gradients(x, y, training=True)
+        opt.step(grads)
+
+    def torch_step():
+        topt.zero_grad(set_to_none=True)
+        lossf(model(xt), yt).backward()
+        topt.step()
+    return engine_step, torch_step
+
+
+class _Timed:
+    """Wraps a layer's or an activation's forward and backward, adding their time to ``spent``."""
+
+    def __init__(self, inner, spent: list):
+        self.inner, self.spent = inner, spent
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if name not in ("forward", "backward"):
+            return attr
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.spent[0] += time.perf_counter() - t
+        return timed
+
+
+def pool_activation_share(batch: int, dtype: str, repeats: int) -> None:
+    """Max-pool and activation time (forward and backward) as a share of whole training steps."""
+    net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+    opt = SGD(net.params, lr=0.01, momentum=0.9)
+    spent = [0.0]
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, MaxPool):
+            net.layers[i] = _Timed(layer, spent)
+        elif hasattr(layer, "act"):
+            layer.act = _Timed(layer.act, spent)
+    rng = np.random.default_rng(1)
+    x = rng.random((batch, *net.input_shape)).astype(dtype)
+    y = rng.integers(0, 10, batch)
+    shares, steps = [], []
+    for r in range(repeats + 2):
+        spent[0] = 0.0
+        t = time.perf_counter()
+        _, grads = net.loss_and_gradients(x, y, training=True)
+        opt.step(grads)
+        step = time.perf_counter() - t
+        if r >= 2:
+            shares.append(spent[0] / step)
+            steps.append(step)
+    print(f"max-pool + activations, {dtype}, batch {batch}: {statistics.median(shares) * 100:.1f} % of a step "
+          f"({statistics.median(steps) * 1e3:.1f} ms)")
+
+
+def profile_step(batch: int, dtype: str, steps: int = 10, top: int = 12) -> None:
+    """The functions that take a batch-256 step's time: cProfile of ``steps`` steps, one BLAS thread.
+
+    CPU time (``time.process_time``), not wall time, so that other processes on a loaded machine
+    do not show up as time spent here; with one BLAS thread that is the step's own work.  "self" is
+    the time inside the function itself (NumPy and BLAS calls made from it count as its own, since
+    the profiler sees only Python functions and the C functions called by name).
+    """
+    import cProfile
+    import pstats
+
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1):
+        net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+        opt = SGD(net.params, lr=0.01, momentum=0.9)
+        rng = np.random.default_rng(1)
+        x = rng.random((batch, *net.input_shape)).astype(dtype)
+        y = rng.integers(0, 10, batch)
+        for _ in range(2):
+            opt.step(net.loss_and_gradients(x, y, training=True)[1])
+        prof = cProfile.Profile(timer=time.process_time)
+        prof.enable()
+        for _ in range(steps):
+            opt.step(net.loss_and_gradients(x, y, training=True)[1])
+        prof.disable()
+    stats = pstats.Stats(prof)
+    total = stats.total_tt
+    print(f"\nprofile, {dtype}, batch {batch}, 1 BLAS thread: {total / steps * 1e3:.1f} ms CPU per step")
+    print(f"{'self %':>7} {'ms/step':>8}  function")
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    for (filename, line, name), (_, _, tottime, _, _) in rows:
+        where = f"{Path(filename).parent.name}/{Path(filename).name}:{line}" if line else "~"
+        print(f"{tottime / total * 100:7.1f} {tottime / steps * 1e3:8.2f}  {where} {name}")
+
+
+def _worker(threads: int, batch: int, steps: int, dtype: str, start, results) -> None:
+    """One worker process: LeNet training steps with ``threads`` BLAS threads; reports images/s.
+
+    ``start`` is a barrier of all worker processes, so they run their timed steps together.
+    """
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=threads):
+        net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+        opt = SGD(net.params, lr=0.01, momentum=0.9)
+        rng = np.random.default_rng(1)
+        x = rng.random((batch, *net.input_shape)).astype(dtype)
+        y = rng.integers(0, 10, batch)
+        for _ in range(3):
+            opt.step(net.loss_and_gradients(x, y, training=True)[1])
+        start.wait()
+        t = time.perf_counter()
+        for _ in range(steps):
+            opt.step(net.loss_and_gradients(x, y, training=True)[1])
+        results.put(steps * batch / (time.perf_counter() - t))
+
+
+def worker_throughput(batch: int, steps: int, dtype: str) -> None:
+    """Images per second per core of 1 and 2 concurrent worker processes, each with cores / workers BLAS threads."""
+    cores = os.cpu_count() or 1
+    ctx = mp.get_context("spawn")
+    for workers in (1, 2):
+        threads = max(1, cores // workers)
+        start, results = ctx.Barrier(workers), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(threads, batch, steps, dtype, start, results))
+                 for _ in range(workers)]
+        for proc in procs:
+            proc.start()
+        rates = [results.get(timeout=600) for _ in procs]
+        for proc in procs:
+            proc.join()
+        print(f"{workers} worker process(es) × {threads} BLAS thread(s), {dtype}, batch {batch}: "
+              f"{sum(rates):.0f} images/s, {sum(rates) / cores:.0f} images/s/core ({load()})")
 
 
 def main(argv=None) -> int:
@@ -121,14 +348,59 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--batches", type=int, nargs="+", default=[10, 64, 256])
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
-    ap.add_argument("--peak-memory-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
+    ap.add_argument("--op-batch", type=int, default=256, help="batch of the per-op table and the share")
+    ap.add_argument("--worker-batch", type=int, default=64, help="batch of the worker throughput")
+    ap.add_argument("--worker-steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, help="BLAS and torch threads (default: the libraries' own, all cores)")
+    ap.add_argument("--peak-memory-only", metavar="DTYPE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.peak_memory_only:
-        engine_peak_memory()
+        engine_peak_memory(args.peak_memory_only)
         return 0
+    if args.threads:
+        # On a loaded machine, threads of one GEMM wait for each other behind other processes;
+        # one thread each gives ratios that mean something there.
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=args.threads)
 
+    print(f"numpy {np.__version__}, {os.cpu_count()} cores, {load()}")
+    if "steps" in args.only:
+        steps_table(args)
+    if "ops" in args.only:
+        for dtype in args.dtypes:
+            conv_op_table(args.op_batch, dtype, args.repeats)
+    if "share" in args.only:
+        print()
+        for dtype in args.dtypes:
+            pool_activation_share(args.op_batch, dtype, args.repeats)
+    if "profile" in args.only:
+        for dtype in args.dtypes:
+            profile_step(args.op_batch, dtype)
+    if "memory" in args.only:
+        import subprocess
+        print()
+        for dtype in args.dtypes:
+            out = subprocess.run([sys.executable, __file__, "--peak-memory-only", dtype], capture_output=True,
+                                 text=True, check=True).stdout
+            print(f"peak RSS (VmHWM) of the engine alone, batch 256 training steps, {dtype}: {float(out):.0f} MB")
+    if "workers" in args.only:
+        print()
+        for dtype in args.dtypes:
+            worker_throughput(args.worker_batch, args.worker_steps, dtype)
+    print(f"\n{load()}")
+    return 0
+
+
+PARTS = ("steps", "ops", "share", "profile", "memory", "workers")
+
+
+def steps_table(args) -> None:
+    """Engine against PyTorch, one training step, interleaved; the ratios and their geometric mean."""
     import torch
-    print(f"numpy {np.__version__}, torch {torch.__version__}, torch threads {torch.get_num_threads()}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}")
     ratios = []
     print(f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
           f"{'GEMM GFLOP/s':>12}")
@@ -146,27 +418,22 @@ def main(argv=None) -> int:
             y = rng.integers(0, 10, batch)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-            engine_step = partial(_engine_step, net, opt, x, y)
-            torch_step = partial(_torch_step, model, topt, lossf, xt, yt)
+            engine_step, torch_step = _steps(net, opt, x, y, model, topt, lossf, xt, yt)
+
             for _ in range(3):
                 engine_step()
                 torch_step()
             te, tt = [], []
             for _ in range(args.repeats):
-                te.append(_timed(engine_step))
-                tt.append(_timed(torch_step))
+                te.append(_seconds(engine_step))
+                tt.append(_seconds(torch_step))
             me, mt = statistics.median(te), statistics.median(tt)
             ratio = me / mt
             ratios.append(ratio)
             print(f"{dtype:8} {batch:5d} {me * 1e3:10.2f} {mt * 1e3:9.2f} {ratio:6.2f} "
                   f"{step_flops(batch) / me / 1e9:8.2f} {gemm_rate(npdt, 5):12.2f}")
     geo = float(np.exp(np.mean(np.log(ratios))))
-    print(f"geometric mean engine/torch: {geo:.3f}")
-    import subprocess
-    out = subprocess.run([sys.executable, __file__, "--peak-memory-only"], capture_output=True, text=True,
-                         check=True).stdout
-    print(f"peak RSS of the engine alone, batch 256 training steps, float32 then float64: {float(out):.0f} MB")
-    return 0
+    print(f"geometric mean engine/torch: {geo:.3f}, worst {max(ratios):.2f} ({load()})")
 
 
 if __name__ == "__main__":

@@ -14,14 +14,20 @@ from typing import Any
 
 import numpy as np
 
+from . import parallel
+
 
 class Activation:
     """The identity (the spec's ``linear``); base of the others."""
 
     name = "linear"
 
-    def forward(self, z: np.ndarray) -> tuple[np.ndarray, Any]:
-        """a = σ(z), and what ``backward`` needs (z: any shape; a: the same)."""
+    def forward(self, z: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+        """a = σ(z), and what ``backward`` needs (z: any shape; a: the same).
+
+        ``out`` (z itself, when the caller owns z and needs it no more) is an array a may be
+        written to, to spare an allocation; the returned a is not necessarily it.
+        """
         return z, None
 
     def backward(self, grad_a: np.ndarray, cache: Any) -> np.ndarray:
@@ -38,12 +44,25 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def forward(self, z):
-        mask = z > 0
-        return np.maximum(z, 0, dtype=z.dtype), mask
+    def forward(self, z, out=None):
+        mask = np.empty_like(z, dtype=bool)
+        a = np.empty_like(z) if out is None else out
+
+        def relu_block(lo, hi):
+            np.greater(z[:, lo:hi], 0, out=mask[:, lo:hi])
+            np.maximum(z[:, lo:hi], 0, out=a[:, lo:hi])
+
+        parallel.over_blocks(relu_block, z.shape[1], z.size)
+        return a, mask
 
     def backward(self, grad_a, cache):
-        return grad_a * cache
+        delta = np.empty_like(grad_a)
+
+        def relu_backward_block(lo, hi):
+            np.multiply(grad_a[:, lo:hi], cache[:, lo:hi], out=delta[:, lo:hi])
+
+        parallel.over_blocks(relu_backward_block, grad_a.shape[1], grad_a.size)
+        return delta
 
     def signature(self, cache):
         return cache
@@ -54,7 +73,7 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
 
-    def forward(self, z):
+    def forward(self, z, out=None):
         # exp of −|z| only, so large |z| never overflows.
         e = np.exp(-np.abs(z))
         a = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
@@ -69,8 +88,8 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def forward(self, z):
-        a = np.tanh(z)
+    def forward(self, z, out=None):
+        a = np.tanh(z, out=out)
         return a, a
 
     def backward(self, grad_a, cache):
@@ -82,7 +101,7 @@ class Softmax(Activation):
 
     name = "softmax"
 
-    def forward(self, z):
+    def forward(self, z, out=None):
         e = np.exp(z - z.max(axis=-1, keepdims=True))
         a = e / e.sum(axis=-1, keepdims=True)
         return a, a

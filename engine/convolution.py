@@ -24,27 +24,54 @@ Shapes: inputs ``(N, C, H, W)``, kernels ``(F, C, kh, kw)`` (PyTorch's
 ``Conv2d`` layout), deltas ``(N, F, Ho, Wo)``.  Padding is applied by the
 caller (:func:`pad`) so that every function here is a *valid* operation on
 the array it is given, exactly as in the derivation.
+
+Memory order (docs/engine-speed.md).  The fast versions accept any strides, but
+they are built around one layout: the batch axis innermost in memory, i.e. an
+``(N, C, H, W)`` array whose memory is ``(C, H, W, N)`` (``x.transpose(1, 2, 3, 0)``
+is C-contiguous; :func:`channels_major`).  Then every GEMM operand is a plain
+reshape of an array that already exists: the im2col matrix is
+``(C·kh·kw, Ho·Wo·N)``, the GEMM ``w (F, C·kh·kw) @ cols`` gives z directly in
+that layout, δ in that layout *is* the ``(F, Ho·Wo·N)`` matrix both backward
+GEMMs read, and the copies and tap-wise additions around the GEMMs run over
+contiguous stretches of ``Wo·N`` numbers instead of single rows of ``Wo``.
+Returned arrays are ``(N, ...)`` views of such memory; the layers pass them on
+as they are, so the layout survives from one layer to the next.
 """
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import parallel
 from .shapes import output_size
 
 __all__ = [
-    "pad", "unpad", "dilate", "rot180", "output_size", "im2col", "delta_rows", "full_padding",
+    "pad", "unpad", "dilate", "rot180", "output_size", "channels_major", "im2col", "delta_rows", "full_padding",
     "correlate_valid", "correlate_valid_reference",
     "convolve_full_rotated", "convolve_full_rotated_reference",
     "weight_gradient", "weight_gradient_reference",
 ]
 
 
+def channels_major(x: np.ndarray) -> np.ndarray:
+    """``x`` (N, C, H, W) with its memory in (C, H, W, N) order, the engine's layout (a copy only if it is not)."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+
+
+def _zeros_channels_major(shape: tuple[int, int, int, int], dtype) -> np.ndarray:
+    """Zeros of shape (N, C, H, W) laid out in memory as (C, H, W, N)."""
+    n, c, h, w = shape
+    return np.zeros((c, h, w, n), dtype=dtype).transpose(3, 0, 1, 2)
+
+
 def pad(x: np.ndarray, padding: int) -> np.ndarray:
-    """Zero-pad the two spatial axes of ``(N, C, H, W)`` by ``padding`` on each side."""
+    """Zero-pad the two spatial axes of ``(N, C, H, W)`` by ``padding`` on each side (in the engine's layout)."""
     if padding == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    n, c, h, w = x.shape
+    out = _zeros_channels_major((n, c, h + 2 * padding, w + 2 * padding), x.dtype)
+    out[:, :, padding:padding + h, padding:padding + w] = x
+    return out
 
 
 def unpad(x: np.ndarray, padding: int) -> np.ndarray:
@@ -74,24 +101,28 @@ def dilate(delta: np.ndarray, stride: int) -> np.ndarray:
     return out
 
 
-def _windows(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
-    """A read-only view ``(N, C, Ho, Wo, kh, kw)`` of every kernel-sized window of ``x``."""
-    n, c, h, w = x.shape
-    ho, wo = output_size(h, kh, stride), output_size(w, kw, stride)
-    sn, sc, sh, sw = x.strides
-    return as_strided(x, (n, c, ho, wo, kh, kw), (sn, sc, sh * stride, sw * stride, sh, sw), writeable=False)
-
-
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
-    """Lay every window of ``x`` out as a column: ``(C·kh·kw, N·Ho·Wo)``.
+    """Lay every window of ``x`` out as a column: ``(C·kh·kw, Ho·Wo·N)``.
 
-    Row ``c·kh·kw + u·kw + v`` holds ``x[n, c, i·s+u, j·s+v]`` for every sample
-    and output position ``(n, i, j)``; this turns a correlation over the whole
-    batch into one matrix product with the kernel reshaped to ``(F, C·kh·kw)``.
+    Row ``c·kh·kw + u·kw + v`` holds ``x[n, c, i·s+u, j·s+v]`` for every output
+    position and sample ``(i, j, n)`` (in that order, the sample fastest); this
+    turns a correlation over the whole batch into one matrix product with the
+    kernel reshaped to ``(F, C·kh·kw)``.
     """
-    win = _windows(x, kh, kw, stride)
-    n, c, ho, wo = win.shape[:4]
-    return np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * ho * wo)
+    xc = channels_major(x).transpose(1, 2, 3, 0)                 # (C, H, W, N), C-contiguous
+    c, h, w, n = xc.shape
+    ho, wo = output_size(h, kh, stride), output_size(w, kw, stride)
+    sc, sh, sw, sn = xc.strides
+    # Every (c, u, v) row is the input shifted by (u, v): with the batch innermost that is a
+    # copy of Wo·N contiguous numbers per output row (stride 1), not of Wo.
+    windows = as_strided(xc, (c, kh, kw, ho, wo, n), (sc, sh, sw, sh * stride, sw * stride, sn), writeable=False)
+    cols = np.empty(windows.shape, dtype=x.dtype)
+
+    def copy_windows(lo, hi):      # output rows lo..hi
+        np.copyto(cols[:, :, :, lo:hi], windows[:, :, :, lo:hi])
+
+    parallel.over_blocks(copy_windows, ho, cols.size)
+    return cols.reshape(c * kh * kw, ho * wo * n)
 
 
 # --- forward: z = a ⋆ w (valid cross-correlation) ------------------------------------------
@@ -125,8 +156,8 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndar
     ho, wo = output_size(h, kh, stride), output_size(wd, kw, stride)
     if cols is None:
         cols = im2col(x, kh, kw, stride)
-    z = w.reshape(f, c * kh * kw) @ cols                      # (F, N·Ho·Wo)
-    return z.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)      # a view in NCHW order
+    z = w.reshape(f, c * kh * kw) @ cols                      # (F, Ho·Wo·N)
+    return z.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)      # (N, F, Ho, Wo), a view: no copy
 
 
 # --- backward to the input: δ^{l-1} = δ^l ∗_full rot180(w) -------------------------------
@@ -169,8 +200,12 @@ def convolve_full_rotated_reference(delta: np.ndarray, w_rot: np.ndarray, stride
 
 
 def delta_rows(delta: np.ndarray) -> np.ndarray:
-    """δ (N, F, Ho, Wo) laid out as (F, N·Ho·Wo), the layout both backward GEMMs read."""
-    return delta.transpose(1, 0, 2, 3).reshape(delta.shape[1], -1)
+    """δ (N, F, Ho, Wo) laid out as (F, Ho·Wo·N), the layout both backward GEMMs read.
+
+    A view when δ is in the engine's layout (as the layers make it), else a copy.
+    """
+    return delta.transpose(1, 2, 3, 0).reshape(delta.shape[1], -1)
+
 
 
 def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
@@ -189,15 +224,20 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
     f, c, kh, kw = w_rot.shape
     n, _, ho, wo = delta.shape
     h, wd = in_shape
-    d = delta_rows(delta) if rows is None else rows
-    taps = (w_rot.reshape(f, c * kh * kw).T @ d).reshape(c, kh, kw, n, ho, wo)   # (w_rot)^T δ, per tap
-    out = np.zeros((c, n, h, wd), dtype=taps.dtype)
+    d = delta_rows(delta) if rows is None else rows                   # (F, Ho·Wo·N)
+    w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)   # (w_rot)^T, rows (c, u, v)
+    taps = (w_t @ d).reshape(c, kh, kw, ho, wo, n)                    # (w_rot)^T δ, per tap: one GEMM
+    out = np.zeros((c, h, wd, n), dtype=taps.dtype)                   # δ^{l-1}, batch innermost
     s = stride
-    for u in range(kh):
-        for v in range(kw):
-            y0, x0 = kh - 1 - u, kw - 1 - v
-            out[:, :, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[:, u, v]
-    return out.transpose(1, 0, 2, 3)
+
+    def add_taps(lo, hi):          # channels lo..hi: disjoint parts of out, so blocks may run in parallel
+        for u in range(kh):
+            for v in range(kw):
+                y0, x0 = kh - 1 - u, kw - 1 - v
+                out[lo:hi, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[lo:hi, u, v]
+
+    parallel.over_blocks(add_taps, c, taps.size)
+    return out.transpose(3, 0, 1, 2)
 
 
 # --- weight gradient: ∂C/∂w = a ⋆ δ (valid correlation of input and delta) -----------------
@@ -237,6 +277,7 @@ def weight_gradient(x: np.ndarray | None, delta: np.ndarray, stride: int, kernel
     if cols is None:
         cols = im2col(x, kh, kw, stride)
     c = cols.shape[0] // (kh * kw)
-    # Σ over batch and positions of δ (F, N·Ho·Wo) · cols^T (N·Ho·Wo, C·kh·kw).
+    # Σ over positions and batch of δ (F, Ho·Wo·N) · cols^T (Ho·Wo·N, C·kh·kw): both operands have the
+    # long summed axis contiguous, so BLAS reads them as they are (no transposed copy).
     d = delta_rows(delta) if rows is None else rows
     return (d @ cols.T).reshape(f, c, kh, kw)

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import convolution as conv
+from . import parallel
 from .activations import Activation, make_activation
 from .losses import loss_and_delta
 from .shapes import output_size
@@ -64,7 +65,7 @@ def _init_weights(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
 class ConvCache(NamedTuple):
     """What a conv layer's backward pass needs from its forward pass."""
 
-    cols: np.ndarray                   # im2col of the padded input, (C·kh·kw, N·Ho·Wo): reused by ∂C/∂w
+    cols: np.ndarray                   # im2col of the padded input, (C·kh·kw, Ho·Wo·N): reused by ∂C/∂w
     padded_shape: tuple[int, int]      # (H + 2p, W + 2p), the size the full convolution must give back
     act: Any                           # the activation's cache
 
@@ -93,8 +94,13 @@ class Conv2D(Layer):
         xp = conv.pad(x, self.padding)
         cols = conv.im2col(xp, kh, kw, self.stride)
         z = conv.correlate_valid(xp, w, self.stride, cols=cols)
-        z += self.params["b"][:, None, None]
-        a, act_cache = self.act.forward(z)
+        b = self.params["b"]
+
+        def add_bias(lo, hi):                          # filters lo..hi
+            np.add(z[:, lo:hi], b[lo:hi, None, None], out=z[:, lo:hi])
+
+        parallel.over_blocks(add_bias, z.shape[1], z.size)
+        a, act_cache = self.act.forward(z, out=z)      # z is this layer's own and needed no more
         return a, ConvCache(cols, xp.shape[2:], act_cache)
 
     def backward(self, grad_out, cache, need_input_grad=True):
@@ -104,7 +110,7 @@ class Conv2D(Layer):
         rows = conv.delta_rows(delta)                                          # laid out once for both GEMMs
         grads = {"W": conv.weight_gradient(None, delta, self.stride, w.shape[2:],
                                            cols=cache.cols, rows=rows),        # ∂C/∂w = a^{l-1} ⋆ δ^l
-                 "b": delta.sum(axis=(0, 2, 3))}                               # ∂C/∂b = Σ δ^l
+                 "b": rows.sum(axis=1)}                                        # ∂C/∂b = Σ δ^l
         if not need_input_grad:
             return None, grads
         kernel = conv.rot180(w) if self.rotate_kernels else w
@@ -157,7 +163,12 @@ class Dense(Layer):
                  "b": delta.sum(axis=0)}                  # BP3
         if not need_input_grad:
             return None, grads
-        return (delta @ self.params["W"]).reshape(cache.x_shape), grads   # (w^l)^T δ^l
+        w = self.params["W"]
+        if cache.x.flags.c_contiguous:
+            return (delta @ w).reshape(cache.x_shape), grads                  # (w^l)^T δ^l
+        # The input was a view of a batch-innermost conv or pool output: hand ∂C/∂x back in that
+        # memory order, computed as the transposed product, so the layer below reads it contiguously.
+        return (w.T @ delta.T).T.reshape(cache.x_shape), grads
 
     def loss_and_delta(self, loss: str, a: np.ndarray, y: np.ndarray, cache: DenseCache) -> tuple[float, np.ndarray]:
         """As the last layer: the loss C for labels ``y`` (N,) and δ^L = ∂C/∂z^L (N, units), from its output ``a``."""
@@ -173,7 +184,9 @@ class _Pool(Layer):
 
     Pools are computed tap by tap: ``_tap(x, u, v)`` is the strided view of
     the entries that offset ``(u, v)`` of every window reads, shape (N, C, Ho, Wo).
-    That needs no copy of the windows and works for any size and stride.
+    That needs no copy of the windows and works for any size and stride; with
+    the batch innermost in memory (docs/engine-speed.md) each tap is a run of
+    contiguous stretches of N numbers.  Results keep their input's memory order.
     """
 
     def __init__(self, size, stride):
@@ -190,13 +203,13 @@ class _Pool(Layer):
         """Every window offset (u, v), row-major."""
         return ((u, v) for u in range(self.size) for v in range(self.size))
 
-    def _scatter(self, contributions, shape, dtype):
-        """∂C/∂x of ``shape``: each ``(u, v, contribution)`` (N, C, Ho, Wo) added back where tap (u, v) read.
+    def _scatter(self, contributions, grad):
+        """∂C/∂x into ``grad`` (zeros of the input's shape): each ``(u, v, contribution)`` (N, C, Ho, Wo)
+        added back where tap (u, v) read.
 
         Overlapping windows (stride < size) accumulate; floored-away rows or
-        columns get zero.
+        columns keep their zero.
         """
-        grad = np.zeros(shape, dtype=dtype)
         for u, v, contribution in contributions:
             self._tap(grad, u, v)[...] += contribution
         return grad
@@ -205,41 +218,76 @@ class _Pool(Layer):
 class MaxPool(_Pool):
     """Max over each size×size window; the delta goes back to the argmax only.
 
-    Ties go to the first tap in row-major order, as in PyTorch.  The argmax
-    is not stored: the backward pass finds each window's winner by comparing
-    the taps with the maximum, which is cheaper than tracking it.  The cache
-    is ``(x, out)``.
+    Ties go to the first tap in row-major order, as in PyTorch.  The forward
+    pass records each window's winning tap ``u·size + v`` (one byte per output,
+    instead of keeping the input to search it again); the cache is
+    ``(input shape, winners)``.
     """
 
     def forward(self, x, training):
-        """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x, out)``."""
-        out = self._tap(x, 0, 0).copy()
-        for u, v in self._taps():
-            np.maximum(out, self._tap(x, u, v), out=out)
-        return out, (x, out)
+        """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, winners)``."""
+        taps = [self._tap(x, u, v) for u, v in self._taps()]
+        out = np.empty_like(taps[0])                      # in the input's memory order
+        winners = np.empty_like(out, dtype=np.uint8)
 
-    def _winners(self, x, out):
-        """(u, v, mask) for each tap: the windows whose first maximum that tap holds."""
-        taken = np.zeros(out.shape, dtype=bool)
-        for u, v in self._taps():
-            hit = self._tap(x, u, v) == out
-            hit &= ~taken
-            taken |= hit
-            yield u, v, hit
+        def max_block(lo, hi):                            # channels lo..hi
+            t = [tap[:, lo:hi] for tap in taps]
+            o, won = out[:, lo:hi], winners[:, lo:hi]
+            if len(t) == 1:
+                np.copyto(o, t[0])
+                won.fill(0)
+                return
+            np.maximum(t[0], t[1], out=o)
+            for tap in t[2:]:
+                np.maximum(o, tap, out=o)
+            # The winner is the first tap equal to the maximum, i.e. the number of taps before it that
+            # are not: count them with a running "no tap so far was the maximum".  All uint8 (bool
+            # arrays viewed as bytes), because mixed-type operations make NumPy buffer strided operands.
+            missed = (t[0] != o).view(np.uint8)
+            np.copyto(won, missed)
+            for tap in t[1:-1]:
+                missed &= (tap != o).view(np.uint8)
+                won += missed
+
+        parallel.over_blocks(max_block, out.shape[1], x.size)
+        return out, (x.shape, winners)
 
     def backward(self, grad_out, cache, need_input_grad=True):
         """grad_out: (N, C, Ho, Wo) → ∂C/∂x (N, C, H, W) or None; no parameters."""
         if not need_input_grad:
             return None, {}
-        x, out = cache
-        return self._scatter(((u, v, grad_out * hit) for u, v, hit in self._winners(x, out)), x.shape, x.dtype), {}
+        shape, winners = cache
+        if self.stride == self.size:
+            return self._tiled_backward(grad_out, shape, winners), {}
+        grad = np.zeros_like(winners, dtype=grad_out.dtype, shape=shape)     # in the input's memory order
+        return self._scatter(((u, v, grad_out * (winners == t)) for t, (u, v) in enumerate(self._taps())),
+                             grad), {}
+
+    def _tiled_backward(self, grad_out, shape, winners):
+        """∂C/∂x when the windows tile the input (stride = size): one pass, no accumulation.
+
+        The covered part of the input, (N, C, Ho·k, Wo·k), is viewed as (N, C, Ho, k, Wo, k): window
+        (i, j), tap (u, v).  Each entry gets ∂C/∂out of its window if it is that window's winner.
+        """
+        k, (n, c, ho, wo) = self.size, winners.shape
+        h, w = shape[2:]
+        covered = (h, w) == (ho * k, wo * k)
+        make = np.empty_like if covered else np.zeros_like      # floored-away rows and columns get zero
+        grad = make(winners, dtype=grad_out.dtype, shape=shape)               # in the input's memory order
+        windows = grad[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k)
+        tap = np.arange(k * k, dtype=winners.dtype).reshape(k, 1, k)          # u·k + v on the (u, ·, v) axes
+
+        def winners_block(lo, hi):                                             # channels lo..hi
+            part = windows[:, lo:hi]
+            won = np.empty_like(part, dtype=bool)
+            np.equal(winners[:, lo:hi, :, None, :, None], tap, out=won)
+            np.multiply(grad_out[:, lo:hi, :, None, :, None], won, out=part)
+
+        parallel.over_blocks(winners_block, c, grad.size)
+        return grad
 
     def signature(self, cache):
-        x, out = cache
-        argmax = np.zeros(out.shape, dtype=np.int16)
-        for u, v, hit in self._winners(x, out):
-            argmax[hit] = u * self.size + v
-        return [argmax]
+        return [cache[1]]
 
 
 class AvgPool(_Pool):
@@ -250,7 +298,7 @@ class AvgPool(_Pool):
 
     def forward(self, x, training):
         """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, x.dtype)``."""
-        out = self._tap(x, 0, 0).copy()
+        out = self._tap(x, 0, 0).copy(order="K")
         for u, v in self._taps():
             if u or v:
                 out += self._tap(x, u, v)
@@ -261,8 +309,10 @@ class AvgPool(_Pool):
         """grad_out: (N, C, Ho, Wo) → ∂C/∂x (N, C, H, W) or None; no parameters."""
         if not need_input_grad:
             return None, {}
+        shape, dtype = cache
         share = grad_out / (self.size * self.size)
-        return self._scatter(((u, v, share) for u, v in self._taps()), *cache), {}
+        return self._scatter(((u, v, share) for u, v in self._taps()),
+                             np.zeros_like(share, dtype=dtype, shape=shape)), {}
 
 
 class Dropout(Layer):
