@@ -48,7 +48,7 @@ def _run_settings(spec: Mapping, limits: Limits) -> tuple[int | None, str]:
             dtype if dtype in ITEMSIZE else TRAIN_DEFAULTS["dtype"])
 
 
-def model_summary(spec: Any, limits: Limits = Limits(), *,
+def model_summary(spec: Any, limits: Limits | None = None, *,
                   datasets: Callable[[str], tuple[int, ...] | None] | None = None) -> dict[str, Any]:
     """Summarise a job spec's model (docs/reference/http-api.md#model-summary).
 
@@ -62,6 +62,7 @@ def model_summary(spec: Any, limits: Limits = Limits(), *,
     parameters, as the validator's estimate does.  ``batch_size`` is ``null``
     (and memory is per sample) when the spec has no valid batch size.
     """
+    limits = limits or Limits()
     errors: list[dict[str, str]] = []
     try:
         validate_job_spec(spec, limits, datasets=datasets)
