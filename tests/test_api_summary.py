@@ -119,3 +119,16 @@ def test_event_stream_needs_a_token_and_the_job(client, headers, auth, who):
         assert_error(client.get(f"{API}/jobs/{job['id']}/events"), 401)
     else:
         assert_error(client.get(f"{API}/jobs/{job['id']}/events", headers=auth.headers("bob")), 404)
+
+
+def test_summaries_conform_to_the_documented_schema(client, headers):
+    from test_api_ops import openapi, response_validator
+    doc = openapi(client, headers)
+    validator = response_validator(doc, "post", f"{API}/specs/summary", 200)
+    broken = example("lenet-mnist")
+    broken["model"]["layers"][2]["kernel"] = 15
+    gradcheck = example("gradcheck")
+    for spec in (example("lenet-mnist"), broken, gradcheck, {}, {"model": {"layers": [1, {"type": "conv"}]}}):
+        body = _summary(client, headers, spec)
+        errors = [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in validator.iter_errors(body)]
+        assert not errors, errors

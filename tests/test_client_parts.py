@@ -84,3 +84,44 @@ def test_import_convlab_is_light():
 
 def test_the_package_is_typed():
     assert (ROOT / "convlab" / "py.typed").is_file()
+
+
+class _CannedStreams:
+    """A client whose event streams are canned: each open_stream() answers the next one."""
+
+    def __init__(self, streams: list[str], final: dict):
+        self.streams, self.final, self.opened = [s.encode() for s in streams], final, 0
+
+    def open_stream(self, path: str):
+        import io
+        body = self.streams[self.opened]
+        self.opened += 1
+        return io.BytesIO(body)
+
+    def request(self, method: str, path: str, body=None, idempotency_key=None, *, safe=False):
+        assert (method, path) == ("GET", "/jobs/j1")
+        return self.final
+
+
+def _sse(event: str, data) -> str:
+    import json
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def test_stream_reconnects_without_repeating_points():
+    """A stream the server ends early (its lifetime) is reopened; points already yielded are not yielded again."""
+    from convlab.job import Job
+    running = {"status": "running", "progress": {"epoch": 1, "step": 3, "total_steps": 6}}
+    first = "retry: 0\n\n" + _sse("job", running) + _sse("series", {"series": {"loss": [[1, 0.9], [2, 0.8], [3, 0.7]]}})
+    second = ("retry: 0\n\n" + _sse("job", {**running, "progress": {"epoch": 2, "step": 6, "total_steps": 6}})
+              + _sse("series", {"series": {"loss": [[1, 0.9], [2, 0.8], [3, 0.7], [4, 0.6], [5, None]]}})
+              + _sse("end", {"status": "succeeded"}))
+    final = {"id": "j1", "status": "succeeded", "progress": {"epoch": 2, "step": 6, "total_steps": 6}, "result": {}}
+    client = _CannedStreams([first, second], final)
+    job = Job(client, {"id": "j1", "status": "queued", "progress": {}})
+    events = list(job.stream())
+    assert client.opened == 2
+    assert [e.kind for e in events] == ["progress", "metrics", "progress", "metrics", "end"]
+    assert events[1].points == {"loss": [(1, 0.9), (2, 0.8), (3, 0.7)]}
+    assert events[3].points == {"loss": [(4, 0.6), (5, None)]}
+    assert events[2].progress["step"] == 6 and events[-1].status == "succeeded" and job.status == "succeeded"
