@@ -192,3 +192,26 @@ def test_summary_through_the_client(cluster):
     spec["model"]["layers"][0]["kernel"] = 13
     out = client.summary(spec)
     assert not out["valid"] and out["layers"][0]["errors"][0]["path"] == "model.layers[0].kernel"
+
+
+def test_the_summary_command_asks_the_service(cluster, tmp_path):
+    import json
+    import subprocess
+    import sys
+    token = cluster.token("cli-summary")
+    client = Client(cluster.url, token)
+    ds = client.upload_dataset(np.random.default_rng(1).random((20, 12, 12)), np.arange(20) % 4, name="up")
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(tiny_train_spec(dataset=ds["id"])))
+    env = dict(cluster.env, CONVLAB_URL=cluster.url, CONVLAB_TOKEN=token)
+    run = [sys.executable, "-m", "convlab.cli", "summary", str(path)]
+    remote = subprocess.run([*run, "--api", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout) == client.summary(tiny_train_spec(dataset=ds["id"]))
+    # Only the service knows the uploaded dataset: another user's token does not.
+    other = subprocess.run([*run, "--api"], env=dict(env, CONVLAB_TOKEN=cluster.token("stranger")),
+                           capture_output=True, text=True, timeout=120)
+    assert other.returncode == 1 and f"unknown dataset {ds['id']!r}" in other.stdout
+    refused = subprocess.run([*run, "--api"], env=dict(env, CONVLAB_URL=f"http://127.0.0.1:{free_port()}"),
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "cannot reach the API" in refused.stderr and "Traceback" not in refused.stderr
