@@ -33,6 +33,12 @@ CONNECTION_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.
 JOBS_PAGE = 100
 
 
+def _read_all(response: http.client.HTTPResponse) -> bytes:
+    """The whole body, and the connection closed."""
+    with response:
+        return response.read()
+
+
 class Client:
     """A client of the HTTP API (docs/reference/http-api.md).
 
@@ -76,8 +82,8 @@ class Client:
         ``details``: ``[{"path": "train.epochs", "message": ...}]``.
         """
         if not isinstance(spec, dict):
-            from .local import read_json
-            spec = read_json(os.fspath(spec))
+            with open(spec, encoding="utf-8") as f:
+                spec = json.load(f)
         return Job(self, self.request("POST", "/jobs", spec, idempotency_key=idempotency_key or str(uuid.uuid4())))
 
     def job(self, job_id: str) -> Job:
@@ -133,7 +139,7 @@ class Client:
                      f'\r\nContent-Type: application/octet-stream\r\n\r\n'.encode())
         body = b"".join(parts) + buf.getvalue() + f"\r\n--{boundary}--\r\n".encode()
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        raw = self._call("POST", "/datasets", body, headers, str(uuid.uuid4()), False, lambda r: r.read())
+        raw = self._call("POST", "/datasets", body, headers, str(uuid.uuid4()), False, _read_all)
         return json.loads(raw)
 
     def datasets(self) -> list[dict[str, Any]]:
@@ -157,12 +163,12 @@ class Client:
         this POST changes nothing, retry it as a GET."""
         data = None if body is None else json.dumps(body).encode()
         headers = {} if data is None else {"Content-Type": "application/json"}
-        raw = self._call(method, path, data, headers, idempotency_key, safe, lambda r: r.read())
+        raw = self._call(method, path, data, headers, idempotency_key, safe, _read_all)
         return json.loads(raw) if raw else None
 
     def request_bytes(self, path: str) -> bytes:
         """``GET path`` (under ``/api/v1``) answered with bytes (an artifact), retried as any GET."""
-        return self._call("GET", path, None, {}, None, True, lambda r: r.read())
+        return self._call("GET", path, None, {}, None, True, _read_all)
 
     def open_stream(self, path: str) -> http.client.HTTPResponse:
         """``GET path`` left open for reading (an event stream); the caller closes it.  Connecting is retried."""

@@ -2,6 +2,10 @@
 the API under gunicorn and a Celery worker, SQLite and the filesystem broker (tests/cluster.py)."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -41,9 +45,11 @@ def trained(cluster) -> Job:
     return job, events
 
 
-def test_submit_wait_and_the_result(cluster):
+def test_submit_wait_and_the_result(cluster, tmp_path):
     client = Client(cluster.url, cluster.token("waiter"))
-    job = client.submit(tiny_train_spec(epochs=2))
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(tiny_train_spec(epochs=2)))
+    job = client.submit(path)                                   # a spec file, as the CLI takes it
     assert isinstance(job, Job) and job.status in ("queued", "running") and len(job.id) == 32
     assert job.spec["train"]["dtype"] == "float32"             # normalised: defaults filled in
     assert job.wait(timeout=120, progress=False) is job
@@ -195,9 +201,6 @@ def test_summary_through_the_client(cluster):
 
 
 def test_the_summary_command_asks_the_service(cluster, tmp_path):
-    import json
-    import subprocess
-    import sys
     token = cluster.token("cli-summary")
     client = Client(cluster.url, token)
     ds = client.upload_dataset(np.random.default_rng(1).random((20, 12, 12)), np.arange(20) % 4, name="up")
