@@ -125,3 +125,19 @@ def test_stream_reconnects_without_repeating_points():
     assert events[1].points == {"loss": [(1, 0.9), (2, 0.8), (3, 0.7)]}
     assert events[3].points == {"loss": [(4, 0.6), (5, None)]}
     assert events[2].progress["step"] == 6 and events[-1].status == "succeeded" and job.status == "succeeded"
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal_or_notebook_and_prints_lines_otherwise():
+    import io
+
+    from convlab.progress import ProgressBar, in_notebook
+    assert not in_notebook()                    # plain Python here
+    tty, log = io.StringIO(), io.StringIO()
+    for stream, redraw in ((tty, True), (log, False)):
+        bar = ProgressBar(stream, tty=redraw)
+        bar.update(1, 5, 10, epochs=2)
+        bar.update(1, 6, 10, epochs=2)
+        bar.update(2, 10, 10, epochs=2)
+        bar.close()
+    assert tty.getvalue().count("\r") == 3 and tty.getvalue().endswith("\n")
+    assert log.getvalue().count("\n") == 2 and "\r" not in log.getvalue()     # a line per epoch
