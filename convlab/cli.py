@@ -61,6 +61,11 @@ def _cancel(a):
     return cancel(a.id)
 
 
+def _summary(a):
+    from .client import summary
+    return summary(a.spec, a.api, a.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convlab", description="Train and gradient-check CNNs, as a service.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -98,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("spec", help="job spec JSON file, or - for stdin")
     s.add_argument("--out", help="directory for weights.npz")
     s.set_defaults(func=_run)
+
+    s = sub.add_parser("summary", help="a job spec's model summary: shapes, parameters, multiply-adds, memory")
+    s.add_argument("spec", help="job spec JSON file, or - for stdin")
+    s.add_argument("--api", action="store_true", help="ask the service (CONVLAB_URL, CONVLAB_TOKEN): its limits "
+                                                      "and your uploaded datasets")
+    s.add_argument("--json", action="store_true", help="the summary as JSON (as POST /api/v1/specs/summary)")
+    s.set_defaults(func=_summary)
 
     s = sub.add_parser("submit", help="submit a job spec over HTTP (CONVLAB_URL, CONVLAB_TOKEN)")
     s.add_argument("spec")

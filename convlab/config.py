@@ -81,8 +81,7 @@ class Settings:
             "database_url": _env("DATABASE_URL") or f"sqlite:///{home / 'convlab.db'}",
             "broker_url": _env("BROKER_URL") or "filesystem://",
             "secret_key": _env("SECRET_KEY") or _home_secret(home),
-            "limit_overrides": {k[len(LIMIT_PREFIX):].lower(): v for k, v in os.environ.items()
-                                if k.startswith(LIMIT_PREFIX)},
+            "limit_overrides": limit_overrides_from_env(),
         }
         for f in dataclasses.fields(cls):
             text = _env(f.name.upper())
@@ -93,6 +92,12 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def limit_overrides_from_env() -> dict[str, str]:
+    """The raw ``CONVLAB_LIMIT_<NAME>`` overrides, by lower-case name (``convlab summary`` reads them
+    without the rest of the settings, which would create a secret key under the home)."""
+    return {k[len(LIMIT_PREFIX):].lower(): v for k, v in os.environ.items() if k.startswith(LIMIT_PREFIX)}
 
 
 def blas_threads_from_env() -> int | None:

@@ -8,6 +8,7 @@ per process, so both enforce the same numbers.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from engine.datasets import DatasetLimits
 from engine.spec import Limits
@@ -22,9 +23,14 @@ def job_limits(settings: Settings) -> Limits:
     ``ValueError`` naming the variable: a typo must not leave a bound silently at
     its default.
     """
+    return limits_from_overrides(settings.limit_overrides)
+
+
+def limits_from_overrides(overrides: Mapping[str, str]) -> Limits:
+    """``Limits`` with raw overrides (lower-case name → text) applied, checked as :func:`job_limits` says."""
     known = {f.name for f in dataclasses.fields(Limits)}
     values = {}
-    for name, text in settings.limit_overrides.items():
+    for name, text in overrides.items():
         var = f"{LIMIT_PREFIX}{name.upper()}"
         if name not in known:
             raise ValueError(f"{var} is not a limit; known: {', '.join(sorted(n.upper() for n in known))}")

@@ -1,17 +1,25 @@
-"""A progress bar on stderr: redrawn in place on a terminal, a line per epoch otherwise."""
+"""A progress bar on stderr: redrawn in place on a terminal or in a notebook, a line per epoch otherwise."""
 from __future__ import annotations
 
 import sys
 import time
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel, whose output cells redraw a line on a carriage return."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and type(get()).__name__ == "ZMQInteractiveShell"
+
+
 class ProgressBar:
     """Shows epoch, a bar over all steps, and the latest loss."""
 
-    def __init__(self, stream=None, width: int = 30):
+    def __init__(self, stream=None, width: int = 30, tty: bool | None = None):
+        """Draw on ``stream`` (stderr); ``tty``: redraw in place (default: on a terminal or in a notebook)."""
         self.stream = stream or sys.stderr
         self.width = width
-        self.tty = self.stream.isatty()
+        self.tty = (self.stream.isatty() or in_notebook()) if tty is None else tty
         self.loss: float | None = None
         self.last_epoch = -1
         self.started = time.monotonic()

@@ -17,7 +17,7 @@ from .constants import ITEMSIZE
 from .errors import SpecError
 
 __all__ = ["LayerPlan", "output_size", "infer_shapes", "plan_model", "parameter_count", "estimate_batch_memory",
-           "SPATIAL_LAYERS"]
+           "layer_batch_elements", "multiply_adds", "SPATIAL_LAYERS", "PARAM_COPIES"]
 
 #: Layers that need a spatial (C, H, W) input.
 SPATIAL_LAYERS = ("conv", "maxpool", "avgpool")
@@ -122,25 +122,46 @@ def parameter_count(model: dict) -> int:
     return sum(p.parameter_count for p in plan_model(model))
 
 
+def layer_batch_elements(plan: LayerPlan, batch_size: int) -> int:
+    """Array elements one layer holds for a batch (forward + backward), as :func:`estimate_batch_memory` counts them.
+
+    Its input and output activations, and for a conv layer the im2col buffer
+    of the forward pass (N·Ho·Wo·C·kh·kw) and of the backward full
+    convolution (N·H·W·F·kh·kw, H, W the layer's input size).
+    """
+    n = batch_size
+    elements = n * (math.prod(plan.in_shape) + math.prod(plan.out_shape))
+    if plan.layer["type"] == "conv":
+        f, c, kh, kw = plan.param_shapes["W"]
+        _, h, w = plan.in_shape
+        _, ho, wo = plan.out_shape
+        elements += n * ho * wo * c * kh * kw
+        elements += n * h * w * f * kh * kw
+    return elements
+
+
+def multiply_adds(plan: LayerPlan) -> int:
+    """Multiply-adds of one layer's forward pass for one sample (conv and dense; other layers count 0).
+
+    Conv: F·Ho·Wo·C·kh·kw; dense: units·inputs (as torchinfo's "Mult-Adds" counts the weight layers).
+    """
+    if plan.layer["type"] == "conv":
+        f, c, kh, kw = plan.param_shapes["W"]
+        _, ho, wo = plan.out_shape
+        return f * ho * wo * c * kh * kw
+    if plan.layer["type"] == "dense":
+        return math.prod(plan.param_shapes["W"])
+    return 0
+
+
 def estimate_batch_memory(model: dict, batch_size: int, dtype: str) -> int:
     """Conservative bytes needed for one batch (forward + backward) of a normalised model.
 
-    Per layer: the input and output activations, and for conv layers the
-    im2col buffer of the forward pass (N·Ho·Wo·C·kh·kw) and of the backward
-    full convolution (N·H·W·F·kh·kw, H, W the layer's input size); all times
-    the itemsize. Plus 4 copies of the parameters (weights, gradients, two
-    optimizer moments).
+    Per layer: :func:`layer_batch_elements` (activations and im2col buffers);
+    all times the itemsize. Plus 4 copies of the parameters (weights,
+    gradients, two optimizer moments).
     """
-    n = batch_size
-    elements = 0
-    params = 0
-    for p in plan_model(model):
-        elements += n * (math.prod(p.in_shape) + math.prod(p.out_shape))
-        if p.layer["type"] == "conv":
-            f, c, kh, kw = p.param_shapes["W"]
-            _, h, w = p.in_shape
-            _, ho, wo = p.out_shape
-            elements += n * ho * wo * c * kh * kw
-            elements += n * h * w * f * kh * kw
-        params += p.parameter_count
+    plans = plan_model(model)
+    elements = sum(layer_batch_elements(p, batch_size) for p in plans)
+    params = sum(p.parameter_count for p in plans)
     return (elements + PARAM_COPIES * params) * ITEMSIZE[dtype]

@@ -100,6 +100,18 @@ OPERATIONS: dict[str, dict] = {
                       "413": _error("body too large, or more inputs than CONVLAB_MAX_PREDICT_BATCH"),
                       "415": _error("not application/json"),
                       "422": _error("invalid inputs (details: inputs[i], inputs[i][c][y][x])")}},
+    "api.events.job_events": {
+        "parameters": [_query("max_points", {"type": "integer", "minimum": 2, "maximum": 20000, "default": 2000},
+                              "most points per series")],
+        "responses": {"200": {"description": "Server-Sent Events: job, series, points, end (http-api.md)",
+                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                      "404": _NO_JOB}},
+    "api.specs.summarize_spec": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobSpec")}}},
+        "responses": {"200": _json("the summary (also for an invalid spec: see valid and errors)",
+                                   ref("ModelSummary")),
+                      "400": _error("malformed JSON, or not an object"), "413": _error("body too large"),
+                      "415": _error("not application/json")}},
     "api.datasets.list_datasets": {"responses": {"200": _json("the datasets", ref("DatasetList"))}},
     "api.datasets.get_dataset": {"responses": {"200": _json("the dataset", ref("Dataset")),
                                                "404": _error("no such dataset, or not yours")}},

@@ -114,13 +114,38 @@ PREDICTION = _obj({
                       "description": "the output layer's activations (softmax: probabilities summing to 1), "
                                      "one row per input, computed in the job's dtype; null if not finite"}})
 
+_DETAIL = _obj({"path": _STR, "message": _STR})
+_COUNT_OR_NULL = {"type": ["integer", "null"], "minimum": 0}
+MODEL_SUMMARY = _obj({
+    "valid": {"type": "boolean", "description": "POST /jobs would accept this spec"},
+    "errors": {"type": "array", "items": _DETAIL, "description": "the validation's problems, as a 422 lists them"},
+    "input_shape": {"type": ["array", "null"], "items": _INT, "description": "[C, H, W]; null if unreadable"},
+    "batch_size": {"type": ["integer", "null"], "description": "train.batch_size or gradcheck.batch_size; "
+                                                               "null if invalid (memory is then per sample)"},
+    "dtype": {"enum": ["float32", "float64"]},
+    "layers": {"type": "array", "items": _obj({
+        "index": _INT, "path": _STR, "type": {"type": ["string", "null"]},
+        "layer": {"type": ["object", "null"], "description": "the normalised layer; null if invalid"},
+        "output_shape": {"type": ["array", "null"], "items": _INT},
+        "parameters": _COUNT_OR_NULL,
+        "multiply_adds": {**_COUNT_OR_NULL, "description": "forward pass, per sample"},
+        "memory_bytes": {**_COUNT_OR_NULL, "description": "activations and im2col buffers of one batch"},
+        "errors": {"type": "array", "items": _DETAIL, "description": "the errors about this layer"}})},
+    "totals": _obj({"parameters": _INT, "multiply_adds": _INT,
+                    "memory_bytes": {"type": "integer", "description": "the layers' plus 4 copies of the "
+                                                                       "parameters: the batch-memory estimate"},
+                    "complete": {"type": "boolean", "description": "every layer could be summed"}}),
+    "limits": {"type": "object", "additionalProperties": _INT},
+}, description="docs/reference/http-api.md#model-summary")
+
 
 def component_schemas(limits: Limits) -> dict[str, dict]:
     """Every named schema of the OpenAPI document (the job spec from the engine, for ``limits``)."""
     return {"JobSpec": job_spec_schema(limits), "Job": JOB, "JobList": JOB_LIST, "Error": ERROR,
             "TrainResult": TRAIN_RESULT, "GradcheckResult": GRADCHECK_RESULT, "Metrics": METRICS,
             "Dataset": DATASET, "DatasetList": DATASET_LIST, "Workers": WORKERS, "Health": HEALTH,
-            "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION}
+            "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION,
+            "ModelSummary": MODEL_SUMMARY}
 
 
 def _project(schema: dict, row: dict[str, Any]) -> dict[str, Any]:

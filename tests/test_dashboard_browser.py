@@ -249,14 +249,20 @@ def test_ablation_pair_side_by_side(page, cluster, request):
     expect(page.locator(".verdict.fail")).to_contain_text("rotate_kernels: false")
     expect(page.locator("table.gc tr.fail").first).to_be_visible()
 
-    def matrix(caption: str) -> list[list[str]]:
-        table = page.locator("figure.matrix", has=page.locator("figcaption strong", has_text=caption)).first
+    def matrix(key: str) -> list[list[str]]:
+        table = page.locator(f"figure.matrix[data-matrix='{key}']").first
         return table.locator("tbody tr").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.title))")
 
     expect(page.locator("#trace-card")).to_be_visible()
-    kernel, rotated = matrix("kernel w"), matrix("rot180(w)")
+    kernel, rotated = matrix("kernel"), matrix("rotated")
     assert rotated == [row[::-1] for row in kernel[::-1]]
-    assert matrix("without the rotation") != matrix("∗full rot180(w)")
+    assert matrix("delta_out_unrotated") != matrix("delta_out")
+    # The formulas are typeset (KaTeX, served by the app), not shown as raw TeX.
+    expect(page.locator("#trace .katex-html").first).to_be_visible()
+    assert page.locator("#trace .math").count() >= 9
+    typeset = page.locator("#trace .katex-html").all_inner_texts()
+    assert typeset and not any("^{" in t or "\\" in t for t in typeset)
+    assert page.locator("#trace .katex-error").count() == 0
     shot(page, request, "gradcheck")
 
 

@@ -70,6 +70,11 @@ def test_wheel_declares_no_dataset_libraries_at_run_time(installed):
         assert [r for r in requires if lib in r and 'extra == "test"' in r], f"{lib} must stay in the test extra"
 
 
+def test_the_client_is_typed(installed):
+    """PEP 561: the installed package says its annotations are to be used."""
+    assert (installed / "convlab" / "py.typed").is_file()
+
+
 def test_installed_copy_loads_datasets_and_templates_outside_the_repository(installed, tmp_path):
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()

@@ -527,7 +527,7 @@ def test_schema_follows_limits():
 
 def test_spec_module_does_not_import_numpy():
     """The module docstring promises the API process can validate without the numeric stack."""
-    code = ("import sys, engine.spec, engine.shapes, engine.constants; "
+    code = ("import sys, engine.spec, engine.shapes, engine.constants, engine.summary; "
             "from engine import SpecError, Limits, validate_job_spec; "
             "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith('numpy.')))")
     root = Path(__file__).resolve().parents[1]

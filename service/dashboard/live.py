@@ -183,7 +183,13 @@ def job_events(job_id: str):
     """Server-Sent Events of one job until it ends: ``job`` (state), ``series``/``points``
     (metrics), then ``end``.  Lives at most ``STREAM_LIFETIME_S``; the browser reconnects.
     If the database goes away mid-stream the stream ends with an ``unavailable`` event."""
-    job = visible_job(job_id)
+    return event_response(visible_job(job_id))
+
+
+def event_response(job: dict[str, Any]) -> Response:
+    """The event stream of ``job`` (already checked visible to ``g.user``): the dashboard's
+    and the API's (``GET /api/v1/jobs/{id}/events``, token auth) one code path."""
+    job_id = job["id"]
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
     streams: LiveStreams = current_app.extensions[STREAMS_KEY]

@@ -9,12 +9,15 @@ from typing import Any
 
 from flask import g, make_response, render_template, request, url_for
 
-from engine.spec import SpecError
+import store
+from engine.spec import ACTIVATIONS, BUILTIN_DATASETS, DTYPES, JOB_TYPES, LAYER_TYPES, LOSSES, OPTIMIZERS, SpecError
+from engine.summary import model_summary
 
 from ..errors import ApiError
+from ..extension import convlab
 from ..idempotency import canonical_json, once
 from ..schemas import job_json
-from ..submission import enqueue, validate
+from ..submission import enqueue, uploaded_shape, validate
 from . import bp
 from .live import visible_job
 
@@ -29,6 +32,27 @@ TEMPLATES = (
      ("gradcheck", "gradcheck-ablation")),
 )
 MAX_BATCH = 8
+# What the builder puts in a new layer (or optimizer) of each type: valid values to edit from.
+LAYER_DEFAULTS = {
+    "conv": {"type": "conv", "filters": 8, "kernel": 3, "activation": "relu"},
+    "maxpool": {"type": "maxpool", "size": 2},
+    "avgpool": {"type": "avgpool", "size": 2},
+    "dense": {"type": "dense", "units": 10, "activation": "relu"},
+    "dropout": {"type": "dropout", "rate": 0.5},
+    "flatten": {"type": "flatten"},
+}
+OPTIMIZER_DEFAULTS = {"sgd": {"type": "sgd", "lr": 0.1, "momentum": 0.9}, "adam": {"type": "adam", "lr": 0.001}}
+
+
+def builder_choices() -> dict[str, Any]:
+    """The builder's drop-downs (the spec's own vocabularies; datasets: built-in and the user's uploads)
+    and what a new layer or optimizer of each type starts as."""
+    uploads = [{"value": d["id"], "label": f"{d['name']} ({d['id'][:8]}…)"}
+               for d in store.list_datasets(convlab().store, g.user)]
+    return {"job_type": list(JOB_TYPES), "layer_type": list(LAYER_TYPES), "activation": list(ACTIVATIONS),
+            "loss": list(LOSSES), "optimizer": list(OPTIMIZERS), "dtype": list(DTYPES),
+            "dataset": [{"value": name, "label": name} for name in BUILTIN_DATASETS] + uploads,
+            "layer_defaults": LAYER_DEFAULTS, "optimizer_defaults": OPTIMIZER_DEFAULTS}
 
 
 def templates() -> list[dict[str, Any]]:
@@ -51,8 +75,18 @@ def submit_page():
         initial = visible_job(source)["spec"]
     # json.dumps keeps each spec's own key order (type, name, model...), which the form follows.
     return render_template("submit.html", templates=templates(), templates_json=json.dumps(templates()),
+                           choices_json=json.dumps(builder_choices()),
                            initial_json=None if initial is None else json.dumps(initial),
                            template=request.args.get("template", "cnn-digits"))
+
+
+@bp.post("/submit/summary")
+def summary():
+    """The model summary of the spec being edited (``POST /api/v1/specs/summary``'s, for the session's user)."""
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "the body must be JSON (a job spec)", code="malformed_json")
+    return model_summary(body, convlab().limits, datasets=uploaded_shape)
 
 
 def _specs(body: Any) -> list[Any]:

@@ -49,40 +49,52 @@ convlab.renderGradcheck = function renderGradcheck(container, state) {
     el("td", {class: "num"}, String(row.kinks ?? "–")),
     el("td", {class: "num"}, (row.failures ?? "–") + " / " + (row.checked ?? "–")))));
   const tolerance = r.tolerance ? el("p", {class: "muted small"},
-    "An entry fails when its relative error |a − n| / (|a| + |n|) is above " + convlab.number(r.tolerance) +
+    "An entry fails when its relative error ", convlab.math("\\frac{|a - n|}{|a| + |n|}"), " is above " + convlab.number(r.tolerance) +
     " and the difference is above the float64 noise floor; entries where a ±eps nudge crosses a ReLU or " +
     "max-pool kink are skipped.") : null;
   container.replaceChildren(verdict, el("div", {class: "table-wrap"}, el("table", {class: "gc"}, head, body)), tolerance);
 };
 
+/** TeX typeset by the vendored KaTeX (into DOM nodes: no inline HTML, so the CSP holds); the TeX as text without it. */
+convlab.math = function math(tex, display = false) {
+  const span = convlab.el("span", {class: "math", dataset: {tex}});
+  if (window.katex) window.katex.render(tex, span, {throwOnError: false, displayMode: display});
+  else span.textContent = tex;
+  return span;
+};
+
 /** The backward pass of one conv layer, by hand: kernel, rotated kernel, deltas, weight gradient. */
 convlab.renderTrace = function renderTrace(container, trace) {
   const el = convlab.el;
-  const eq = trace.equations || {};
-  const fig = (title, matrix, note, extra = {}) => el("figure", {class: "matrix " + (extra.class || "")},
+  const m = convlab.math;
+  const fig = (key, title, matrix, note, extra = {}) => el("figure", {class: "matrix " + (extra.class || ""), dataset: {matrix: key}},
     convlab.heatTable(matrix, {format: (v) => convlab.number(v, 3)}), el("figcaption", {}, el("strong", {}, title), note ? el("br") : null, note || ""));
   const differs = trace.delta_out.map((row, i) => row.map((v, j) => v !== trace.delta_out_unrotated[i][j]));
-  const wrong = fig("δˡ⁻¹ without the rotation", trace.delta_out_unrotated,
+  const wrong = fig("delta_out_unrotated", [m("\\delta^{l-1}"), " without the rotation"], trace.delta_out_unrotated,
     "what rotate_kernels: false computes: wrong wherever the kernel is not symmetric", {class: "wrong"});
   wrong.querySelectorAll("tbody tr").forEach((tr, i) => tr.querySelectorAll("td").forEach((td, j) => {
     if (differs[i][j]) td.classList.add("differs");
   }));
   container.replaceChildren(
-    el("p", {}, "The forward pass correlates the input with the kernel: ", el("code", {}, eq.forward || "z = a ⋆ w + b"),
+    el("p", {}, "The forward pass correlates the input with the kernel: ", m("z^{l} = a^{l-1} \\star w^{l} + b^{l}"),
       ". Each input pixel's error collects the deltas it influenced, each weighted by the kernel entry that " +
       "connected them; walked from the input's side, those entries come in reverse order in both directions: the kernel turned by 180°."),
     el("div", {class: "trace-row"},
-      fig("kernel w", trace.kernel, "as the forward pass uses it"),
+      fig("kernel", ["kernel ", m("w")], trace.kernel, "as the forward pass uses it"),
       el("div", {class: "arrow", "aria-hidden": "true"}, "↻ 180°"),
-      fig("rot180(w)", trace.kernel_rotated, "flipped up–down and left–right")),
+      fig("rotated", m("\\operatorname{rot180}(w)"), trace.kernel_rotated, "flipped up–down and left–right")),
     el("div", {class: "trace-row"},
-      fig("δˡ", trace.delta_in, "the error arriving at the layer's output"),
+      fig("delta_in", m("\\delta^{l}"), trace.delta_in, "the error arriving at the layer's output"),
       el("div", {class: "arrow", "aria-hidden": "true"}, "pad →"),
-      fig("δˡ, padded", trace.delta_in_padded, "zero-padded (and dilated by the stride) for the full convolution")),
+      fig("delta_in_padded", [m("\\delta^{l}"), ", padded"], trace.delta_in_padded,
+        "zero-padded (and dilated by the stride) for the full convolution")),
     el("div", {class: "trace-row"},
-      fig("δˡ⁻¹ = δˡ ∗full rot180(w)", trace.delta_out, eq.delta_out || "", {class: "right"}),
+      fig("delta_out", m("\\delta^{l-1} = \\delta^{l} \\ast_{\\text{full}} \\operatorname{rot180}(w)"), trace.delta_out,
+        m("\\delta^{l-1} = \\bigl(\\delta^{l} \\ast_{\\text{full}} \\operatorname{rot180}(w^{l})\\bigr) \\odot \\sigma'(z^{l-1})"),
+        {class: "right"}),
       wrong),
     el("div", {class: "trace-row"},
-      fig("input aˡ⁻¹", trace.input, "stride " + trace.stride + ", padding " + trace.padding),
-      fig("∂C/∂w = aˡ⁻¹ ⋆ δˡ", trace.weight_gradient, "the weight gradient: no rotation here")));
+      fig("input", ["input ", m("a^{l-1}")], trace.input, "stride " + trace.stride + ", padding " + trace.padding),
+      fig("weight_gradient", m("\\frac{\\partial C}{\\partial w^{l}} = a^{l-1} \\star \\delta^{l}"), trace.weight_gradient,
+        "the weight gradient: no rotation here")));
 };

@@ -1,5 +1,8 @@
 /* Submit: a template (or a cloned job's spec) in a generated form and a JSON editor kept in
- * sync; the post answers 422 with field paths, shown next to the field each one names. */
+ * sync; the post answers 422 with field paths, shown next to the field each one names.
+ * The form is a builder: vocabularies are drop-downs, layers can be added, moved and removed,
+ * and the model summary (the server's, computed by the validator's code) follows every change,
+ * with the layer whose shape does not fit marked. */
 "use strict";
 
 (function () {
@@ -11,6 +14,9 @@
   const errorList = document.getElementById("errors");
   const templates = JSON.parse(main.dataset.templates || "[]");
   const initial = main.dataset.initial ? JSON.parse(main.dataset.initial) : null;
+  const choices = JSON.parse(main.dataset.choices || "{}");
+  const summaryBox = document.getElementById("summary");
+  const summaryStatus = document.getElementById("summary-status");
   let current = null;       // the spec (or array of specs) being edited; null while the JSON does not parse
 
   // --- paths as the API names them: model.layers[0].kernel, [1].gradcheck.rotate_kernels -----------
@@ -36,11 +42,29 @@
   }
 
   // --- the form, generated from the spec -----------------------------------------------------------
+  /** The drop-down values of a field, by its path ([{value, label}]), or null for free input. */
+  function choicesFor(path) {
+    const list = (xs) => (xs || []).map((v) => (typeof v === "string" ? {value: v, label: v} : v));
+    if (/^(\[\d+\]\.)?type$/.test(path)) return list(choices.job_type);
+    if (/layers\[\d+\]\.type$/.test(path)) return list(choices.layer_type);
+    if (/\.activation$/.test(path)) return list(choices.activation);
+    if (/model\.loss$/.test(path)) return list(choices.loss);
+    if (/optimizer\.type$/.test(path)) return list(choices.optimizer);
+    if (/train\.dtype$/.test(path)) return list(choices.dtype);
+    if (/data\.dataset$/.test(path)) return list(choices.dataset);
+    return null;
+  }
   let fieldCount = 0;
   function scalarField(path, key, value) {
     const id = "f" + fieldCount++;
     let input;
-    if (typeof value === "boolean") {
+    const options = typeof value === "string" ? choicesFor(path) : null;
+    if (options) {
+      // A value outside the list (a typo in the JSON, a dataset of another user) stays visible, and invalid.
+      const all = options.some((o) => o.value === value) ? options : [{value, label: value + " (unknown)"}, ...options];
+      input = el("select", {id, dataset: {path, kind: "choice"}},
+        all.map((o) => el("option", {value: o.value, selected: o.value === value}, o.label)));
+    } else if (typeof value === "boolean") {
       input = el("input", {type: "checkbox", id, checked: value, dataset: {path, kind: "boolean"}});
     } else if (Array.isArray(value)) {
       const kind = value.length && value.every((v) => typeof v === "number") ? "numbers" : "strings";
@@ -53,12 +77,30 @@
     return el("div", {class: "field" + (typeof value === "boolean" ? " check" : ""), dataset: {field: path}},
       el("label", {for: id}, String(key)), input);
   }
+  const isLayers = (path) => /(^|\.)model\.layers$/.test(path);
+  function layerTools(path, i, count) {
+    const tool = (action, text, label, disabled) =>
+      el("button", {type: "button", class: "tool", dataset: {action, list: path, index: String(i)},
+                    "aria-label": label + " layer " + i, title: label, disabled}, text);
+    return el("span", {class: "layer-tools"}, tool("up", "↑", "move up", i === 0),
+      tool("down", "↓", "move down", i === count - 1), tool("remove", "✕", "remove", count === 1));
+  }
+  function addLayerControl(path) {
+    const id = "f" + fieldCount++;
+    return el("div", {class: "add-layer"},
+      el("label", {for: id}, "New layer"),
+      el("select", {id, class: "new-layer-type"}, (choices.layer_type || []).map((t) => el("option", {value: t}, t))),
+      el("button", {type: "button", class: "tool", dataset: {action: "add", list: path}}, "Add layer"));
+  }
   function build(value, path, key) {
     if (Array.isArray(value) && value.some((v) => v !== null && typeof v === "object")) {
-      return value.map((item, i) => {
+      const items = value.map((item, i) => {
         const label = (path ? key + "[" + i + "]" : "spec " + (i + 1)) + (item && item.type ? " · " + item.type : "");
-        return el("fieldset", {dataset: {field: join(path, i)}}, el("legend", {}, label), build(item, join(path, i), i));
+        return el("fieldset", {dataset: {field: join(path, i)}, class: isLayers(path) ? "layer" : null},
+          el("legend", {}, label, isLayers(path) ? layerTools(path, i, value.length) : null),
+          build(item, join(path, i), i));
       });
+      return isLayers(path) ? [...items, addLayerControl(path)] : items;
     }
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
       return Object.entries(value).map(([k, v]) => {
@@ -80,6 +122,7 @@
     const raw = input.value.trim();
     const asNumber = (s) => (s !== "" && !Number.isNaN(Number(s)) ? Number(s) : s);
     switch (input.dataset.kind) {
+      case "choice": return input.value;
       case "boolean": return input.checked;
       case "number": return asNumber(raw);
       case "numbers": return raw ? raw.split(",").map((s) => asNumber(s.trim())) : [];
@@ -87,12 +130,124 @@
       default: return input.value;
     }
   }
-  formBox.addEventListener("input", (e) => {
-    if (!e.target.dataset.path || current === null) return;
-    setAt(current, e.target.dataset.path, readInput(e.target));
+  function getAt(root, path) {
+    return tokens(path).reduce((node, k) => (node === null || node === undefined ? node : node[k]), root);
+  }
+  /** After a change of the spec's structure: the JSON, the form and the summary follow. */
+  function restructured() {
     editor.value = JSON.stringify(current, null, 2);
-    clearErrorFor(e.target.dataset.path);
+    renderForm();
+    scheduleSummary();
+  }
+  formBox.addEventListener("input", (e) => {
+    const path = e.target.dataset.path;
+    if (!path || current === null) return;
+    const value = readInput(e.target);
+    const clone = (x) => JSON.parse(JSON.stringify(x));
+    if (/layers\[\d+\]\.type$/.test(path) && choices.layer_defaults && choices.layer_defaults[value]) {
+      // Another type of layer has other fields: start it from valid values, keeping its activation.
+      const layerPath = path.slice(0, -".type".length);
+      const old = getAt(current, layerPath) || {};
+      const layer = clone(choices.layer_defaults[value]);
+      if ("activation" in layer && old.activation) layer.activation = old.activation;
+      setAt(current, layerPath, layer);
+      restructured();
+      return;
+    }
+    if (/optimizer\.type$/.test(path) && choices.optimizer_defaults && choices.optimizer_defaults[value]) {
+      setAt(current, path.slice(0, -".type".length), clone(choices.optimizer_defaults[value]));
+      restructured();
+      return;
+    }
+    setAt(current, path, value);
+    editor.value = JSON.stringify(current, null, 2);
+    clearErrorFor(path);
+    scheduleSummary();
   });
+  formBox.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action]");
+    if (!button || current === null) return;
+    const layers = getAt(current, button.dataset.list);
+    if (!Array.isArray(layers)) return;
+    const i = Number(button.dataset.index);
+    const action = button.dataset.action;
+    if (action === "up" && i > 0) layers.splice(i - 1, 0, ...layers.splice(i, 1));
+    else if (action === "down" && i < layers.length - 1) layers.splice(i + 1, 0, ...layers.splice(i, 1));
+    else if (action === "remove" && layers.length > 1) layers.splice(i, 1);
+    else if (action === "add") {
+      const type = button.parentElement.querySelector(".new-layer-type").value;
+      const layer = JSON.parse(JSON.stringify((choices.layer_defaults || {})[type] || {type}));
+      // The output layer stays last: a new layer goes before it.
+      const last = layers[layers.length - 1];
+      const at = last && last.type === "dense" && type !== "dense" ? layers.length - 1 : layers.length;
+      layers.splice(at, 0, layer);
+    } else return;
+    restructured();
+  });
+
+  // --- the model summary, as you type ---------------------------------------------------------------
+  let summaryTimer = null;
+  let summarySeq = 0;
+  function scheduleSummary() {
+    clearTimeout(summaryTimer);
+    summaryTimer = setTimeout(refreshSummary, 250);
+  }
+  const fmtInt = (v) => (v === null || v === undefined ? "–" : v.toLocaleString("en-US"));
+  const fmtShape = (s) => (s ? s.join("×") : "–");
+  function fmtBytes(n) {
+    if (n === null || n === undefined) return "–";
+    const units = ["B", "KiB", "MiB", "GiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+  }
+  async function refreshSummary() {
+    const spec = Array.isArray(current) ? current[0] : current;
+    if (spec === null || spec === undefined) {
+      summaryStatus.textContent = "Fix the JSON to see the summary.";
+      return;
+    }
+    const seq = ++summarySeq;
+    const {status: code, body} = await convlab.postJSON(main.dataset.summary, spec);
+    if (seq !== summarySeq) return;         // an answer to an older edit
+    if (code !== 200 || !body) {
+      summaryStatus.textContent = "No summary (HTTP " + code + ").";
+      return;
+    }
+    renderSummary(body, Array.isArray(current));
+  }
+  function renderSummary(s, batch) {
+    formBox.querySelectorAll("fieldset.layer.bad").forEach((f) => f.classList.remove("bad"));
+    const head = el("tr", {}, ["#", "layer", "output", "parameters", "mult-adds", "memory / batch"]
+      .map((h) => el("th", {scope: "col"}, h)));
+    const rows = [el("tr", {}, el("td"), el("td", {}, "input"), el("td", {}, fmtShape(s.input_shape)),
+      el("td"), el("td"), el("td"))];
+    for (const r of s.layers) {
+      const bad = r.errors.length > 0;
+      rows.push(el("tr", {class: bad ? "bad" : null, dataset: {layer: String(r.index)}, "aria-invalid": bad ? "true" : null},
+        el("td", {}, String(r.index)),
+        el("td", {}, r.type || "?", bad ? r.errors.map((e) => el("div", {class: "field-error"}, e.message)) : null),
+        el("td", {}, fmtShape(r.output_shape)), el("td", {class: "num"}, fmtInt(r.parameters)),
+        el("td", {class: "num"}, fmtInt(r.multiply_adds)), el("td", {class: "num"}, fmtBytes(r.memory_bytes))));
+      const fieldset = formBox.querySelector('fieldset.layer[data-field="' + CSS.escape(r.path) + '"]');
+      if (bad && fieldset) fieldset.classList.add("bad");
+    }
+    const t = s.totals;
+    rows.push(el("tr", {class: "total"}, el("td"), el("td", {}, t.complete ? "total" : "total (incomplete)"), el("td"),
+      el("td", {class: "num"}, fmtInt(t.parameters)), el("td", {class: "num"}, fmtInt(t.multiply_adds)),
+      el("td", {class: "num"}, fmtBytes(t.memory_bytes))));
+    rows.push(el("tr", {class: "limits muted"}, el("td"), el("td", {}, "limits"), el("td"),
+      el("td", {class: "num"}, fmtInt(s.limits.max_parameters)), el("td"),
+      el("td", {class: "num"}, fmtBytes(s.limits.max_batch_memory_bytes))));
+    summaryBox.replaceChildren(el("table", {class: "summary"}, el("thead", {}, head), el("tbody", {}, rows)));
+    const run = (s.batch_size ? "batch of " + s.batch_size : "per sample") + ", " + s.dtype;
+    const others = s.errors.filter((e) => !/^model\.layers\[\d+\]/.test(e.path));
+    summaryStatus.replaceChildren(
+      (s.valid ? "Valid. " : s.errors.length + " problem(s). ") + "Mult-adds per sample; memory for one " + run +
+      " (the total adds 4 copies of the parameters)." + (batch ? " The first spec of the batch." : ""),
+      ...(others.length ? [el("ul", {class: "errors"}, others.map((e) =>
+        el("li", {}, e.path ? el("code", {}, e.path) : null, e.path ? ": " : "", e.message)))] : []));
+  }
 
   // --- the JSON editor ------------------------------------------------------------------------------
   function load(spec) {
@@ -101,6 +256,7 @@
     status.textContent = "";
     clearErrors();
     renderForm();
+    scheduleSummary();
   }
   let typing = null;
   editor.addEventListener("input", () => {
@@ -110,6 +266,7 @@
         current = JSON.parse(editor.value);
         status.textContent = "";
         editor.removeAttribute("aria-invalid");
+        scheduleSummary();
       } catch (err) {
         current = null;
         status.textContent = "JSON syntax error: " + err.message;
