@@ -3,15 +3,10 @@ service and a real worker: build a model from a single output layer with drop-do
 buttons, watch the summary follow, see an impossible kernel flagged on its layer, then submit it."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.cluster import Cluster
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, Watch, shot, sign_in
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
+from tests.browser import chromium, embedded_cluster, expect
+from tests.test_dashboard_browser import Watch, shot, sign_in
 
 pytestmark = pytest.mark.processes
 
@@ -19,26 +14,15 @@ pytestmark = pytest.mark.processes
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """The API under gunicorn and one worker on an embedded SQLite database and broker."""
-    home = tmp_path_factory.mktemp("builder-home")
-    c = Cluster(home, f"sqlite:///{home / 'convlab.db'}")
-    try:
-        c.start(workers=1)
+    with embedded_cluster(tmp_path_factory.mktemp("builder-home"), workers=1) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, headless (never a downloaded browser)."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
