@@ -108,6 +108,9 @@ OPERATIONS: dict[str, dict] = {
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("DatasetUpload")}}},
         "responses": {"201": {**_json("the stored dataset", ref("Dataset")), "headers": _REPLAYED},
                       **_KEY_ERRORS, "413": _error("file too large"), "415": _error("not multipart/form-data")}},
+    "api.tokens.list_tokens": {"responses": {"200": _json("the tokens", ref("TokenList"))}},
+    "api.tokens.revoke_token": {"responses": {"200": _json("the revoked token", ref("TokenRevoked")),
+                                              "404": _error("no such token, or not yours")}},
     "api.list_workers": {"responses": {"200": _json("live workers", ref("Workers"))}},
     "api.openapi": {"responses": {"200": _json("this document", {"type": "object"})}},
     "health.healthz": {"security": [], "responses": {

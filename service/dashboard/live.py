@@ -96,7 +96,7 @@ def jobs_page(filters: dict[str, Any]) -> dict[str, Any]:
                                   tag=filters["tag"], search=filters["search"], limit=PAGE_SIZE, offset=offset)
     positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"])
     rows = [job_summary(j, positions.get(j["id"])) for j in jobs]
-    workers = store.live_workers(ext.store, ext.settings.worker_alive_s)
+    workers = store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)
     return {"jobs": rows, "total": total, "offset": offset, "page_size": PAGE_SIZE,
             "filters": filters, "workers_alive": len(workers)}
 
@@ -111,7 +111,7 @@ def jobs_json():
 def workers_json():
     """Live workers with their heartbeat age and current job."""
     ext = convlab()
-    return {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s)}, 200, \
+    return {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)}, 200, \
         {"Cache-Control": "no-store"}
 
 
