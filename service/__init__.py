@@ -48,9 +48,10 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
         dataset_limits=dataset_limits(settings),
     )
 
-    from . import api, errors, health, metrics, outage
+    from . import api, errors, health, metrics, outage, params
     outage.init_app(app, app.extensions[EXTENSION_KEY].store.engine)
     errors.init_app(app)
+    app.url_value_preprocessor(params.no_such_url_value)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)

@@ -17,6 +17,7 @@ from engine.spec import JOB_TYPES
 
 from ..extension import convlab
 from ..outage import RETRY_AFTER_S, database_state, is_unavailable
+from ..params import unstorable
 from ..schemas import error_json
 from . import bp
 from .present import job_summary
@@ -73,6 +74,12 @@ def job_state(db: store.Store, job: dict[str, Any]) -> dict[str, Any]:
     return {**job_summary(job, position), "result": job["result"], "error": job["error"]}
 
 
+def _storable(text: str) -> str:
+    """``text`` without the characters no database can compare (NUL, lone surrogates): dropped, like
+    every other unusable filter value here."""
+    return "".join(c for c in text if not unstorable(c))
+
+
 def job_filters(args) -> dict[str, Any]:
     """The jobs table's filters from a query string; unknown values are dropped, not errors."""
     status = args.get("status") or None
@@ -83,8 +90,8 @@ def job_filters(args) -> dict[str, Any]:
         page = 1
     return {"status": status if status in store.STATUSES else None,
             "type": job_type if job_type in JOB_TYPES else None,
-            "tag": (args.get("tag") or "").strip()[:64] or None,
-            "search": (args.get("search") or "").strip()[:200] or None,
+            "tag": _storable(args.get("tag") or "").strip()[:64] or None,
+            "search": _storable(args.get("search") or "").strip()[:200] or None,
             "page": page}
 
 

@@ -13,6 +13,7 @@ from engine.spec import SpecError
 
 from ..errors import ApiError
 from ..idempotency import canonical_json, once
+from ..params import parse_json
 from ..schemas import job_json
 from ..submission import enqueue, validate
 from . import bp
@@ -73,9 +74,9 @@ def submit():
     stored in one transaction; an ``Idempotency-Key`` makes a retry (a double
     click) return the first answer.
     """
-    body = request.get_json(silent=True)
-    if body is None:
+    if not request.is_json:
         raise ApiError(400, "the body must be JSON (a job spec, or an array of them)", code="malformed_json")
+    body = parse_json(request.get_data(cache=False))
     specs = _specs(body)
 
     def create(idempotency):
