@@ -13,6 +13,7 @@ from convlab.limits import dataset_limits, job_limits
 from store import Store
 
 from .extension import EXTENSION_KEY, CeleryPublisher, Convlab, Publisher
+from .memory_budget import MemoryBudget
 
 # A page may only load what its own origin serves; the dashboard may widen this in app.config.
 DEFAULT_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
@@ -46,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
         publish=publish or CeleryPublisher(settings),
         limits=job_limits(settings),
         dataset_limits=dataset_limits(settings),
+        upload_memory=MemoryBudget(settings.upload_memory_bytes),
     )
 
     from . import api, errors, health, metrics, outage, params
