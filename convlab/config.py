@@ -39,8 +39,8 @@ class Settings:
     broker_url: str
     secret_key: str
     limit_overrides: dict[str, str] = field(default_factory=dict)  # CONVLAB_LIMIT_<NAME>: engine.spec.Limits
-    max_dataset_bytes: int | None = None         # an upload's file and its arrays decompressed; None: 4 × max_request_bytes
-    upload_memory_bytes: int = 2**30             # what uploads being checked may hold at once, per API process (more: 503)
+    max_dataset_bytes: int | None = None         # an upload and its arrays decompressed; None: 4 × max_request_bytes
+    upload_memory_bytes: int = 2**30             # what uploads being checked hold at once, per API process (more: 503)
     max_request_bytes: int = 16 * 2**20          # request bodies above this get 413 (dataset uploads included)
     max_attempts: int = 3                        # runs of one job before a lost worker fails it
     heartbeat_s: float = 2.0                     # how often a running job's worker reports
