@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from flask import request
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from .errors import ApiError
 
@@ -80,6 +80,21 @@ def check_json_value(body: Any) -> None:
         raise ApiError(422, f"invalid values in the body ({len(details)} problem(s))", details, code="invalid_value")
 
 
+def request_body() -> bytes:
+    """The request's body, ``413`` if it is over ``MAX_CONTENT_LENGTH`` whether or not it declares a length.
+
+    A declared length over the limit is refused before reading.  A chunked body (no length; gunicorn
+    marks it ``wsgi.input_terminated``) is read through werkzeug's stream capped at the limit, which
+    can stop exactly at the limit and hand back a silently cut body: one that fills the cap is
+    refused, since what follows it was never read.
+    """
+    data = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
+    return data
+
+
 def parse_json(raw: bytes) -> Any:
     """A request body as JSON, strictly: 400 ``malformed_json`` for bad JSON (NaN and Infinity included)
     or nesting too deep, 422 ``invalid_value`` for values no store can hold (:func:`check_json_value`)."""
@@ -106,7 +121,7 @@ def json_object() -> dict[str, Any]:
     """
     if not request.is_json:
         raise ApiError(415, f"expected Content-Type application/json, got {request.mimetype or 'none'!r}")
-    body = parse_json(request.get_data(cache=False))
+    body = parse_json(request_body())
     if not isinstance(body, dict):
         raise ApiError(400, f"the body must be a JSON object, not {type(body).__name__}", code="not_an_object")
     return body

@@ -116,3 +116,29 @@ def test_api_revoke_by_an_admin(cluster):
                            timeout=10)
     assert resp.status_code == 200 and resp.json()["token"]["state"] == "revoked"
     assert api_status(cluster, token) == 401 and copied_cookie_works(cluster, cookies) == 401
+
+
+def test_the_real_server_answers_413_to_a_chunked_body_over_the_limit(cluster):
+    """gunicorn hands Flask a chunked body without a length (``wsgi.input_terminated``): the limit
+    must still stop it, not let it through or read it all."""
+    token = cluster.token("erin")
+    limit = 16 * 2**20
+    body = b'{"name": "' + b"x" * (limit + 1024) + b'"}'
+
+    def chunks():
+        for i in range(0, len(body), 2**20):
+            yield body[i:i + 2**20]
+    resp = requests.post(f"{cluster.url}{API}/jobs", data=chunks(), timeout=60,
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert resp.request.headers.get("Transfer-Encoding") == "chunked"
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "payload_too_large", resp.text[:300]
+    # The same for an upload (the multipart parser reads the capped stream).
+    boundary = "b0undary"
+    upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.npz\"\r\n"
+              "Content-Type: application/octet-stream\r\n\r\n").encode() + b"\0" * (limit + 1024) + \
+        f"\r\n--{boundary}--\r\n".encode()
+    body = upload
+    resp = requests.post(f"{cluster.url}{API}/datasets", data=chunks(), timeout=60,
+                         headers={"Authorization": f"Bearer {token}",
+                                  "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert resp.status_code == 413, resp.text[:300]

@@ -13,7 +13,7 @@ from engine.spec import SpecError
 
 from ..errors import ApiError
 from ..idempotency import canonical_json, once
-from ..params import parse_json
+from ..params import parse_json, request_body
 from ..schemas import job_json
 from ..submission import enqueue, validate
 from . import bp
@@ -76,7 +76,7 @@ def submit():
     """
     if not request.is_json:
         raise ApiError(400, "the body must be JSON (a job spec, or an array of them)", code="malformed_json")
-    body = parse_json(request.get_data(cache=False))
+    body = parse_json(request_body())
     specs = _specs(body)
 
     def create(idempotency):
