@@ -163,3 +163,10 @@ def test_bad_input_is_a_4xx_with_a_path(case, client, headers, job_id, browser, 
     if detail_path is not None:
         paths = [d["path"] for d in answer["error"]["details"]]
         assert detail_path in paths, answer
+
+
+@pytest.mark.parametrize("path", ["/gradcheck?ids=a%00b", "/compare?ids=a%00b,c", "/submit?from=a%00b",
+                                  "/jobs/JOB/series.json?names=loss%00", "/jobs/a%00b", "/jobs/a%00b/series.json"])
+def test_dashboard_query_strings_with_nul_are_never_500(path, client, job_id, browser):
+    resp = client.get(path.replace("JOB", job_id), headers={"Accept": "application/json"})
+    assert resp.status_code in (200, 404), (resp.status_code, resp.get_data(as_text=True)[:300])

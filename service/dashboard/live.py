@@ -61,8 +61,9 @@ def init_live(app) -> None:
 
 
 def visible_job(job_id: str) -> dict[str, Any]:
-    """The job if the signed-in user may see it (their own; admins: any), else 404."""
-    job = store.get_job(convlab().store, job_id, g.user)
+    """The job if the signed-in user may see it (their own; admins: any), else 404 (also for an id
+    from a query string that no database could hold: it names nothing)."""
+    job = None if unstorable(job_id) else store.get_job(convlab().store, job_id, g.user)
     if job is None:
         abort(404)
     return job
@@ -134,7 +135,7 @@ def _max_points() -> int:
 def series_json(job_id: str):
     """The job's metric series, min/max-downsampled to ``max_points`` (spikes stay visible)."""
     visible_job(job_id)
-    names = [n for n in request.args.get("names", "").split(",") if n] or None
+    names = [n for n in _storable(request.args.get("names", "")).split(",") if n] or None
     return {"series": store.get_metrics(convlab().store, job_id, names, _max_points())}
 
 
