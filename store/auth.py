@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, false, or_, select, update
 
 from .db import Store, upsert_insert
 from .models import ApiToken, User, WebSession, iso, utcnow
@@ -147,7 +147,8 @@ def revoke_tokens(store: Store, which: str | int, viewer: UserInfo | None = None
     if isinstance(which, int):
         cond = ApiToken.id == which
     elif which.isdigit():
-        cond = ApiToken.id == int(which)
+        # An id past 32 bits names no token (and SQLite cannot compare one past 64 bits).
+        cond = ApiToken.id == int(which) if len(which) <= 10 else false()
     elif which.startswith(TOKEN_PREFIX):
         cond = ApiToken.prefix == which[:12]
     else:

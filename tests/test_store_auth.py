@@ -89,6 +89,7 @@ def test_revoke_by_prefix_or_user_name_and_only_ones_own_tokens(db):
     assert len(revoke_tokens(db, "erin")) == 2
     assert authenticate(db, erin_token) is None
     assert {t["user"] for t in list_tokens(db, viewer=dave)} == {"dave"}
+    assert revoke_tokens(db, "9" * 30) == []                  # an id no database column holds names nothing
 
 
 def test_rotate_token_replaces_the_previous_one(db):
