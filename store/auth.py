@@ -169,6 +169,9 @@ def start_session(store: Store, token_id: int) -> str:
     """A new dashboard session signed in with token ``token_id``; returns its id (for the cookie only)."""
     session_id = secrets.token_urlsafe(32)
     with store.session() as s:
+        # Sessions of expired tokens can never be used again; each sign-in clears them away.
+        s.execute(delete(WebSession).where(WebSession.token_id.in_(
+            select(ApiToken.id).where(ApiToken.expires_at.is_not(None), ApiToken.expires_at <= utcnow()))))
         s.add(WebSession(id_hash=hash_token(session_id), token_id=token_id))
     return session_id
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from store import UserInfo, authenticate, create_token, get_user
-from store.models import ApiToken, utcnow
+from store.models import ApiToken, WebSession, utcnow
 from tests.helpers import make_user
 
 
@@ -70,9 +70,13 @@ def test_revoked_and_expired_tokens_stop_at_once_and_end_their_sessions(db):
     assert authenticate(db, short) is None
     assert session_user(db, bob_session) is None
     assert {t["user"]: t["state"] for t in list_tokens(db)} == {"alice": "revoked", "bob": "expired"}
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(WebSession)) == 1         # bob's, dead but still there
 
     carol = make_user(db, "carol")
     carol_session = start_session(db, carol.token_id)
+    with db.session() as s:                                  # the next sign-in swept bob's away
+        assert list(s.scalars(select(WebSession.token_id))) == [carol.token_id]
     end_session(db, carol_session)
     assert session_user(db, carol_session) is None
 
