@@ -37,8 +37,12 @@ def _db(a):
 
 
 def _token(a):
-    from .processes import token_create
-    return token_create(a.name, a.admin)
+    from . import processes
+    if a.action == "create":
+        return processes.token_create(a.name, a.admin, a.expires_in)
+    if a.action == "list":
+        return processes.token_list()
+    return processes.token_revoke(a.name)
 
 
 def _submit(a):
@@ -64,6 +68,20 @@ def _cancel(a):
 def _summary(a):
     from .client import summary
     return summary(a.spec, a.api, a.json)
+
+
+def _duration(text: str):
+    """``30d``, ``12h``, ``90m``, ``3600s`` or ``2w`` as a timedelta (argparse reports a bad one)."""
+    from datetime import timedelta
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number and a unit s, m, h, d or w, "
+                                         "e.g. 30d or 12h")
+    try:
+        return timedelta(**{units[unit]: int(number)})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,10 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["upgrade"])
     s.set_defaults(func=_db)
 
-    s = sub.add_parser("token", help="API tokens")
-    s.add_argument("action", choices=["create"])
-    s.add_argument("name")
+    s = sub.add_parser("token", help="API tokens: create NAME, list, revoke ID|PREFIX|NAME")
+    s.add_argument("action", choices=["create", "list", "revoke"])
+    s.add_argument("name", nargs="?", help="create: the user; revoke: a token id, a token prefix (cl_...) "
+                                           "or a user name (all of that user's tokens)")
     s.add_argument("--admin", action="store_true")
+    s.add_argument("--expires-in", type=_duration, metavar="DURATION",
+                   help="create: the token stops working after this long, e.g. 30d, 12h, 90m")
     s.set_defaults(func=_token)
 
     s = sub.add_parser("run", help="run a job spec in this process (no service)")
@@ -132,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "token" and args.action in ("create", "revoke") and not args.name:
+        parser.error(f"token {args.action} needs a NAME")
     return args.func(args) or 0
 
 

@@ -39,7 +39,8 @@ class Settings:
     broker_url: str
     secret_key: str
     limit_overrides: dict[str, str] = field(default_factory=dict)  # CONVLAB_LIMIT_<NAME>: engine.spec.Limits
-    max_dataset_bytes: int | None = None         # an uploaded dataset's size; None: engine.datasets.DatasetLimits
+    max_dataset_bytes: int | None = None         # an upload and its arrays decompressed; None: 4 × max_request_bytes
+    upload_memory_bytes: int = 2**30             # what uploads being checked hold at once, per API process (more: 503)
     max_request_bytes: int = 16 * 2**20          # request bodies above this get 413 (dataset uploads included)
     max_attempts: int = 3                        # runs of one job before a lost worker fails it
     heartbeat_s: float = 2.0                     # how often a running job's worker reports
@@ -132,8 +133,10 @@ def _home_secret(home: Path) -> str:
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_urlsafe(48))
-        os.chmod(tmp, 0o600)
+        # Created 0600, not chmod-ed after writing: the key is never readable by others, not even briefly.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
         try:
             os.link(tmp, path)          # atomic and exclusive: the first process to get here wins
         except FileExistsError:

@@ -30,6 +30,7 @@ STOP_GRACE_S = 30          # a running job stops at its next batch and goes back
 RESTART_BACKOFF_S = 5
 LOOP_S = 0.1               # how often the supervisor looks at its children and at a stop request
 PR_SET_PDEATHSIG = 1       # <linux/prctl.h>
+UP_TOKEN_LABEL = "convlab up"
 
 
 def _die_with(parent: int):
@@ -100,7 +101,8 @@ def up(host: str, port: int, workers: int) -> int:
     settings.home.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     st = store.Store.from_url(settings.database_url)
-    token = store.create_token(st, "admin", admin=True)
+    # Rotated: each start replaces the previous start's token (its sessions end), so tokens do not pile up.
+    token = store.rotate_token(st, "admin", label=UP_TOKEN_LABEL)
     st.dispose()
 
     env = dict(os.environ, CONVLAB_HOME=str(settings.home), CONVLAB_SECRET_KEY=settings.secret_key)
@@ -124,7 +126,7 @@ def up(host: str, port: int, workers: int) -> int:
             return 0
         print(f"\nconvlab is up: {url}/  (API {url}/api/v1, {workers} worker(s), home {settings.home})",
               flush=True)
-        print(f"admin token (shown once): {token}\n", flush=True)
+        print(f"admin token (shown once): {token}\n(a new one replaces it on the next start)\n", flush=True)
         restarts = [0.0] * workers
         while not stopping:
             if api.poll() is not None:

@@ -41,9 +41,16 @@ def limits_from_overrides(overrides: Mapping[str, str]) -> Limits:
     return Limits.from_mapping(values)
 
 
+# An upload decompresses to at most this many times the request limit, unless CONVLAB_MAX_DATASET_BYTES
+# says otherwise: the same order as what a client may send, not the engine's general 200 MiB.
+DATASET_BYTES_PER_REQUEST_BYTE = 4
+
+
 def dataset_limits(settings: Settings) -> DatasetLimits:
-    """The uploaded-dataset limits: ``DatasetLimits`` with ``CONVLAB_MAX_DATASET_BYTES`` applied."""
-    limits = DatasetLimits()
-    if settings.max_dataset_bytes is not None:
-        limits = dataclasses.replace(limits, max_bytes=settings.max_dataset_bytes)
-    return limits
+    """The uploaded-dataset limits: ``DatasetLimits`` whose ``max_bytes`` (the file, and its arrays
+    decompressed, from the zip directory) is ``CONVLAB_MAX_DATASET_BYTES``, by default
+    :data:`DATASET_BYTES_PER_REQUEST_BYTE` × ``CONVLAB_MAX_REQUEST_BYTES``."""
+    max_bytes = settings.max_dataset_bytes
+    if max_bytes is None:
+        max_bytes = DATASET_BYTES_PER_REQUEST_BYTE * settings.max_request_bytes
+    return dataclasses.replace(DatasetLimits(), max_bytes=max_bytes)

@@ -1,4 +1,4 @@
-"""``convlab serve``, ``convlab worker``, ``convlab db upgrade``, ``convlab token create``:
+"""``convlab serve``, ``convlab worker``, ``convlab db upgrade``, ``convlab token create|list|revoke``:
 the parts one by one, as docker-compose runs them."""
 from __future__ import annotations
 
@@ -86,17 +86,60 @@ def db_upgrade() -> int:
     return 0
 
 
-def token_create(name: str, admin: bool) -> int:
+def _token_store():
+    """The store of this deployment, migrated (idempotent; a fresh install has no tables yet)."""
     import store
     from migrations.runner import upgrade
     settings = Settings.from_env()
-    upgrade(settings.database_url)     # idempotent; a fresh install has no tables yet
-    st = store.Store.from_url(settings.database_url)
+    upgrade(settings.database_url)
+    return store.Store.from_url(settings.database_url)
+
+
+def token_create(name: str, admin: bool, expires_in=None) -> int:
+    """``convlab token create NAME [--admin] [--expires-in D]``: print a new token (shown once)."""
+    import store
+    st = _token_store()
     try:
-        print(store.create_token(st, name, admin=admin))
+        try:
+            print(store.create_token(st, name, admin=admin, expires_in=expires_in))
+        except ValueError as exc:
+            print(f"convlab token create: {exc}", file=sys.stderr)
+            return 2
     finally:
         st.dispose()
-    print(f"token for {name!r}{' (admin)' if admin else ''}: shown once, stored hashed", file=sys.stderr)
+    until = f", expires in {expires_in}" if expires_in else ""
+    print(f"token for {name!r}{' (admin)' if admin else ''}: shown once, stored hashed{until}", file=sys.stderr)
+    return 0
+
+
+def token_list() -> int:
+    """``convlab token list``: every token, one line each (never the token itself)."""
+    import store
+    st = _token_store()
+    try:
+        tokens = store.list_tokens(st)
+    finally:
+        st.dispose()
+    print(f"{'ID':>4}  {'USER':<16} {'PREFIX':<12} {'STATE':<8} {'EXPIRES':<20} {'LAST USED':<20} LABEL")
+    for t in tokens:
+        print(f"{t['id']:>4}  {t['user'][:16]:<16} {t['prefix']:<12} {t['state']:<8} "
+              f"{(t['expires_at'] or '-')[:19]:<20} {(t['last_used_at'] or '-')[:19]:<20} {t['label'] or ''}")
+    return 0
+
+
+def token_revoke(which: str) -> int:
+    """``convlab token revoke ID|PREFIX|NAME``: revoke at once; 1 if nothing matched."""
+    import store
+    st = _token_store()
+    try:
+        revoked = store.revoke_tokens(st, which)
+    finally:
+        st.dispose()
+    if not revoked:
+        print(f"convlab token revoke: no active token matches {which!r}", file=sys.stderr)
+        return 1
+    for t in revoked:
+        print(f"revoked token {t['id']} ({t['prefix']}..., user {t['user']})")
     return 0
 
 

@@ -18,6 +18,7 @@ attribute, resolved against the limits in force.  Standard library only.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -75,8 +76,14 @@ def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+# The largest integer a float holds (JSON integers are unbounded; an int beyond this has no float value).
+_FLOAT_MAX_INT = int(sys.float_info.max)
+
+
 def _is_number(x: Any) -> bool:
-    return (is_int(x) or isinstance(x, float)) and math.isfinite(x)
+    if is_int(x):
+        return -_FLOAT_MAX_INT <= x <= _FLOAT_MAX_INT
+    return isinstance(x, float) and math.isfinite(x)
 
 
 def _quote_list(values) -> str:
@@ -162,11 +169,11 @@ class Int(Field):
             errs.add(path, f"must be an integer, got {json_type(x)} {short_repr(x)}")
             return None
         if x < self.lo:
-            errs.add(path, f"must be at least {self.lo}, got {x}")
+            errs.add(path, f"must be at least {self.lo}, got {short_repr(x)}")
             return None
         if x > hi:
             suffix = f" ({self.hi})" if isinstance(self.hi, str) and self.cite_limit else ""
-            errs.add(path, f"{x} is over the limit of {hi}{suffix}")
+            errs.add(path, f"{short_repr(x)} is over the limit of {hi}{suffix}")
             return None
         return x
 
@@ -193,7 +200,7 @@ class Number(Field):
         low_bad = self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo)
         high_bad = self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi)
         if low_bad or high_bad:
-            errs.add(path, f"must be in {_interval(self.lo, self.lo_open, self.hi, self.hi_open)}, got {x}")
+            errs.add(path, f"must be in {_interval(self.lo, self.lo_open, self.hi, self.hi_open)}, got {short_repr(x)}")
             return None
         return float(x)
 

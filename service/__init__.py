@@ -13,6 +13,7 @@ from convlab.limits import dataset_limits, job_limits
 from store import Store
 
 from .extension import EXTENSION_KEY, CeleryPublisher, Convlab, Publisher
+from .memory_budget import MemoryBudget
 
 # A page may only load what its own origin serves; the dashboard may widen this in app.config.
 DEFAULT_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
@@ -46,11 +47,13 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
         publish=publish or CeleryPublisher(settings),
         limits=job_limits(settings),
         dataset_limits=dataset_limits(settings),
+        upload_memory=MemoryBudget(settings.upload_memory_bytes),
     )
 
-    from . import api, errors, health, metrics, outage
+    from . import api, errors, health, metrics, outage, params
     outage.init_app(app, app.extensions[EXTENSION_KEY].store.engine)
     errors.init_app(app)
+    app.url_value_preprocessor(params.no_such_url_value)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)

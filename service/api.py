@@ -2,11 +2,11 @@
 blueprints nested in it, and the small routes of its own (workers, OpenAPI document)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, g
 
 import store
 
-from . import datasets_api, events_api, jobs_api, predict_api, specs_api
+from . import datasets_api, events_api, jobs_api, predict_api, specs_api, tokens_api
 from .auth import require_token
 from .extension import API_PREFIX, convlab
 from .openapi import openapi_document
@@ -18,13 +18,15 @@ bp.register_blueprint(datasets_api.bp)
 bp.register_blueprint(predict_api.bp)
 bp.register_blueprint(specs_api.bp)
 bp.register_blueprint(events_api.bp)
+bp.register_blueprint(tokens_api.bp)
 
 
 @bp.get("/workers")
 def list_workers():
-    """Worker processes heard from recently, and the job each one runs (null when idle)."""
+    """Worker processes heard from recently, and the job each one runs (null when idle, and null when
+    it is another user's job, unless the caller is an admin: job ids are not shared between users)."""
     ext = convlab()
-    return {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s)}
+    return {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)}
 
 
 @bp.get("/openapi.json")

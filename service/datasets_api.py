@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, g, make_response, request, url_for
+from flask import Blueprint, current_app, g, make_response, request, url_for
 
 import store
-from engine.datasets import load_npz
+from engine.datasets import DatasetLimits, load_npz
 
 from .errors import ApiError
 from .extension import convlab
@@ -16,6 +16,7 @@ from .schemas import dataset_json
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 
 MAX_NAME_LENGTH = 200
+UPLOAD_RETRY_AFTER_S = 5
 
 
 def _name(filename: str | None) -> str:
@@ -57,6 +58,24 @@ def upload_dataset():
         raise ApiError(415, "expected multipart/form-data with a file field 'file', "
                             f"got {request.mimetype or 'none'!r}")
     ext = convlab()
+    cost = upload_cost(request.content_length, current_app.config["MAX_CONTENT_LENGTH"], ext.dataset_limits)
+    with ext.upload_memory.reserved(cost, lambda: ApiError(
+            503, "too many uploads are being checked at once: retry in a few seconds", code="busy",
+            headers={"Retry-After": str(UPLOAD_RETRY_AFTER_S)})):
+        return _upload(ext)
+
+
+def upload_cost(content_length: int | None, max_request: int | None, limits: DatasetLimits) -> int:
+    """The most memory checking one upload can take: its body twice (read, then copied into the
+    loader), its arrays decompressed (``max_bytes``, from the zip directory) and the images as
+    float64 (8 bytes per value, at most ``max_values`` of them and at most one per decompressed byte)."""
+    body = content_length if content_length is not None else (max_request or limits.max_bytes)
+    body = min(body, max_request or body)
+    return 2 * body + limits.max_bytes + 8 * min(limits.max_values, limits.max_bytes)
+
+
+def _upload(ext):
+    """The upload once its memory is reserved."""
     limits = ext.dataset_limits
     upload = request.files.get("file")      # a body over MAX_CONTENT_LENGTH raises 413 here
     if upload is None:

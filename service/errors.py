@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from flask import Flask, current_app, jsonify, request
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -26,6 +26,7 @@ CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_fo
          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
          415: "unsupported_media_type", 422: "unprocessable", 429: "too_many_requests",
          500: "internal_error", 503: "unavailable"}
+# (503 "busy": the API's upload memory budget is full, service.datasets_api)
 
 
 class ApiError(Exception):
@@ -61,8 +62,9 @@ def _api_error(e: ApiError):
 
 
 def _http_error(e: HTTPException):
-    """Werkzeug's HTTP errors (404, 405, 413, a bad multipart body...) in the API's shape."""
-    if not is_api_request() or e.code is None:
+    """Werkzeug's HTTP errors (404, 405, 413, a bad multipart body...) in the API's shape (also for the
+    dashboard's JSON posts: their scripts read the error body)."""
+    if not (is_api_request() or request.is_json) or e.code is None:
         return e
     headers = {}
     message = e.description or e.name
@@ -97,7 +99,13 @@ def _unexpected(e: Exception):
 
 
 def _database_error(e: Exception):
-    """An unreachable database is 503 with ``Retry-After`` (logged once per outage); other database errors 500."""
+    """An unreachable database is 503 with ``Retry-After`` (logged once per outage); a value the database
+    refused (``DataError``: input checks are meant to stop these first, see ``service.params``) is 422;
+    other database errors 500."""
+    if isinstance(e, DataError):
+        current_app.logger.warning("the database refused a value in %s %s: %s", request.method, request.path,
+                                   str(e.orig)[:200])
+        return error_response(422, "invalid_value", "a value of the request cannot be stored")
     if not outage.is_unavailable(e):
         return _unexpected(e)
     outage.database_state().failed(e)

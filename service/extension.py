@@ -12,6 +12,8 @@ from engine.datasets import DatasetLimits
 from engine.spec import Limits
 from store import Store
 
+from .memory_budget import MemoryBudget
+
 EXTENSION_KEY = "convlab"
 API_PREFIX = "/api/v1"
 
@@ -55,6 +57,7 @@ class Convlab:
     publish: Publisher
     limits: Limits                  # job specs (built once from the settings' overrides)
     dataset_limits: DatasetLimits   # uploaded datasets
+    upload_memory: MemoryBudget     # bytes that uploads being checked may hold at once in this process
 
 
 def convlab() -> Convlab:

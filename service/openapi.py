@@ -7,11 +7,14 @@ description is the view's docstring, its request and responses come from
 """
 from __future__ import annotations
 
+import importlib.resources
 import inspect
+import json
 import re
 from importlib import metadata
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from engine.spec import JOB_TYPES
 from store import STATUSES
@@ -20,6 +23,7 @@ from . import idempotency, jobs_api
 from .extension import API_PREFIX, EXTENSION_KEY
 from .schemas import component_schemas, ref
 
+EXAMPLES = importlib.resources.files("convlab") / "examples"   # the dashboard's templates: valid specs
 OUTSIDE_PREFIX = ("/healthz", "/metrics")       # documented routes outside /api/v1
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -61,7 +65,8 @@ _CANCELLED = _json("the job", {"type": "object", "properties": {"job": ref("Job"
 OPERATIONS: dict[str, dict] = {
     "api.jobs.submit_job": {
         "parameters": [_IDEMPOTENCY_KEY],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("JobSpec")}}},
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": ref("JobSpec"), "example": json.loads((EXAMPLES / "cnn-digits.json").read_text())}}},
         "responses": {"201": {**_json("the queued job", ref("Job")),
                               "headers": {"Location": {"schema": {"type": "string"}}, **_REPLAYED}},
                       **_KEY_ERRORS, "413": _error("body too large"), "415": _error("not application/json")}},
@@ -120,6 +125,9 @@ OPERATIONS: dict[str, dict] = {
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("DatasetUpload")}}},
         "responses": {"201": {**_json("the stored dataset", ref("Dataset")), "headers": _REPLAYED},
                       **_KEY_ERRORS, "413": _error("file too large"), "415": _error("not multipart/form-data")}},
+    "api.tokens.list_tokens": {"responses": {"200": _json("the tokens", ref("TokenList"))}},
+    "api.tokens.revoke_token": {"responses": {"200": _json("the revoked token", ref("TokenRevoked")),
+                                              "404": _error("no such token, or not yours")}},
     "api.list_workers": {"responses": {"200": _json("live workers", ref("Workers"))}},
     "api.openapi": {"responses": {"200": _json("this document", {"type": "object"})}},
     "health.healthz": {"security": [], "responses": {
@@ -131,6 +139,27 @@ OPERATIONS: dict[str, dict] = {
 }
 
 
+# OpenAPI links: which call's answer gives the id another call takes, so that a client (or a fuzzer,
+# tests/test_fuzz.py) can follow a created job or dataset to the calls that take its id.
+_JOB_ID = {"job_id": "$response.body#/id"}
+LINKS: dict[tuple[str, str], dict[str, dict]] = {
+    ("api.jobs.submit_job", "201"): {
+        "GetJob": {"operationId": "api_jobs_get_job", "parameters": _JOB_ID},
+        "GetJobMetrics": {"operationId": "api_jobs_job_metrics", "parameters": _JOB_ID},
+        "CancelJob": {"operationId": "api_jobs_cancel_job", "parameters": _JOB_ID},
+        "GetJobWeights": {"operationId": "api_jobs_job_weights", "parameters": _JOB_ID},
+        "PredictWithJob": {"operationId": "api_predict_predict_job", "parameters": _JOB_ID},
+    },
+    ("api.jobs.get_job", "200"): {
+        "GetJobMetrics": {"operationId": "api_jobs_job_metrics", "parameters": _JOB_ID},
+        "CancelJob": {"operationId": "api_jobs_cancel_job", "parameters": _JOB_ID},
+    },
+    ("api.datasets.upload_dataset", "201"): {
+        "GetDataset": {"operationId": "api_datasets_get_dataset", "parameters": {"dataset_id": "$response.body#/id"}},
+    },
+}
+
+
 def _version() -> str:
     """The installed package's version."""
     try:
@@ -139,19 +168,30 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _operation(app: Flask, endpoint: str, path: str, arguments) -> dict:
+def _path_schema(converter) -> dict:
+    """A path parameter's schema from its URL converter: ``<int:x>`` is a non-negative integer."""
+    if isinstance(converter, IntegerConverter):
+        return {"type": "integer", "minimum": 0, **({"maximum": converter.max} if converter.max is not None else {})}
+    return {"type": "string", "minLength": 1}
+
+
+def _operation(app: Flask, endpoint: str, path: str, arguments, converters: dict) -> dict:
     """The operation object of one route."""
     doc = inspect.getdoc(app.view_functions[endpoint]) or ""
     spec = OPERATIONS.get(endpoint, {})
     op: dict = {"operationId": endpoint.replace(".", "_"), "summary": " ".join(doc.split("\n\n", 1)[0].split()),
                 "description": doc, "tags": [endpoint.split(".")[-2] if "." in endpoint else endpoint]}
-    params = [{"name": a, "in": "path", "required": True, "schema": {"type": "string"}} for a in sorted(arguments)]
+    params = [{"name": a, "in": "path", "required": True, "schema": _path_schema(converters.get(a))}
+              for a in sorted(arguments)]
     params += spec.get("parameters", [])
     if params:
         op["parameters"] = params
     if "requestBody" in spec:
         op["requestBody"] = spec["requestBody"]
     op["responses"] = dict(spec.get("responses", {}))
+    for (linked, status), links in LINKS.items():
+        if linked == endpoint and status in op["responses"]:
+            op["responses"][status] = {**op["responses"][status], "links": links}
     op["responses"].setdefault("503", _UNAVAILABLE)        # every call needs the database
     if "security" in spec:
         op["security"] = spec["security"]
@@ -169,7 +209,7 @@ def openapi_document(app: Flask) -> dict:
             continue
         path = _CONVERTER.sub(r"{\1}", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            op = _operation(app, rule.endpoint, path, rule.arguments)
+            op = _operation(app, rule.endpoint, path, rule.arguments, rule._converters)
             if op["operationId"] in used:       # one view on two paths (/healthz)
                 op["operationId"] += "_" + re.sub(r"\W+", "_", path).strip("_")
             used.add(op["operationId"])

@@ -88,7 +88,15 @@ DATASET = _obj({
 DATASET_LIST = _obj({"datasets": {"type": "array", "items": ref("Dataset")}})
 
 WORKERS = _obj({"workers": {"type": "array", "items": _obj({
-    "name": _STR, "heartbeat_age_s": _NUM, "job_id": {"type": ["string", "null"]}})}})
+    "name": _STR, "heartbeat_age_s": _NUM, "busy": {"type": "boolean"},
+    "job_id": {"type": ["string", "null"], "description": "null when idle, or (non-admins) another user's job"}})}})
+
+TOKEN = _obj({"id": _INT, "user": _STR, "prefix": {"type": "string", "description": "the token's first characters"},
+              "label": {"type": ["string", "null"]}, "state": {"enum": ["active", "expired", "revoked"]},
+              "created_at": _TIME, "last_used_at": _TIME_OR_NULL, "expires_at": _TIME_OR_NULL,
+              "revoked_at": _TIME_OR_NULL}, description="an API token (never the token itself)")
+TOKEN_LIST = _obj({"tokens": {"type": "array", "items": ref("Token")}})
+TOKEN_ONE = _obj({"token": ref("Token")})
 
 HEALTH = _obj({"status": {"enum": ["ok", "unavailable"]}, "database": {"enum": ["ok", "unavailable"]}})
 
@@ -144,6 +152,7 @@ def component_schemas(limits: Limits) -> dict[str, dict]:
     return {"JobSpec": job_spec_schema(limits), "Job": JOB, "JobList": JOB_LIST, "Error": ERROR,
             "TrainResult": TRAIN_RESULT, "GradcheckResult": GRADCHECK_RESULT, "Metrics": METRICS,
             "Dataset": DATASET, "DatasetList": DATASET_LIST, "Workers": WORKERS, "Health": HEALTH,
+            "Token": TOKEN, "TokenList": TOKEN_LIST, "TokenRevoked": TOKEN_ONE,
             "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION,
             "ModelSummary": MODEL_SUMMARY}
 

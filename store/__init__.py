@@ -5,7 +5,18 @@ API and workers call only these functions; this package imports neither Flask no
 from convlab.names import STATUSES, TERMINAL_STATUSES
 
 from .artifacts import load_artifact
-from .auth import UserInfo, authenticate, create_token, get_user
+from .auth import (
+    UserInfo,
+    authenticate,
+    create_token,
+    end_session,
+    get_user,
+    list_tokens,
+    revoke_tokens,
+    rotate_token,
+    session_user,
+    start_session,
+)
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
 from .idempotency import IdempotentRequest, find_idempotency_key, sweep_idempotency_keys
@@ -36,6 +47,7 @@ from .metrics import get_metrics, record_metrics
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
+    "end_session", "list_tokens", "revoke_tokens", "rotate_token", "session_user", "start_session",
     "IdempotentRequest", "create_jobs", "find_idempotency_key", "sweep_idempotency_keys",
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
     "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,19 @@ def json_dumps(value: Any) -> str:
         return json.dumps(_plain(value), allow_nan=False)
 
 
+def _create_private(path: Path) -> None:
+    """Create the SQLite file ``path`` (and its folder) readable by its owner only, if it is missing.
+
+    It holds token hashes, sessions and everyone's jobs; SQLite creates its ``-wal`` and ``-shm``
+    files with the database file's permissions, so they are private too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
     """Per-connection SQLite settings: several processes share one file."""
     cur = dbapi_connection.cursor()
@@ -88,7 +102,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if u.get_backend_name() == "sqlite":
         db = u.database or ""
         if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(db))
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("check_same_thread", False)
         engine = create_engine(u, connect_args=connect_args, **kwargs)

@@ -6,8 +6,9 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from .auth import UserInfo
 from .db import Store, upsert_insert
-from .models import Worker, utcnow
+from .models import Job, Worker, utcnow
 
 
 def worker_heartbeat(store: Store, name: str, hostname: str, pid: int, job_id: str | None) -> None:
@@ -35,12 +36,18 @@ def remove_stale_workers(store: Store, max_age_s: float) -> int:
         return s.execute(delete(Worker).where(Worker.heartbeat_at < cutoff)).rowcount
 
 
-def live_workers(store: Store, max_age_s: float) -> list[dict[str, Any]]:
-    """Workers heard from within ``max_age_s``: ``[{"name", "heartbeat_age_s", "job_id"}]`` by name."""
+def live_workers(store: Store, max_age_s: float, viewer: UserInfo | None = None) -> list[dict[str, Any]]:
+    """Workers heard from within ``max_age_s``: ``[{"name", "heartbeat_age_s", "busy", "job_id"}]`` by name.
+
+    ``viewer`` (not an admin) sees ``job_id`` only for their own jobs: another user's is null.
+    """
     now = utcnow()
     with store.session() as s:
-        rows = s.execute(select(Worker.name, Worker.heartbeat_at, Worker.job_id)
+        rows = s.execute(select(Worker.name, Worker.heartbeat_at, Worker.job_id, Job.user_id)
+                         .outerjoin(Job, Job.id == Worker.job_id)
                          .where(Worker.heartbeat_at >= now - timedelta(seconds=max_age_s))
                          .order_by(Worker.name)).all()
+    hide = viewer is not None and not viewer.is_admin
     return [{"name": r.name, "heartbeat_age_s": round(max(0.0, (now - r.heartbeat_at).total_seconds()), 3),
-             "job_id": r.job_id} for r in rows]
+             "busy": r.job_id is not None,
+             "job_id": None if hide and r.user_id != viewer.id else r.job_id} for r in rows]

@@ -89,13 +89,34 @@ def test_metrics_counts_change_with_jobs(client, headers, app_store):
 
 # ------------------------------------------------------------------ /workers
 
-def test_workers_lists_live_ones(client, headers, app_store, settings):
-    assert client.get(f"{API}/workers", headers=headers).get_json() == {"workers": []}
+def test_workers_lists_live_ones(client, auth, app_store, settings):
+    admin = auth.headers("root", admin=True)
+    assert client.get(f"{API}/workers", headers=admin).get_json() == {"workers": []}
     store.worker_heartbeat(app_store, "w1@a", "a", 10, "job-1")
     store.worker_heartbeat(app_store, "w2@b", "b", 11, None)
-    workers = client.get(f"{API}/workers", headers=headers).get_json()["workers"]
-    assert [(w["name"], w["job_id"]) for w in workers] == [("w1@a", "job-1"), ("w2@b", None)]
+    workers = client.get(f"{API}/workers", headers=admin).get_json()["workers"]
+    assert [(w["name"], w["busy"], w["job_id"]) for w in workers] == [("w1@a", True, "job-1"), ("w2@b", False, None)]
     assert all(0 <= w["heartbeat_age_s"] < settings.worker_alive_s for w in workers)
+    # Another user's job id is not shown to a non-admin (job-1 is not alice's): only that the worker is busy.
+    workers = client.get(f"{API}/workers", headers=auth.headers("alice")).get_json()["workers"]
+    assert [(w["name"], w["busy"], w["job_id"]) for w in workers] == [("w1@a", True, None), ("w2@b", False, None)]
+
+
+def test_tokens_list_and_revoke_over_the_api(client, auth):
+    alice, bob, root = auth.headers("alice"), auth.headers("bob"), auth.headers("root", admin=True)
+    mine = client.get(f"{API}/tokens", headers=alice).get_json()["tokens"]
+    assert [t["user"] for t in mine] == ["alice"] and "token_hash" not in mine[0]
+    assert {t["user"] for t in client.get(f"{API}/tokens", headers=root).get_json()["tokens"]} == \
+        {"alice", "bob", "root"}
+    bobs = client.get(f"{API}/tokens", headers=bob).get_json()["tokens"][0]["id"]
+    assert client.delete(f"{API}/tokens/{bobs}", headers=alice).status_code == 404      # not hers
+    assert client.get(f"{API}/workers", headers=bob).status_code == 200
+    resp = client.delete(f"{API}/tokens/{bobs}", headers=root)
+    assert resp.status_code == 200 and resp.get_json()["token"]["state"] == "revoked"
+    resp = client.get(f"{API}/workers", headers=bob)
+    assert resp.status_code == 401 and 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+    assert client.delete(f"{API}/tokens/{bobs}", headers=root).get_json()["token"]["state"] == "revoked"
+    assert client.delete(f"{API}/tokens/999999", headers=root).status_code == 404
 
 
 # ------------------------------------------------------------------ OpenAPI

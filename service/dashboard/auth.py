@@ -1,8 +1,11 @@
 """Signing in to the dashboard: an API token is exchanged for a signed session cookie.
 
 The token is posted in a form (never put in a URL) and checked once; the
-session then keeps only the user's id (and the CSRF token).  Every dashboard
-request loads that user into ``g.user``; pages without one redirect to the
+signed cookie then keeps only a random session id (and the CSRF token).  The
+session itself is a row on the server naming the token it was signed in with
+(``store.start_session``): every dashboard request looks it up, so signing
+out, or revoking or expiring that token, ends it at once, even for a copied
+cookie.  The user goes into ``g.user``; pages without one redirect to the
 sign-in page, the JSON and event endpoints answer 401.
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ import store
 from ..extension import convlab
 from . import bp, csrf
 
-USER_ID = "uid"
+SESSION_ID = "sid"
 PUBLIC = {"dashboard.login"}
 
 
@@ -34,11 +37,11 @@ def require_user():
     g.user = None
     if request.endpoint == "dashboard.static":
         return None                 # stylesheets and scripts are the same for everyone
-    user_id = session.get(USER_ID)
-    if isinstance(user_id, int):
-        g.user = store.get_user(convlab().store, user_id)
+    session_id = session.get(SESSION_ID)
+    if isinstance(session_id, str):
+        g.user = store.session_user(convlab().store, session_id)
         if g.user is None:
-            session.pop(USER_ID, None)
+            session.clear()             # signed out elsewhere, or its token was revoked or expired
     csrf.check()
     if g.user is None and request.endpoint not in PUBLIC:
         if request.method == "GET" and request.accept_mimetypes.accept_html:
@@ -57,7 +60,7 @@ def login():
         user = store.authenticate(convlab().store, request.form.get("token", "").strip())
         if user is not None:
             session.clear()             # nothing from before the sign-in survives it
-            session[USER_ID] = user.id
+            session[SESSION_ID] = store.start_session(convlab().store, user.token_id)
             csrf.rotate()
             return redirect(next_url or url_for("dashboard.jobs"))
         error = "That token is not valid. Tokens come from `convlab token create NAME`."
@@ -74,6 +77,9 @@ def no_store(response):
 
 @bp.post("/logout")
 def logout():
-    """End the session (a form post, CSRF-checked, so no other site can sign you out)."""
+    """End the session on the server (a form post, CSRF-checked, so no other site can sign you out)."""
+    session_id = session.get(SESSION_ID)
+    if isinstance(session_id, str):
+        store.end_session(convlab().store, session_id)
     session.clear()
     return redirect(url_for("dashboard.login"))

@@ -17,6 +17,7 @@ from engine.spec import JOB_TYPES
 
 from ..extension import convlab
 from ..outage import RETRY_AFTER_S, database_state, is_unavailable
+from ..params import unstorable
 from ..schemas import error_json
 from . import bp
 from .present import job_summary
@@ -60,8 +61,9 @@ def init_live(app) -> None:
 
 
 def visible_job(job_id: str) -> dict[str, Any]:
-    """The job if the signed-in user may see it (their own; admins: any), else 404."""
-    job = store.get_job(convlab().store, job_id, g.user)
+    """The job if the signed-in user may see it (their own; admins: any), else 404 (also for an id
+    from a query string that no database could hold: it names nothing)."""
+    job = None if unstorable(job_id) else store.get_job(convlab().store, job_id, g.user)
     if job is None:
         abort(404)
     return job
@@ -71,6 +73,12 @@ def job_state(db: store.Store, job: dict[str, Any]) -> dict[str, Any]:
     """The job as the pages need it live: its summary, result and error (not its spec)."""
     position = store.queue_position(db, job["id"]) if job["status"] == "queued" else None
     return {**job_summary(job, position), "result": job["result"], "error": job["error"]}
+
+
+def _storable(text: str) -> str:
+    """``text`` without the characters no database can compare (NUL, lone surrogates): dropped, like
+    every other unusable filter value here."""
+    return "".join(c for c in text if not unstorable(c))
 
 
 def job_filters(args) -> dict[str, Any]:
@@ -83,8 +91,8 @@ def job_filters(args) -> dict[str, Any]:
         page = 1
     return {"status": status if status in store.STATUSES else None,
             "type": job_type if job_type in JOB_TYPES else None,
-            "tag": (args.get("tag") or "").strip()[:64] or None,
-            "search": (args.get("search") or "").strip()[:200] or None,
+            "tag": _storable(args.get("tag") or "").strip()[:64] or None,
+            "search": _storable(args.get("search") or "").strip()[:200] or None,
             "page": page}
 
 
@@ -96,7 +104,7 @@ def jobs_page(filters: dict[str, Any]) -> dict[str, Any]:
                                   tag=filters["tag"], search=filters["search"], limit=PAGE_SIZE, offset=offset)
     positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"])
     rows = [job_summary(j, positions.get(j["id"])) for j in jobs]
-    workers = store.live_workers(ext.store, ext.settings.worker_alive_s)
+    workers = store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)
     return {"jobs": rows, "total": total, "offset": offset, "page_size": PAGE_SIZE,
             "filters": filters, "workers_alive": len(workers)}
 
@@ -111,7 +119,7 @@ def jobs_json():
 def workers_json():
     """Live workers with their heartbeat age and current job."""
     ext = convlab()
-    return {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s)}, 200, \
+    return {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)}, 200, \
         {"Cache-Control": "no-store"}
 
 
@@ -127,7 +135,7 @@ def _max_points() -> int:
 def series_json(job_id: str):
     """The job's metric series, min/max-downsampled to ``max_points`` (spikes stay visible)."""
     visible_job(job_id)
-    names = [n for n in request.args.get("names", "").split(",") if n] or None
+    names = [n for n in _storable(request.args.get("names", "")).split(",") if n] or None
     return {"series": store.get_metrics(convlab().store, job_id, names, _max_points())}
 
 

@@ -112,4 +112,5 @@ def compare():
 def workers():
     """Live workers: heartbeat age and current job."""
     ext = convlab()
-    return render_template("workers.html", workers=store.live_workers(ext.store, ext.settings.worker_alive_s))
+    workers = store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)
+    return render_template("workers.html", workers=workers)

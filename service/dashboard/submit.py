@@ -16,6 +16,7 @@ from engine.summary import model_summary
 from ..errors import ApiError
 from ..extension import convlab
 from ..idempotency import canonical_json, once
+from ..params import parse_json, request_body
 from ..schemas import job_json
 from ..submission import enqueue, uploaded_shape, validate
 from . import bp
@@ -107,9 +108,9 @@ def submit():
     stored in one transaction; an ``Idempotency-Key`` makes a retry (a double
     click) return the first answer.
     """
-    body = request.get_json(silent=True)
-    if body is None:
+    if not request.is_json:
         raise ApiError(400, "the body must be JSON (a job spec, or an array of them)", code="malformed_json")
+    body = parse_json(request_body())
     specs = _specs(body)
 
     def create(idempotency):

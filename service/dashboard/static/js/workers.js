@@ -12,7 +12,7 @@
       el("td", {}, w.heartbeat_age_s.toFixed(1) + " s ago"),
       el("td", {}, w.job_id
         ? el("a", {class: "mono", href: main.dataset.jobUrl.replace("JOB_ID", encodeURIComponent(w.job_id))}, w.job_id.slice(0, 8))
-        : el("span", {class: "muted"}, "idle")))));
+        : el("span", {class: "muted"}, w.busy ? "another user's job" : "idle")))));
     document.getElementById("no-workers").hidden = data.workers.length > 0;
   });
 })();
