@@ -138,10 +138,12 @@ def top_up(store: Store, study_id: str, plan: Plan, make: MakeSpec, max_attempts
 def studies_to_top_up(store: Store) -> list[str]:
     """Running studies with room for more trials, or with nothing active left (to create or finish): one query."""
     active = func.sum(case((Job.status.in_(ACTIVE), 1), else_=0))
+    # Grouped by the primary key alone: PostgreSQL has no equality for json (spec), and both
+    # databases allow selecting the columns of a row grouped by its key.
     with store.session() as s:
         rows = s.execute(select(Study.id, Study.spec, func.count(Job.id), active)
                          .outerjoin(Job, Job.study_id == Study.id)
-                         .where(Study.status == "running").group_by(Study.id, Study.spec)).all()
+                         .where(Study.status == "running").group_by(Study.id)).all()
     due = []
     for study_id, spec, count, running in rows:
         running = running or 0
