@@ -36,6 +36,8 @@
     st.className = "status status-" + study.status;
     st.textContent = study.status;
     main.dataset.status = study.status;
+    const cancel = document.getElementById("cancel-study-form");
+    if (cancel) cancel.hidden = study.status !== "running";
   }
 
   function cell(t, key) {
@@ -121,7 +123,7 @@
       const lo = Math.min(...vals.map(f)), hi = Math.max(...vals.map(f));
       return (v) => (hi > lo ? (f(v) - lo) / (hi - lo) : 0.5);
     });
-    const X = (i) => P + (i / Math.max(1, axes.length - 1)) * (W - 2 * P), Y = (u) => H - P - u * (H - 2 * P);
+    const X = (i) => 2 * P + (i / Math.max(1, axes.length - 1)) * (W - 4 * P), Y = (u) => H - P - u * (H - 2 * P);
     axes.forEach((k, i) => {
       s.append(svg("line", {x1: X(i), y1: P, x2: X(i), y2: H - P, stroke: "#94a3b8"}));
       s.append(svg("text", {x: X(i), y: H - 8, "text-anchor": "middle", "font-size": 10}, k.length > 22 ? "…" + k.slice(-21) : k));
@@ -142,7 +144,7 @@
     const done = study.trials.filter((t) => FINISHED.concat(["pruned"]).includes(t.status));
     const best = study.best && study.best.job_id;
     const ids = done.map((t) => t.job_id).join(",") + "|" + best;
-    if (ids === curves.ids) return;
+    if (!done.length || ids === curves.ids) return;       // uPlot needs at least one series
     curves.ids = ids;
     await Promise.all(done.filter((t) => !curves.loaded.has(t.job_id)).map(async (t) => {
       const data = await convlab.getJSON(seriesUrl(t.job_id) + "?names=" + metric);
