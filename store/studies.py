@@ -58,12 +58,16 @@ def trials_in(s: Session, study_id: str, metric: str) -> list[dict[str, Any]]:
     trials = []
     for j in jobs:
         values = points.get(j.id, [])
-        epochs = (j.result or {}).get("epochs_completed", j.epoch if j.status != "queued" else 0)
+        result = j.result or {}
+        epochs = result.get("epochs_completed", j.epoch if j.status != "queued" else 0)
+        # A loss stored as null was not finite: the run diverged, whatever its accuracy says, so it
+        # has no objective (never ranked, and a failure to the sampler).
+        diverged = any(k in result and result[k] is None for k in ("train_loss", "val_loss"))
         trials.append({
             "job_id": j.id, "number": j.trial_number, "params": j.params or {},
             "seed": (j.spec.get("train") or {}).get("seed"), "status": j.status,
             # The objective of a trial is the last value of its series (null if none, or not finite).
-            "value": values[-1] if values else None,
+            "value": values[-1] if values and not diverged else None,
             "steps": {i + 1: v for i, v in enumerate(values)},
             "epochs_completed": epochs, "error": j.error,
             "started_at": iso(j.started_at), "finished_at": iso(j.finished_at),

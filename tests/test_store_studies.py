@@ -61,3 +61,17 @@ def test_no_trial_is_created_after_a_cancel(db):
     _, trials = store.get_study(db, study["id"], None)
     assert [t["status"] for t in trials] == ["succeeded", "cancelled"]
     assert store.cancel_study(db, study["id"], None) == "finished"
+
+
+def test_a_diverged_trial_has_no_objective_and_is_never_best(db):
+    study, created = new_study(db, space={"train.optimizer.lr": {"type": "choice", "values": [0.01, 9.0]}})
+    results = [{"train_loss": 0.5, "val_loss": 0.6, "epochs_completed": 1},
+               {"train_loss": None, "val_loss": None, "epochs_completed": 1}]      # non-finite losses
+    for job_id, value, result in zip(created, [0.5, 0.99], results, strict=True):
+        assert store.claim_job(db, job_id, "w") is not None
+        assert store.record_metrics(db, job_id, [("val_accuracy", 10, value)], worker="w")
+        assert store.finish_job(db, job_id, "succeeded", result=result, worker="w")
+    _, trials = store.get_study(db, study["id"], None)
+    assert [t["value"] for t in trials] == [0.5, None]
+    from convlab.studies.trials import best
+    assert best(study["spec"], trials)["job_id"] == created[0]
