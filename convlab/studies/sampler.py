@@ -92,8 +92,9 @@ def next_params(study: Mapping, history: Sequence[Observation], number: int) -> 
     else:
         sampler = optuna.samplers.RandomSampler(seed=_seed(study, number))
     opt = _study(optuna, study, sampler=sampler)
-    for obs in history:
-        opt.add_trial(_frozen(optuna, obs, dists))
+    if study["algorithm"] == "tpe":           # random sampling ignores the history: skip rebuilding it
+        for obs in history:
+            opt.add_trial(_frozen(optuna, obs, dists))
     trial = opt.ask(dists)
     return {key: trial.params[key] for key in study["space"]}
 
