@@ -126,3 +126,12 @@ def test_other_users_do_not_see_a_study(client, headers, auth):
     assert client.get(f"/api/v1/studies/{study['id']}", headers=bob).status_code == 404
     assert client.post(f"/api/v1/studies/{study['id']}/cancel", headers=bob).status_code == 404
     assert client.get("/api/v1/studies", headers=bob).get_json()["total"] == 0
+
+
+def test_a_retried_create_with_its_idempotency_key_makes_one_study(client, headers, app_store):
+    keyed = {**headers, "Idempotency-Key": "study-1"}
+    first = client.post("/api/v1/studies", json=study_body(), headers=keyed)
+    again = client.post("/api/v1/studies", json=study_body(), headers=keyed)
+    assert first.status_code == again.status_code == 201
+    assert first.get_json()["id"] == again.get_json()["id"]
+    assert counts(app_store) == (1, 2)

@@ -193,3 +193,25 @@ def _has_child(parent: int, pid: int) -> bool:
             return int(f.read().rsplit(")", 1)[1].split()[1]) == parent
     except OSError:
         return False
+
+
+def test_the_cli_creates_waits_for_and_reports_a_study(cluster, alice, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(grid(space={"train.optimizer.lr": {"type": "choice", "values": LRS}})))
+    env = {**cluster.env, "CONVLAB_URL": cluster.url, "CONVLAB_TOKEN": alice.token}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "convlab.cli", "study", *args], env=env, capture_output=True,
+                              text=True, timeout=300)
+    created = cli("create", str(path), "--wait")
+    assert created.returncode == 0, created.stderr
+    study_id = created.stderr.split()[1]
+    assert "succeeded (2 succeeded)" in created.stdout and "best: " in created.stdout
+    shown = json.loads(cli("status", study_id, "--json").stdout)
+    assert shown["best"]["job_id"] in created.stdout and len(shown["trials"]) == 2
+    late = cli("cancel", study_id)
+    assert late.returncode == 1 and "already finished" in late.stderr
