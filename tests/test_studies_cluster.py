@@ -128,13 +128,15 @@ def test_seeds_give_three_trials_per_configuration_and_mean_std(cluster, alice):
     assert done["best"]["params"] == top["params"] and done["best"]["value"] == pytest.approx(top["mean"])
 
 
-def test_median_pruner_stops_clearly_worse_trials(cluster, alice):
+@pytest.mark.parametrize("pruner", [{"type": "median", "n_startup_trials": 1},
+                                    {"type": "asha", "min_resource": 1, "reduction_factor": 2}])
+def test_pruners_stop_clearly_worse_trials(cluster, alice, pruner):
     # One good learning rate first, then two that learn nothing: one trial at a time, so the good one
     # has finished when the others are judged at their first epoch.
     body = grid(base=base(epochs=4), max_concurrent=1,
                 space={"train.optimizer.lr": {"type": "choice", "values": [0.1, 1e-7, 2e-7]}})
     plain = wait_study(cluster, alice, alice.request("POST", "/studies", body)["id"])
-    body["pruner"] = {"type": "median", "n_startup_trials": 1}
+    body["pruner"] = pruner
     pruned = wait_study(cluster, alice, alice.request("POST", "/studies", body)["id"])
 
     assert [t["status"] for t in plain["trials"]] == ["succeeded"] * 3
