@@ -217,3 +217,14 @@ def test_the_cli_creates_waits_for_and_reports_a_study(cluster, alice, tmp_path)
     assert shown["best"]["job_id"] in created.stdout and len(shown["trials"]) == 2
     late = cli("cancel", study_id)
     assert late.returncode == 1 and "already finished" in late.stderr
+
+
+def test_a_study_goes_on_through_an_api_restart(cluster, alice):
+    study = alice.request("POST", "/studies", grid(base=base(epochs=10)))
+    cluster.kill(cluster.api)                        # the API holds no study state: the workers go on
+    cluster.start_api()
+    done = wait_study(cluster, alice, study["id"])
+    assert done["status"] == "succeeded" and [t["number"] for t in done["trials"]] == [0, 1, 2, 3]
+    combos = sorted((t["params"]["train.optimizer.lr"], t["params"]["model.layers[0].filters"])
+                    for t in done["trials"])
+    assert combos == sorted(itertools.product(LRS, FILTERS))
