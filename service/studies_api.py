@@ -32,7 +32,7 @@ def _visible_study(study_id: str) -> tuple[dict, list[dict]]:
     return found
 
 
-def _shown(study: dict, trials: list[dict], full: bool = True) -> dict:
+def shown_study(study: dict, trials: list[dict], full: bool = True) -> dict:
     """The study as answered, with counts and ``best``; ``full``: its configurations and trials too."""
     counts: dict[str, int] = {}
     for t in trials:
@@ -72,7 +72,7 @@ def create_study():
 
     def answer(study_id: str):
         study, trials = _visible_study(study_id)
-        return make_response((_shown(study, trials), 201,
+        return make_response((shown_study(study, trials), 201,
                               {"Location": url_for(".get_study", study_id=study_id)}))
 
     return once("studies.create", canonical_json(body), create=create, replay=lambda ids: answer(ids[0]))
@@ -90,14 +90,14 @@ def list_studies():
     for s in studies:
         found = store.get_study(convlab().store, s["id"], g.user)
         if found is not None:                       # not deleted between the two reads
-            shown.append(_shown(*found, full=False))
+            shown.append(shown_study(*found, full=False))
     return {"studies": shown, "total": total}
 
 
 @bp.get("/<study_id>")
 def get_study(study_id: str):
     """One study: status, spec, counts, best (params, value, trial job id), configurations, every trial."""
-    return _shown(*_visible_study(study_id))
+    return shown_study(*_visible_study(study_id))
 
 
 @bp.get("/<study_id>/trials")
@@ -133,4 +133,4 @@ def cancel_study(study_id: str):
     study, trials = _visible_study(study_id)
     if outcome == "finished":
         raise ApiError(409, f"the study has already finished: it is {study['status']}")
-    return {"study": _shown(study, trials)}, 200
+    return {"study": shown_study(study, trials)}, 200

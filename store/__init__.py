@@ -39,9 +39,7 @@ from .studies import (
     get_study,
     list_studies,
     studies_to_top_up,
-    study_of,
     top_up,
-    trial_counts,
     trial_of,
 )
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
@@ -54,6 +52,5 @@ __all__ = [
     "load_artifact", "load_dataset_bytes", "make_engine", "ping", "queue_order", "queue_position", "queue_positions",
     "reap_stale_jobs", "record_metrics", "release_job", "remove_stale_workers", "remove_worker", "request_cancel",
     "requeue_job", "save_artifact", "save_dataset", "update_progress", "worker_heartbeat",
-    "cancel_study", "create_study", "get_study", "list_studies", "studies_to_top_up", "study_of", "top_up",
-    "trial_counts", "trial_of",
+    "cancel_study", "create_study", "get_study", "list_studies", "studies_to_top_up", "top_up", "trial_of",
 ]

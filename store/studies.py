@@ -177,18 +177,6 @@ def list_studies(store: Store, user: UserInfo | None, limit: int = 50,
         return [_study_dict(*r) for r in rows], total
 
 
-def trial_counts(store: Store, study_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Trials by status for each study: one query."""
-    out: dict[str, dict[str, int]] = {sid: {} for sid in study_ids}
-    if not study_ids:
-        return out
-    with store.session() as s:
-        for sid, status, n in s.execute(select(Job.study_id, Job.status, func.count())
-                                        .where(Job.study_id.in_(study_ids)).group_by(Job.study_id, Job.status)):
-            out[sid][status] = n
-    return out
-
-
 def cancel_study(store: Store, study_id: str, user: UserInfo | None, now: datetime | None = None) -> str | None:
     """Cancel a study: ``"cancelled"`` (its queued trials cancelled, running ones flagged to stop),
     ``"finished"`` (it had already ended), or None (missing or not visible)."""
@@ -217,9 +205,3 @@ def trial_of(store: Store, job_id: str) -> tuple[dict, list[dict]] | None:
         if row is None:
             return None
         return row.spec, trials_in(s, row.id, row.spec["objective"]["metric"])
-
-
-def study_of(store: Store, job_id: str) -> str | None:
-    """The id of the study a job belongs to, or None."""
-    with store.session() as s:
-        return s.scalar(select(Job.study_id).where(Job.id == job_id))

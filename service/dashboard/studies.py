@@ -13,10 +13,11 @@ from convlab.studies.trials import plan, spec_maker
 from ..errors import ApiError
 from ..extension import convlab
 from ..idempotency import canonical_json, once
-from ..studies_api import _shown
+from ..studies_api import shown_study
 from ..submission import validate
 from . import bp
 from .live import visible_job
+from .submit import templates
 
 # The space a "sweep this" starts from: the learning rate around the job's own (editable).
 SWEEP_FIELDS = ("name", "tags")
@@ -33,21 +34,21 @@ def _study(study_id: str) -> tuple[dict, list[dict]]:
 def studies():
     """The caller's studies, newest first, with their counts and best value."""
     rows, total = store.list_studies(convlab().store, g.user, limit=100)
-    shown = [_shown(*_study(s["id"]), full=False) for s in rows]
+    shown = [shown_study(*_study(s["id"]), full=False) for s in rows]
     return render_template("studies.html", studies=shown, total=total)
 
 
 @bp.get("/studies/<study_id>")
 def study(study_id: str):
     """One study; the page's script keeps it live from ``study.json``."""
-    data = _shown(*_study(study_id))
+    data = shown_study(*_study(study_id))
     return render_template("study.html", study=data, study_json=json.dumps(data))
 
 
 @bp.get("/studies/<study_id>/study.json")
 def study_json(study_id: str):
     """The study as the API answers it (trials, configurations, best), for the page's polling."""
-    return _shown(*_study(study_id))
+    return shown_study(*_study(study_id))
 
 
 @bp.post("/studies/<study_id>/cancel")
@@ -64,7 +65,6 @@ def cancel_study(study_id: str):
 def sweep_of(job: dict | None) -> dict:
     """A study to start from: the job's spec as the base (or a template) and a learning-rate space."""
     if job is None:
-        from ..dashboard.submit import templates
         base = next((t["spec"] for t in templates() if t["spec"].get("type") == "train"), {})
         name = "sweep"
     else:
