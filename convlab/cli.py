@@ -84,6 +84,15 @@ def _duration(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is too long") from None
 
 
+def _study(a):
+    from . import study_cli
+    if a.action == "create":
+        return study_cli.create(a.target, a.wait)
+    if a.action == "status":
+        return study_cli.status(a.target, a.json)
+    return study_cli.cancel(a.target)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convlab", description="Train and gradient-check CNNs, as a service.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -149,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cancel", help="cancel a job")
     s.add_argument("id")
     s.set_defaults(func=_cancel)
+
+    s = sub.add_parser("study", help="hyperparameter studies: create STUDY.json, status ID, cancel ID")
+    s.add_argument("action", choices=["create", "status", "cancel"])
+    s.add_argument("target", help="the study JSON file (create; - for stdin) or the study id")
+    s.add_argument("--wait", action="store_true", help="create: follow the study to its end, then summarise")
+    s.add_argument("--json", action="store_true", help="status: the whole answer as JSON")
+    s.set_defaults(func=_study)
     return p
 
 

@@ -6,8 +6,11 @@ HTTP client all read the same words from here.
 """
 from __future__ import annotations
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")    # written once; a job never leaves them
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "pruned")
+# Written once; a job never leaves them.  ``pruned``: a study's trial stopped early by its pruner.
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled", "pruned")
+
+STUDY_STATUSES = ("running", "succeeded", "failed", "cancelled")
 
 WEIGHTS = "weights.npz"          # a trained network's parameters (docs/reference/weights.md)
 CHECKPOINT = "checkpoint.npz"    # parameters + optimizer and generator state + position, for resuming

@@ -19,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 from engine.spec import JOB_TYPES
 from store import STATUSES
 
-from . import idempotency, jobs_api
+from . import idempotency, jobs_api, studies_api
 from .extension import API_PREFIX, EXTENSION_KEY
 from .schemas import component_schemas, ref
 
@@ -60,6 +60,7 @@ _KEY_ERRORS = {"400": _error("malformed JSON or Idempotency-Key"),
                "422": _error("invalid request (details: field paths), or code idempotency_key_reused: "
                              "the Idempotency-Key was used for another request")}
 _NO_JOB = _error("no such job, or not yours")
+_NO_STUDY = _error("no such study, or not yours")
 _CANCELLED = _json("the job", {"type": "object", "properties": {"job": ref("Job")}, "required": ["job"]})
 
 OPERATIONS: dict[str, dict] = {
@@ -128,6 +129,28 @@ OPERATIONS: dict[str, dict] = {
     "api.tokens.list_tokens": {"responses": {"200": _json("the tokens", ref("TokenList"))}},
     "api.tokens.revoke_token": {"responses": {"200": _json("the revoked token", ref("TokenRevoked")),
                                               "404": _error("no such token, or not yours")}},
+    "api.studies.create_study": {
+        "parameters": [_IDEMPOTENCY_KEY],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("StudyRequest")}}},
+        "responses": {"201": {**_json("the study, its first trials queued", ref("Study")),
+                              "headers": {"Location": {"schema": {"type": "string"}}, **_REPLAYED}},
+                      **_KEY_ERRORS, "413": _error("body too large"), "415": _error("not application/json")}},
+    "api.studies.list_studies": {
+        "parameters": [
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": studies_api.MAX_LIMIT,
+                             "default": studies_api.DEFAULT_LIMIT}, "page size"),
+            _query("offset", {"type": "integer", "minimum": 0, "default": 0}, "studies to skip")],
+        "responses": {"200": _json("a page of studies, newest first", ref("StudyList")), "422": _INVALID_QUERY}},
+    "api.studies.get_study": {"responses": {"200": _json("the study with its trials and best", ref("Study")),
+                                            "404": _NO_STUDY}},
+    "api.studies.study_trials": {"responses": {"200": _json("the trials", ref("TrialList")), "404": _NO_STUDY}},
+    "api.studies.study_trials_csv": {"responses": {
+        "200": {"description": "one row per trial: number, job_id, status, seed, value, epochs_completed, then "
+                               "one JSON-encoded column per space path",
+                "content": {"text/csv": {"schema": {"type": "string"}}}}, "404": _NO_STUDY}},
+    "api.studies.cancel_study": {"responses": {
+        "200": _json("the study", {"type": "object", "properties": {"study": ref("Study")}, "required": ["study"]}),
+        "404": _NO_STUDY, "409": _error("the study had already finished")}},
     "api.list_workers": {"responses": {"200": _json("live workers", ref("Workers"))}},
     "api.openapi": {"responses": {"200": _json("this document", {"type": "object"})}},
     "health.healthz": {"security": [], "responses": {

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from convlab.names import STUDY_STATUSES
 from engine.spec import JOB_TYPES, Limits, job_spec_schema
 from store import STATUSES
 
@@ -68,6 +69,9 @@ JOB = _obj({
     "user": {"type": "string", "description": "owner's name"},
     "cancel_requested": {"type": "boolean"},
     "queue_position": {"type": "integer", "minimum": 1, "description": "only while queued; 1 = next"},
+    "study_id": {"type": "string", "description": "a study's trial only: its study"},
+    "trial_number": {"type": "integer", "minimum": 0, "description": "a study's trial only: its number"},
+    "params": {"type": "object", "description": "a study's trial only: the values its space gave it, by path"},
 }, required=["id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
              "created_at", "started_at", "finished_at", "user", "cancel_requested"])
 
@@ -146,6 +150,76 @@ MODEL_SUMMARY = _obj({
     "limits": {"type": "object", "additionalProperties": _INT},
 }, description="docs/reference/http-api.md#model-summary")
 
+_NUM_OR_NULL = {"type": ["number", "null"]}
+
+TRIAL = _obj({
+    "job_id": _STR, "number": _INT, "params": {"type": "object", "description": "field path -> value"},
+    "seed": {"type": ["integer", "null"], "description": "the trial's train.seed"},
+    "status": {"enum": list(STATUSES)},
+    "value": {"type": ["number", "null"],
+              "description": "last value of the objective series (null: none yet, or not finite)"},
+    "epochs_completed": _INT, "error": {"type": ["string", "null"]},
+    "started_at": _TIME_OR_NULL, "finished_at": _TIME_OR_NULL,
+})
+
+TRIAL_LIST = _obj({"trials": {"type": "array", "items": ref("Trial")}})
+
+STUDY_BEST = _obj({
+    "job_id": {"type": "string", "description": "the best configuration's best seed"},
+    "params": {"type": "object"}, "value": {"type": "number", "description": "mean over the seeds"},
+    "std": {"type": "number", "description": "sample standard deviation over the seeds (0 for one seed)"},
+    "seeds": _INT, "configuration": _INT,
+})
+
+CONFIGURATION = _obj({
+    "index": _INT, "params": {"type": "object"}, "job_ids": {"type": "array", "items": _STR},
+    "statuses": {"type": "array", "items": {"enum": list(STATUSES)}},
+    "complete": {"type": "boolean", "description": "every seed succeeded with a finite objective"},
+    "mean": _NUM_OR_NULL, "std": _NUM_OR_NULL,
+})
+
+STUDY = _obj({
+    "id": _STR, "name": _STR, "status": {"enum": list(STUDY_STATUSES)},
+    "spec": {"type": "object", "description": "the study spec, normalised (docs/reference/studies.md)"},
+    "counts": {"type": "object", "additionalProperties": _INT, "description": "trials by status"},
+    "best": {"anyOf": [ref("StudyBest"), {"type": "null"}]},
+    "configurations": {"type": "array", "items": ref("Configuration")},
+    "trials": {"type": "array", "items": ref("Trial")},
+    "created_at": _TIME, "finished_at": _TIME_OR_NULL, "user": _STR,
+}, required=["id", "name", "status", "spec", "counts", "best", "created_at", "finished_at", "user"])
+
+STUDY_LIST = _obj({"studies": {"type": "array", "items": ref("Study")}, "total": _INT})
+
+STUDY_REQUEST = {
+    "type": "object", "required": ["base", "space"],
+    "description": "a study spec (docs/reference/studies.md); every trial spec it can make is validated",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 150},
+        "base": ref("JobSpec"),
+        "space": {"type": "object", "minProperties": 1, "description": "field path -> distribution",
+                  "additionalProperties": {"type": "object", "required": ["type"], "properties": {
+                      "type": {"enum": ["choice", "uniform", "log_uniform", "int_uniform"]},
+                      "values": {"type": "array"}, "low": _NUM, "high": _NUM}}},
+        "algorithm": {"enum": ["grid", "random", "tpe"], "default": "random"},
+        "objective": {"type": "object", "properties": {
+            "metric": {"enum": ["val_accuracy", "val_loss"]}, "direction": {"enum": ["maximize", "minimize"]}}},
+        "max_trials": {"type": "integer", "minimum": 1, "description": "configurations (jobs: x seeds)"},
+        "max_concurrent": {"type": "integer", "minimum": 1, "description": "default: live workers"},
+        "seeds": {"type": "integer", "minimum": 1, "default": 1},
+        "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "the sampler's seed"},
+        "pruner": {"type": "object", "properties": {"type": {"enum": ["none", "median", "asha"]}}},
+    }}
+
+
+def study_json(study: dict[str, Any]) -> dict[str, Any]:
+    """A study as the API shows it (:data:`STUDY`'s fields)."""
+    return _project(STUDY, study)
+
+
+def trial_json(trial: dict[str, Any]) -> dict[str, Any]:
+    """A study's trial as the API shows it (:data:`TRIAL`'s fields)."""
+    return _project(TRIAL, trial)
+
 
 def component_schemas(limits: Limits) -> dict[str, dict]:
     """Every named schema of the OpenAPI document (the job spec from the engine, for ``limits``)."""
@@ -154,6 +228,8 @@ def component_schemas(limits: Limits) -> dict[str, dict]:
             "Dataset": DATASET, "DatasetList": DATASET_LIST, "Workers": WORKERS, "Health": HEALTH,
             "Token": TOKEN, "TokenList": TOKEN_LIST, "TokenRevoked": TOKEN_ONE,
             "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION,
+            "Study": STUDY, "StudyList": STUDY_LIST, "StudyBest": STUDY_BEST, "Configuration": CONFIGURATION,
+            "Trial": TRIAL, "TrialList": TRIAL_LIST, "StudyRequest": STUDY_REQUEST,
             "ModelSummary": MODEL_SUMMARY}
 
 

@@ -44,6 +44,15 @@ from .jobs import (
     update_progress,
 )
 from .metrics import get_metrics, record_metrics
+from .studies import (
+    cancel_study,
+    create_study,
+    get_study,
+    list_studies,
+    studies_to_top_up,
+    top_up,
+    trial_of,
+)
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
@@ -55,4 +64,5 @@ __all__ = [
     "load_artifact", "load_dataset_bytes", "make_engine", "ping", "queue_order", "queue_position", "queue_positions",
     "reap_stale_jobs", "record_metrics", "release_job", "remove_stale_workers", "remove_worker", "request_cancel",
     "requeue_job", "save_artifact", "save_dataset", "update_progress", "worker_heartbeat",
+    "cancel_study", "create_study", "get_study", "list_studies", "studies_to_top_up", "top_up", "trial_of",
 ]

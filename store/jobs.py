@@ -44,6 +44,9 @@ def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "user": user_name,
         "cancel_requested": job.cancel_requested,
+        "study_id": job.study_id,
+        "trial_number": job.trial_number,
+        "params": job.params,
     }
 
 

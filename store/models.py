@@ -21,12 +21,13 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from convlab.names import STATUSES
+from convlab.names import STATUSES, STUDY_STATUSES
 
 # Stable constraint names on every database, so migrations can refer to them by name.
 NAMING_CONVENTION = {
@@ -130,6 +131,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint("status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES)), name="status"),
+        UniqueConstraint("study_id", "trial_number", name="uq_jobs_study_trial"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -152,9 +154,35 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     worker: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A study's trial (docs/studies.md): its study, its number in it (unique: a top-up that runs
+    # twice inserts each trial once), and the values the study's space gave it.
+    study_id: Mapped[str | None] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Unused since broker messages became wake-ups (the queue is this table, see store.jobs);
     # kept so that no migration is needed, drop it with the next one.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Study(Base):
+    """A hyperparameter study (docs/studies.md): a base spec and a search space; its trials are jobs."""
+
+    __tablename__ = "studies"
+    __table_args__ = (
+        CheckConstraint("status IN ({})".format(", ".join(f"'{s}'" for s in STUDY_STATUSES)), name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), index=True, default="running")
+    # The validated study spec, max_concurrent resolved (the base spec as submitted, not normalised).
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Bumped by every top-up: the UPDATE that does it is also the lock that serialises top-ups
+    # and orders them against a cancel (docs/studies.md).
+    topups: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
 
 class JobTag(Base):

@@ -24,7 +24,7 @@ from convlab.client import Client
 from migrations.runner import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled", "pruned")
 
 
 def free_port() -> int:

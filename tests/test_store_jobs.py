@@ -31,7 +31,8 @@ from store.models import Job, utcnow
 from tests.helpers import age, job_spec, make_user, parse_ts, race
 
 JOB_FIELDS = {"id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
-              "created_at", "started_at", "finished_at", "user", "cancel_requested"}
+              "created_at", "started_at", "finished_at", "user", "cancel_requested", "study_id", "trial_number",
+              "params"}
 
 
 def test_create_and_get_job(db):
@@ -256,6 +257,7 @@ def test_queue_position_counts_and_durations(db):
     request_cancel(db, jobs[2]["id"], alice)
     assert [queue_position(db, j["id"]) for j in jobs] == [None, 1, None, 2]
     finish_job(db, jobs[0]["id"], "succeeded")
-    assert count_by_status(db) == {"queued": 2, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 1}
+    assert count_by_status(db) == {"queued": 2, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 1,
+                                 "pruned": 0}
     durations = job_durations(db)
     assert len(durations) == 1 and 0 <= durations[0] < 60                # the never-started cancel is left out

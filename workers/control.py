@@ -6,6 +6,7 @@ import threading
 CANCEL = "cancel"         # the user asked: finish as ``cancelled``
 LOST = "lost"             # the job is not ours any more (reaped, taken over): write nothing more
 SHUTDOWN = "shutdown"     # this process is stopping: hand the job back, its attempt not counted
+PRUNE = "prune"           # a study's pruner stopped the trial: finish as ``pruned`` (docs/studies.md)
 
 
 class JobControl:

@@ -11,7 +11,8 @@ Every ``heartbeat_s`` (with a little jitter, so that processes do not act in ste
   again, so an outage is never mistaken for lost workers (attempts count lost
   workers, not lost databases);
 - and, in a second thread (a hanging broker never delays a heartbeat), tops up
-  the broker's wake-ups to the number of queued jobs (``Wakeups``), which is
+  running studies with their next trials (docs/studies.md) and the broker's
+  wake-ups to the number of queued jobs (``Wakeups``), which is
   what makes a lost message, a Redis restart or a reaped job cost seconds.
 
 The training loop runs in the task's thread; this one only touches the
@@ -27,6 +28,7 @@ import threading
 import time
 
 import store
+from convlab.studies.topup import StudyKeeper
 
 from .control import CANCEL, LOST, SHUTDOWN, JobControl
 from .retry import summary, unreachable
@@ -51,6 +53,7 @@ class Monitor:
         self._healthy_since: float | None = None     # monotonic time of the first success after a failure
         self._db_down_logged = False
         self._broker_ok = True
+        self.studies = StudyKeeper(st, settings)
 
     def start(self) -> None:
         """Send a first heartbeat (if the database answers) and start the threads."""
@@ -157,6 +160,16 @@ class Monitor:
         store.remove_stale_workers(self.store, max(self.settings.worker_alive_s * 20, 300))
 
     def _sweep(self) -> None:
+        try:
+            # Studies first, so the wake-ups below cover the trials this queues.  The safety net
+            # behind the finishing worker's own top-up: a trial reaped as failed, a worker killed
+            # between a trial's end and its top-up, a study whose first top-up hit an outage.
+            self.studies.sweep()
+        except Exception as exc:  # the next round tries again
+            if unreachable(exc):
+                self._database_failed(exc)
+                return
+            log.exception("monitor %s: study sweep failed", self.worker)
         try:
             sent = self.wakeups.top_up(lambda: store.count_queued(self.store))
         except Exception as exc:  # noqa: BLE001 - broker (or database) down: the next round tries again

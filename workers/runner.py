@@ -23,11 +23,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 import store
 from convlab.limits import dataset_limits
 from convlab.names import CHECKPOINT, WEIGHTS
+from convlab.studies.topup import StudyKeeper
+from convlab.studies.trials import should_prune
 from engine.datasets import DatasetError, load_npz
 from engine.jobs import Hooks, run_job
 from engine.spec import SpecError
 
-from .control import CANCEL, LOST, SHUTDOWN, JobControl
+from .celery_app import publish_wakeups
+from .control import CANCEL, LOST, PRUNE, SHUTDOWN, JobControl
 from .retry import Interrupted, patiently
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class JobRunner:
         self.dataset_limits = dataset_limits(settings)
         self.shutting_down = monitor.shutting_down if monitor is not None else threading.Event()
         self.backoff_cap_s = max(0.1, min(2.0, settings.heartbeat_s))
+        self.studies = StudyKeeper(st, settings)
 
     def _db(self, fn: Callable[[], T], what: str, stop: threading.Event | None = None, **kw) -> T:
         return patiently(fn, what, stop or self.shutting_down, cap_s=self.backoff_cap_s, **kw)
@@ -110,10 +114,28 @@ class JobRunner:
         try:
             if self.monitor is not None:
                 self.monitor.watch(control)
-            return self._run_claimed(job, control)
+            status = self._run_claimed(job, control)
         finally:
             if self.monitor is not None:
                 self.monitor.unwatch()
+        if status is not None and job.get("study_id"):
+            self.top_up_study(job["study_id"])
+        return status
+
+    def top_up_study(self, study_id: str) -> None:
+        """A trial of ``study_id`` ended here: queue the study's next trials now and wake workers for them.
+
+        Done by the worker that finished the trial so the next one is queued
+        before this worker looks for work (no idle gap); a failure is only
+        logged, since every worker's sweep tops studies up too (docs/studies.md).
+        """
+        try:
+            created = self._db(lambda: self.studies.top_up(study_id), f"study {study_id}: top-up")
+            if created and self.monitor is not None and self.monitor.wakeups is not None:
+                publish_wakeups(self.monitor.wakeups.app, len(created))
+        except Exception as exc:  # noqa: BLE001 - the sweep tops up and publishes what this missed
+            log.warning("study %s: top-up after a trial failed (%s: %s); the sweep will do it",
+                        study_id, type(exc).__name__, exc)
 
     def _run_claimed(self, job: dict, control: JobControl) -> str | None:
         job_id = job["id"]
@@ -128,11 +150,15 @@ class JobRunner:
                             f"job {job_id}: metrics", control.event) is not None
 
         metrics = MetricBuffer(write_metrics, self.settings.metrics_flush_s)
+        pruned_at: list[int] = []
 
         def on_checkpoint(blob: bytes, epoch: int) -> None:
             metrics.flush()                               # points before the checkpoint are never lost
             fenced(lambda: store.save_artifact(self.store, job_id, CHECKPOINT, blob, worker=self.worker),
                    "checkpoint")                          # never overwrite the new owner's checkpoint
+            # Never at the last epoch: a trial that ran to its end is complete, not pruned.
+            if job.get("study_id") and epoch < job["spec"]["train"]["epochs"] and self._prune_now(job_id, control):
+                pruned_at.append(epoch)
 
         def on_progress(epoch: int, step: int, total: int) -> None:
             fenced(lambda: store.update_progress(self.store, job_id, epoch, step, total, worker=self.worker),
@@ -162,11 +188,28 @@ class JobRunner:
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             return self._finish(job_id, "failed", error=detail)
 
+        if outcome is not None and outcome.status == "cancelled" and control.reason == PRUNE and pruned_at:
+            control.finishing = True
+            result = {"epochs_completed": pruned_at[-1], "pruned_at_epoch": pruned_at[-1]}
+            artifacts = {WEIGHTS: outcome.weights} if outcome.weights is not None else None
+            return self._finish(job_id, "pruned", result=result, artifacts=artifacts)
         if outcome is None or outcome.status == "cancelled":
             return self._stopped(job_id, control)
         artifacts = {WEIGHTS: outcome.weights} if outcome.weights is not None else None
         control.finishing = True
         return self._finish(job_id, "succeeded", result=outcome.result, artifacts=artifacts)
+
+    def _prune_now(self, job_id: str, control: JobControl) -> bool:
+        """At an epoch's end (its points written): ask the study's pruner, from the siblings' per-epoch
+        objective values in the database, whether this trial stops here; if so, stop it (reason PRUNE)."""
+        found = self._db(lambda: store.trial_of(self.store, job_id), f"job {job_id}: study trials", control.event)
+        if found is None or found[0]["pruner"]["type"] == "none":
+            return False
+        study, trials = found
+        if not should_prune(study, trials, job_id):
+            return False
+        log.info("job %s: pruned by its study's %s pruner", job_id, study["pruner"]["type"])
+        return control.stop(PRUNE)
 
     def _stopped(self, job_id: str, control: JobControl) -> str | None:
         """The job stopped before its end: act on why (lost: nothing; shutdown: hand back; cancel)."""
