@@ -13,6 +13,7 @@ from .jobs import (
     claim_job,
     claim_next_job,
     count_by_status,
+    count_claimable,
     count_queued,
     create_job,
     create_jobs,
@@ -33,9 +34,20 @@ from .jobs import (
     update_progress,
 )
 from .metrics import get_metrics, record_metrics
+from .quotas import (
+    LIMIT_FIELDS,
+    Quota,
+    QuotaExceeded,
+    get_limits_by_name,
+    set_limits_by_name,
+    usage,
+    user_limits,
+)
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
+    "LIMIT_FIELDS", "Quota", "QuotaExceeded", "count_claimable", "get_limits_by_name", "set_limits_by_name", "usage",
+    "user_limits",
     "IdempotentRequest", "create_jobs", "find_idempotency_key", "sweep_idempotency_keys",
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
     "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",
