@@ -11,6 +11,7 @@ import dataclasses
 
 from engine.datasets import DatasetLimits
 from engine.spec import Limits
+from store.quotas import Quota
 
 from .config import LIMIT_PREFIX, Settings
 
@@ -41,3 +42,9 @@ def dataset_limits(settings: Settings) -> DatasetLimits:
     if settings.max_dataset_bytes is not None:
         limits = dataclasses.replace(limits, max_bytes=settings.max_dataset_bytes)
     return limits
+
+
+def user_quota(settings: Settings) -> Quota:
+    """The deployment's default per-user limits (``CONVLAB_MAX_RUNNING_JOBS`` ...), as the store takes them."""
+    return Quota(max_running=settings.max_running_jobs, max_queued=settings.max_queued_jobs,
+                 max_compute=settings.max_compute_flops, max_storage=settings.max_storage_bytes)

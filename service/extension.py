@@ -10,7 +10,7 @@ from flask import current_app
 from convlab.config import Settings
 from engine.datasets import DatasetLimits
 from engine.spec import Limits
-from store import Store
+from store import Quota, Store
 
 EXTENSION_KEY = "convlab"
 API_PREFIX = "/api/v1"
@@ -55,6 +55,7 @@ class Convlab:
     publish: Publisher
     limits: Limits                  # job specs (built once from the settings' overrides)
     dataset_limits: DatasetLimits   # uploaded datasets
+    quota: Quota = Quota()          # the deployment's default per-user limits (an admin overrides them per user)
 
 
 def convlab() -> Convlab:

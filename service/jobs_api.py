@@ -112,6 +112,22 @@ def cancel_job(job_id: str):
     return {"job": _shown(job)}, 200 if outcome == "cancelled" else 202
 
 
+@bp.delete("/<job_id>")
+def delete_job(job_id: str):
+    """Delete a job with its metric points, checkpoints and weights (yours; admins: anyone's): 204.
+
+    A running job is not deleted (409): cancel it first, and delete it once it
+    has stopped.  A queued job is deleted at once and never runs.
+    """
+    outcome = store.delete_job(convlab().store, job_id, g.user)
+    if outcome is None:
+        raise ApiError(404, f"no job {job_id[:64]!r}")
+    if outcome == "running":
+        raise ApiError(409, "the job is running: cancel it first (POST /jobs/{id}/cancel), "
+                            "then delete it once it has stopped")
+    return Response(status=204)
+
+
 @bp.get(f"/<job_id>/artifacts/{WEIGHTS}")
 def job_weights(job_id: str):
     """The trained weights as ``.npz`` (docs/reference/weights.md: ``net.params`` keys); 404 until there are some."""

@@ -90,6 +90,30 @@ DATASET_LIST = _obj({"datasets": {"type": "array", "items": ref("Dataset")}})
 WORKERS = _obj({"workers": {"type": "array", "items": _obj({
     "name": _STR, "heartbeat_age_s": _NUM, "job_id": {"type": ["string", "null"]}})}})
 
+_LIMIT_VALUES = {
+    "max_running": {"type": ["integer", "null"], "minimum": 0, "description": "jobs running at once"},
+    "max_queued": {"type": ["integer", "null"], "minimum": 0, "description": "jobs queued at once"},
+    "max_compute": {"type": ["number", "null"], "minimum": 0,
+                    "description": "estimated floating-point operations of one job"},
+    "max_storage": {"type": ["integer", "null"], "minimum": 0,
+                    "description": "bytes of artifacts, datasets and metric points"},
+}
+LIMITS = _obj(_LIMIT_VALUES, description="per-user limits; null: no limit")
+
+USER_LIMITS = _obj({"user": _STR,
+                    "overrides": _obj(_LIMIT_VALUES, description="set by an admin; null: the deployment's default"),
+                    "effective": ref("Limits")})
+
+LIMITS_UPDATE = _obj(_LIMIT_VALUES, required=[],
+                     description="the fields to set (null: back to the deployment's default); others are kept")
+
+USER_ME = _obj({
+    "name": _STR, "is_admin": {"type": "boolean"}, "limits": ref("Limits"),
+    "usage": _obj({"running": _INT, "queued": _INT, "storage_bytes": _obj({
+        "artifacts": _INT, "datasets": _INT,
+        "metric_points": {"type": "integer", "description": "an estimate: points × 64 bytes"}, "total": _INT})}),
+})
+
 HEALTH = _obj({"status": {"enum": ["ok", "unavailable"]}, "database": {"enum": ["ok", "unavailable"]}})
 
 UPLOAD = _obj({"file": {"type": "string", "contentMediaType": "application/octet-stream",
@@ -120,7 +144,8 @@ def component_schemas(limits: Limits) -> dict[str, dict]:
     return {"JobSpec": job_spec_schema(limits), "Job": JOB, "JobList": JOB_LIST, "Error": ERROR,
             "TrainResult": TRAIN_RESULT, "GradcheckResult": GRADCHECK_RESULT, "Metrics": METRICS,
             "Dataset": DATASET, "DatasetList": DATASET_LIST, "Workers": WORKERS, "Health": HEALTH,
-            "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION}
+            "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION,
+            "Limits": LIMITS, "UserLimits": USER_LIMITS, "LimitsUpdate": LIMITS_UPDATE, "UserMe": USER_ME}
 
 
 def _project(schema: dict, row: dict[str, Any]) -> dict[str, Any]:

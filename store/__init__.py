@@ -8,6 +8,7 @@ from .artifacts import load_artifact
 from .auth import UserInfo, authenticate, create_token, get_user
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
+from .deletion import delete_dataset, delete_job
 from .idempotency import IdempotentRequest, find_idempotency_key, sweep_idempotency_keys
 from .jobs import (
     claim_job,
@@ -47,7 +48,7 @@ from .workers import live_workers, remove_stale_workers, remove_worker, worker_h
 
 __all__ = [
     "LIMIT_FIELDS", "Quota", "QuotaExceeded", "count_claimable", "get_limits_by_name", "set_limits_by_name", "usage",
-    "user_limits",
+    "user_limits", "delete_dataset", "delete_job",
     "IdempotentRequest", "create_jobs", "find_idempotency_key", "sweep_idempotency_keys",
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
     "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",
