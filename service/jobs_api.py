@@ -32,7 +32,8 @@ def _visible_job(job_id: str) -> dict:
 def _shown(job: dict, positions: dict[str, int] | None = None) -> dict:
     """The job as answered, with its queue position while queued (``positions``: looked up for a page at once)."""
     if positions is None:
-        positions = store.queue_positions(convlab().store, [job["id"]] if job["status"] == "queued" else [])
+        positions = store.queue_positions(convlab().store, [job["id"]] if job["status"] == "queued" else [],
+                                          convlab().settings.max_running_jobs)
     return job_json(job, positions.get(job["id"]))
 
 
@@ -74,7 +75,8 @@ def list_jobs():
     q.check()
     jobs, total = store.list_jobs(convlab().store, g.user, status=status, type=job_type, tag=tag,
                                   search=search, limit=limit, offset=offset)
-    positions = store.queue_positions(convlab().store, [j["id"] for j in jobs if j["status"] == "queued"])
+    positions = store.queue_positions(convlab().store, [j["id"] for j in jobs if j["status"] == "queued"],
+                                      convlab().settings.max_running_jobs)
     return {"jobs": [_shown(j, positions) for j in jobs], "total": total}
 
 

@@ -67,9 +67,10 @@ def visible_job(job_id: str) -> dict[str, Any]:
     return job
 
 
-def job_state(db: store.Store, job: dict[str, Any]) -> dict[str, Any]:
-    """The job as the pages need it live: its summary, result and error (not its spec)."""
-    position = store.queue_position(db, job["id"]) if job["status"] == "queued" else None
+def job_state(db: store.Store, job: dict[str, Any], max_running: int | None = None) -> dict[str, Any]:
+    """The job as the pages need it live: its summary, result and error (not its spec).
+    ``max_running``: the deployment's running limit per user (queue positions follow the dispatch order)."""
+    position = store.queue_position(db, job["id"], max_running) if job["status"] == "queued" else None
     return {**job_summary(job, position), "result": job["result"], "error": job["error"]}
 
 
@@ -94,7 +95,8 @@ def jobs_page(filters: dict[str, Any]) -> dict[str, Any]:
     offset = (filters["page"] - 1) * PAGE_SIZE
     jobs, total = store.list_jobs(ext.store, g.user, status=filters["status"], type=filters["type"],
                                   tag=filters["tag"], search=filters["search"], limit=PAGE_SIZE, offset=offset)
-    positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"])
+    positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"],
+                                      ext.settings.max_running_jobs)
     rows = [job_summary(j, positions.get(j["id"])) for j in jobs]
     workers = store.live_workers(ext.store, ext.settings.worker_alive_s)
     return {"jobs": rows, "total": total, "offset": offset, "page_size": PAGE_SIZE,
@@ -186,12 +188,13 @@ def job_events(job_id: str):
     job = visible_job(job_id)
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
+    max_running = ext.settings.max_running_jobs
     streams: LiveStreams = current_app.extensions[STREAMS_KEY]
     database = database_state()         # the generator runs outside the app context
 
     def snapshot() -> Iterator[str]:
         yield f"retry: {BUSY_RETRY_MS}\n\n"
-        yield _sse("job", job_state(db, job))
+        yield _sse("job", job_state(db, job, max_running))
         yield from feed.events(final=True)
         if job["status"] in store.TERMINAL_STATUSES:
             yield _sse("end", {"status": job["status"]})
@@ -215,7 +218,7 @@ def job_events(job_id: str):
 
     def live() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
-        state = job_state(db, job)
+        state = job_state(db, job, max_running)
         yield _sse("job", state)
         yield from feed.events(final=job["status"] in store.TERMINAL_STATUSES)
         seen, started, last_sent = _changes(state), time.monotonic(), time.monotonic()
@@ -227,7 +230,7 @@ def job_events(job_id: str):
             current = store.get_job(db, job_id, user)
             if current is None:         # deleted, or no longer visible
                 break
-            state = job_state(db, current)
+            state = job_state(db, current, max_running)
             if _changes(state) != seen:
                 seen, last_sent = _changes(state), time.monotonic()
                 yield _sse("job", state)

@@ -116,3 +116,9 @@ convlab.heatTable = function heatTable(matrix, {diverging = true, caption = null
   table.append(body);
   return table;
 };
+
+/* A form with data-confirm asks before it is sent (the delete button: nothing is sent if the user says no). */
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset && event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});

@@ -44,6 +44,8 @@
     document.getElementById("job-error").textContent = s.error || "";
     const cancel = document.getElementById("cancel-form");
     if (cancel && TERMINAL.includes(s.status)) cancel.hidden = true;
+    const remove = document.getElementById("delete-form");
+    if (remove) remove.hidden = s.status === "running";
     const weights = document.getElementById("weights-link");
     if (weights) weights.hidden = s.status === "queued" || s.status === "failed";
   }
