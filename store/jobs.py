@@ -255,10 +255,10 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False,
     for _ in range(_CLAIM_RACES):
         if first is None:
             return None
-        now = utcnow()
         with store.session() as s:
             lock_user(s, first.user_id)
             again = _next_in_line(s, max_running)
+            now = utcnow()          # after the read: a claim that a finish made possible starts after it
             same = again is not None and again.user_id == first.user_id
             if same and _update(s, Job.id == again.id, Job.status == "queued", **_claim_values(worker, now)):
                 s.execute(update(User).where(User.id == again.user_id).values(last_claim_at=now),
