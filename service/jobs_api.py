@@ -11,6 +11,7 @@ from .errors import ApiError
 from .extension import convlab
 from .idempotency import canonical_json, once
 from .params import Query, json_object
+from .queue_eta import queue_etas
 from .schemas import job_json
 from .submission import enqueue, validate
 
@@ -29,12 +30,14 @@ def _visible_job(job_id: str) -> dict:
     return job
 
 
-def _shown(job: dict, positions: dict[str, int] | None = None) -> dict:
-    """The job as answered, with its queue position while queued (``positions``: looked up for a page at once)."""
+def _shown(job: dict, positions: dict[str, int] | None = None, etas: dict[str, float] | None = None) -> dict:
+    """The job as answered, with its queue position and start estimate while queued (``positions``,
+    ``etas``: looked up for a page at once)."""
     if positions is None:
         positions = store.queue_positions(convlab().store, [job["id"]] if job["status"] == "queued" else [],
                                           convlab().settings.max_running_jobs)
-    return job_json(job, positions.get(job["id"]))
+        etas = queue_etas(convlab().store, convlab().settings.worker_alive_s, positions)
+    return job_json(job, positions.get(job["id"]), (etas or {}).get(job["id"]))
 
 
 @bp.post("")
@@ -77,7 +80,8 @@ def list_jobs():
                                   search=search, limit=limit, offset=offset)
     positions = store.queue_positions(convlab().store, [j["id"] for j in jobs if j["status"] == "queued"],
                                       convlab().settings.max_running_jobs)
-    return {"jobs": [_shown(j, positions) for j in jobs], "total": total}
+    etas = queue_etas(convlab().store, convlab().settings.worker_alive_s, positions)
+    return {"jobs": [_shown(j, positions, etas) for j in jobs], "total": total}
 
 
 @bp.get("/<job_id>")

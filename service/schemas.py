@@ -68,6 +68,8 @@ JOB = _obj({
     "user": {"type": "string", "description": "owner's name"},
     "cancel_requested": {"type": "boolean"},
     "queue_position": {"type": "integer", "minimum": 1, "description": "only while queued; 1 = next"},
+    "queue_eta_s": {"type": "number", "minimum": 0,
+                    "description": "only while queued, when there is a basis: estimated seconds until it starts"},
 }, required=["id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
              "created_at", "started_at", "finished_at", "user", "cancel_requested"])
 
@@ -155,9 +157,10 @@ def _project(schema: dict, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def job_json(job: dict[str, Any], queue_position: int | None = None) -> dict[str, Any]:
-    """A store job as the API shows it: :data:`JOB`'s fields, ``queue_position`` while queued."""
-    return _project(JOB, {**job, "queue_position": queue_position})
+def job_json(job: dict[str, Any], queue_position: int | None = None,
+             queue_eta_s: float | None = None) -> dict[str, Any]:
+    """A store job as the API shows it: :data:`JOB`'s fields, ``queue_position`` (and ``queue_eta_s``) while queued."""
+    return _project(JOB, {**job, "queue_position": queue_position, "queue_eta_s": queue_eta_s})
 
 
 def dataset_json(dataset: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .jobs import (
     request_cancel,
     requeue_job,
     save_artifact,
+    typical_run_s,
     update_progress,
 )
 from .metrics import get_metrics, record_metrics
@@ -48,7 +49,7 @@ from .workers import live_workers, remove_stale_workers, remove_worker, worker_h
 
 __all__ = [
     "LIMIT_FIELDS", "Quota", "QuotaExceeded", "count_claimable", "get_limits_by_name", "set_limits_by_name", "usage",
-    "user_limits", "delete_dataset", "delete_job",
+    "user_limits", "delete_dataset", "delete_job", "typical_run_s",
     "IdempotentRequest", "create_jobs", "find_idempotency_key", "sweep_idempotency_keys",
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
     "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",

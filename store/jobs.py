@@ -478,6 +478,17 @@ def queue_position(store: Store, job_id: str, max_running: int | None = None) ->
     return queue_positions(store, [job_id], max_running).get(job_id)
 
 
+def typical_run_s(store: Store, sample: int = 50) -> float | None:
+    """The median run time (first start to finish) of the last ``sample`` succeeded jobs, None before any:
+    what the queue's start estimates multiply (service.queue_eta)."""
+    with store.session() as s:
+        rows = s.execute(select(Job.started_at, Job.finished_at).where(
+            Job.status == "succeeded", Job.started_at.is_not(None), Job.finished_at.is_not(None))
+            .order_by(Job.finished_at.desc()).limit(sample)).all()
+    runs = sorted((finished - started).total_seconds() for started, finished in rows)
+    return runs[len(runs) // 2] if runs else None
+
+
 def count_by_status(store: Store) -> dict[str, int]:
     """How many jobs are in each status (every status present, 0 if none)."""
     with store.session() as s:

@@ -2,12 +2,14 @@
 and deleting jobs and datasets without leaving anything behind, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 import store
-from helpers import tiny_train_spec
-from store.models import Base
+from helpers import parse_ts, tiny_train_spec
+from store.models import Base, Job
 from test_api import API, assert_error, paths
 from test_api_datasets import npz, upload
 from tests.conftest import BACKENDS, sqlite_copy
@@ -149,3 +151,24 @@ def test_a_dataset_in_use_is_not_deleted(client, headers, app_store):
     assert client.delete(f"{API}/jobs/{job_id}", headers=headers).status_code == 204
     after = _counts(app_store)
     assert after == {**before, "users": after["users"], "api_tokens": after["api_tokens"]}
+
+
+def test_queue_positions_and_start_estimates_follow_the_dispatch_order(client, auth, headers, app_store):
+    bob = auth.headers("bob")
+    mine = [client.post(f"{API}/jobs", json=tiny_train_spec(), headers=headers).get_json()["id"] for _ in range(3)]
+    theirs = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=bob).get_json()["id"]
+    # Bob submitted last, yet his only job is second in line: alice's second job comes after it.
+    assert client.get(f"{API}/jobs/{theirs}", headers=bob).get_json()["queue_position"] == 2
+    listed = {j["id"]: j for j in client.get(f"{API}/jobs", headers=headers).get_json()["jobs"]}
+    assert [listed[j]["queue_position"] for j in mine] == [1, 3, 4]
+    assert all("queue_eta_s" not in j for j in listed.values())       # no worker, no finished job: no basis
+    store.worker_heartbeat(app_store, "host:1", "host", 1, None)
+    done = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=auth.headers("carol")).get_json()["id"]
+    assert store.claim_job(app_store, done, "host:1") and store.finish_job(app_store, done, "succeeded",
+                                                                         worker="host:1")
+    finished = store.get_job(app_store, done, None)["finished_at"]
+    with app_store.session() as s:                                   # it ran for 10 s
+        s.execute(update(Job).where(Job.id == done).values(started_at=parse_ts(finished) - timedelta(seconds=10)))
+    listed = {j["id"]: j for j in client.get(f"{API}/jobs", headers=headers).get_json()["jobs"]}
+    etas = [listed[j]["queue_eta_s"] for j in mine]
+    assert etas == [5.0, 25.0, 35.0]              # one worker, 10 s a job: half of one, then one after another

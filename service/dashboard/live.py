@@ -17,6 +17,7 @@ from engine.spec import JOB_TYPES
 
 from ..extension import convlab
 from ..outage import RETRY_AFTER_S, database_state, is_unavailable
+from ..queue_eta import queue_etas
 from ..schemas import error_json
 from . import bp
 from .present import job_summary
@@ -67,11 +68,13 @@ def visible_job(job_id: str) -> dict[str, Any]:
     return job
 
 
-def job_state(db: store.Store, job: dict[str, Any], max_running: int | None = None) -> dict[str, Any]:
+def job_state(db: store.Store, job: dict[str, Any], settings) -> dict[str, Any]:
     """The job as the pages need it live: its summary, result and error (not its spec).
-    ``max_running``: the deployment's running limit per user (queue positions follow the dispatch order)."""
-    position = store.queue_position(db, job["id"], max_running) if job["status"] == "queued" else None
-    return {**job_summary(job, position), "result": job["result"], "error": job["error"]}
+    ``settings``: the running limit per user (queue positions follow the dispatch order) and how
+    recent a live worker's heartbeat is (the start estimate); passed in, streams run outside the app."""
+    position = store.queue_position(db, job["id"], settings.max_running_jobs) if job["status"] == "queued" else None
+    eta = queue_etas(db, settings.worker_alive_s, {job["id"]: position}).get(job["id"]) if position else None
+    return {**job_summary(job, position, queue_eta_s=eta), "result": job["result"], "error": job["error"]}
 
 
 def job_filters(args) -> dict[str, Any]:
@@ -97,7 +100,8 @@ def jobs_page(filters: dict[str, Any]) -> dict[str, Any]:
                                   tag=filters["tag"], search=filters["search"], limit=PAGE_SIZE, offset=offset)
     positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"],
                                       ext.settings.max_running_jobs)
-    rows = [job_summary(j, positions.get(j["id"])) for j in jobs]
+    etas = queue_etas(ext.store, ext.settings.worker_alive_s, positions)
+    rows = [job_summary(j, positions.get(j["id"]), queue_eta_s=etas.get(j["id"])) for j in jobs]
     workers = store.live_workers(ext.store, ext.settings.worker_alive_s)
     return {"jobs": rows, "total": total, "offset": offset, "page_size": PAGE_SIZE,
             "filters": filters, "workers_alive": len(workers)}
@@ -188,13 +192,13 @@ def job_events(job_id: str):
     job = visible_job(job_id)
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
-    max_running = ext.settings.max_running_jobs
+    settings = ext.settings
     streams: LiveStreams = current_app.extensions[STREAMS_KEY]
     database = database_state()         # the generator runs outside the app context
 
     def snapshot() -> Iterator[str]:
         yield f"retry: {BUSY_RETRY_MS}\n\n"
-        yield _sse("job", job_state(db, job, max_running))
+        yield _sse("job", job_state(db, job, settings))
         yield from feed.events(final=True)
         if job["status"] in store.TERMINAL_STATUSES:
             yield _sse("end", {"status": job["status"]})
@@ -218,7 +222,7 @@ def job_events(job_id: str):
 
     def live() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
-        state = job_state(db, job, max_running)
+        state = job_state(db, job, settings)
         yield _sse("job", state)
         yield from feed.events(final=job["status"] in store.TERMINAL_STATUSES)
         seen, started, last_sent = _changes(state), time.monotonic(), time.monotonic()
@@ -230,7 +234,7 @@ def job_events(job_id: str):
             current = store.get_job(db, job_id, user)
             if current is None:         # deleted, or no longer visible
                 break
-            state = job_state(db, current, max_running)
+            state = job_state(db, current, settings)
             if _changes(state) != seen:
                 seen, last_sent = _changes(state), time.monotonic()
                 yield _sse("job", state)

@@ -46,7 +46,7 @@ def ablation_partner(job: dict[str, Any]) -> dict[str, Any] | None:
 def job(job_id: str):
     """One job: live curves, result, kernels or gradient-check report, actions, spec and error."""
     job = visible_job(job_id)
-    state = job_state(convlab().store, job, convlab().settings.max_running_jobs)
+    state = job_state(convlab().store, job, convlab().settings)
     return render_template("job.html", job=job, state=state,
                            spec_json=json.dumps(job["spec"], indent=2), partner=ablation_partner(job))
 
