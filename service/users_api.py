@@ -2,7 +2,6 @@
 and sets one user's limits (``/users/{name}/limits``, docs/reference/http-api.md "Users and limits")."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flask import Blueprint, g
@@ -54,8 +53,8 @@ def _limit_values(body: dict[str, Any]) -> dict[str, Any]:
         elif value is None:
             values[key] = None
         elif key == "max_compute":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-                and 0 <= value <= _COMPUTE_MAX
+            # Compared, not converted: a huge integer must not overflow float() (1e400 parses as inf: refused).
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= _COMPUTE_MAX
             if ok:
                 values[key] = float(value)
             else:

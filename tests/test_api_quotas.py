@@ -100,6 +100,8 @@ def test_limits_endpoints_are_for_admins_and_check_their_input(client, auth, hea
                                   json={"max_running": -1, "max_queued": True, "max_compute": "lots",
                                         "max_storage": 2**70, "speed": 1}), 422, "invalid_limits")
     assert sorted(paths(err)) == ["max_compute", "max_queued", "max_running", "max_storage", "speed"]
+    for huge in ({"max_compute": 10**400}, {"max_running": 10**400}):       # never a float overflow (500)
+        assert_error(client.put(f"{API}/users/alice/limits", headers=headers_root, json=huge), 422, "invalid_limits")
     view = _limits(client, auth, "alice", max_running=2, max_storage=10**9)
     assert view["overrides"]["max_running"] == 2 and view["effective"]["max_storage"] == 10**9
     view = _limits(client, auth, "alice", max_running=None)
