@@ -93,6 +93,25 @@ def _study(a):
     return study_cli.cancel(a.target)
 
 
+def _delete(a):
+    from .client import delete
+    return delete(a.id, a.dataset)
+
+
+def _user_limits(a):
+    from .client import user_limits
+    values = {k: getattr(a, k) for k in ("max_running", "max_queued", "max_compute", "max_storage")}
+    return user_limits(a.name, {k: v for k, v in values.items() if v is not None}, a.clear)
+
+
+def _optional(kind):
+    """An argparse type: ``kind``, or None for ``none`` (back to the deployment's default)."""
+    def parse(text: str):
+        return "none" if text.lower() == "none" else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convlab", description="Train and gradient-check CNNs, as a service.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -165,6 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wait", action="store_true", help="create: follow the study to its end, then summarise")
     s.add_argument("--json", action="store_true", help="status: the whole answer as JSON")
     s.set_defaults(func=_study)
+
+    s = sub.add_parser("delete", help="delete a job (or --dataset: an uploaded dataset) with all it holds")
+    s.add_argument("id")
+    s.add_argument("--dataset", action="store_true", help="ID is an uploaded dataset's")
+    s.set_defaults(func=_delete)
+
+    s = sub.add_parser("user", help="users (admins: their limits)")
+    user = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = user.add_parser("limits", help="show a user's limits; with options, set them (admins only)")
+    s.add_argument("name")
+    s.add_argument("--max-running", type=_optional(int), help="jobs running at once (none: the default)")
+    s.add_argument("--max-queued", type=_optional(int), help="jobs queued at once")
+    s.add_argument("--max-compute", type=_optional(float), help="estimated floating-point operations per job")
+    s.add_argument("--max-storage", type=_optional(int), help="bytes of artifacts, datasets and metric points")
+    s.add_argument("--clear", action="store_true", help="remove every override (back to the defaults)")
+    s.set_defaults(func=_user_limits)
     return p
 
 

@@ -401,3 +401,24 @@ def summary(path: str, api: bool, as_json: bool) -> int:
     else:
         print(format_summary(out))
     return 0 if out["valid"] else 1
+
+
+@_command("delete")
+def delete(item_id: str, dataset: bool = False) -> int:
+    """Delete a job (409, exit 1, while it runs: cancel it first) or an uploaded dataset."""
+    kind = "datasets" if dataset else "jobs"
+    Client().request("DELETE", f"/{kind}/{urllib.parse.quote(item_id)}")
+    print(f"deleted {kind[:-1]} {item_id}", file=sys.stderr)
+    return 0
+
+
+@_command("user limits")
+def user_limits(name: str, values: dict, clear: bool = False) -> int:
+    """Show user ``name``'s limits, or set ``values`` (``"none"``: back to the default) first; admins only."""
+    path = f"/users/{urllib.parse.quote(name, safe='')}/limits"
+    client = Client()
+    if clear:
+        values = {**dict.fromkeys(("max_running", "max_queued", "max_compute", "max_storage")), **values}
+    body = {k: (None if v == "none" else v) for k, v in values.items()}
+    _print(client.request("PUT", path, body) if body else client.request("GET", path))
+    return 0

@@ -55,6 +55,12 @@ class Settings:
     predict_cache_bytes: int = 256 * 2**20       # and their parameters' bytes at most
     secure_cookies: bool = False                 # set behind HTTPS: the session cookie is then sent over HTTPS only
     idempotency_ttl_s: float = 24 * 3600         # an Idempotency-Key is remembered this long (Stripe: 24 h)
+    # Per-user limits (docs/reference/configuration.md, "Per-user limits"); an admin overrides them per
+    # user (PUT /api/v1/users/NAME/limits).  None (CONVLAB_MAX_...=none): no limit.
+    max_running_jobs: int | None = None          # a user's jobs running at once (the claim skips them past it)
+    max_queued_jobs: int | None = 1000           # a user's queued jobs; past it a submit is 429
+    max_compute_flops: float | None = 1e15       # estimated operations of one job (engine.work); past it 429
+    max_storage_bytes: int | None = 10 * 2**30   # artifacts + datasets + metric points of a user; past it 429
 
     def __post_init__(self) -> None:
         # A worker that is merely slow must never look lost: several heartbeats fit in the timeout.
@@ -111,6 +117,8 @@ def blas_threads_from_env() -> int | None:
 def _parse(f: dataclasses.Field, text: str):
     """``text`` as the type of field ``f`` (its annotation: int, float, bool, optional int)."""
     kind = f.type.split(" | ")[0]
+    if f.type.endswith("| None") and text.strip().lower() in ("none", "unlimited"):
+        return None
     try:
         if kind == "bool":
             return _flag(text)

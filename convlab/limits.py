@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from engine.datasets import DatasetLimits
 from engine.spec import Limits
+from store.quotas import Quota
 
 from .config import LIMIT_PREFIX, Settings
 
@@ -54,3 +55,10 @@ def dataset_limits(settings: Settings) -> DatasetLimits:
     if max_bytes is None:
         max_bytes = DATASET_BYTES_PER_REQUEST_BYTE * settings.max_request_bytes
     return dataclasses.replace(DatasetLimits(), max_bytes=max_bytes)
+
+
+
+def user_quota(settings: Settings) -> Quota:
+    """The deployment's default per-user limits (``CONVLAB_MAX_RUNNING_JOBS`` ...), as the store takes them."""
+    return Quota(max_running=settings.max_running_jobs, max_queued=settings.max_queued_jobs,
+                 max_compute=settings.max_compute_flops, max_storage=settings.max_storage_bytes)

@@ -13,9 +13,10 @@ from typing import Any
 __all__ = ["BUILTIN_DATASETS"]
 
 #: Built-in datasets, in the order they are listed to users: per-sample shape
-#: ``(C, H, W)`` and number of classes. See docs/datasets.md for their sources.
+#: ``(C, H, W)``, number of classes and of samples (what a job's compute estimate counts).
+#: See docs/datasets.md for their sources.
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
-    "digits": {"shape": (1, 8, 8), "classes": 10},
-    "mnist-5k": {"shape": (1, 28, 28), "classes": 10},
-    "synthetic": {"shape": (1, 12, 12), "classes": 4},
+    "digits": {"shape": (1, 8, 8), "classes": 10, "samples": 1797},
+    "mnist-5k": {"shape": (1, 28, 28), "classes": 10, "samples": 5000},
+    "synthetic": {"shape": (1, 12, 12), "classes": 4, "samples": 1200},
 }

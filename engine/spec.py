@@ -98,6 +98,7 @@ MAX_SEED = 2**32 - 1
 MAX_TAG_LENGTH = 64
 MAX_FRACTION_SUM = 0.9          # test + validation must leave at least 10 % to train on
 MAX_GRADCHECK_EPS = 1e-2
+MAX_PRIORITY = 10               # |priority|: orders one user's own jobs only (fair share orders the users)
 
 
 # --------------------------------------------------------------------------- limits
@@ -307,6 +308,8 @@ JOB_FIELDS: Table = {
     "type": Enum(choices=JOB_TYPES),
     "name": Str(default="", max_length="max_name_length", description="empty: derived from type and dataset"),
     "tags": Tags(default=[]),
+    "priority": Int(default=0, lo=-MAX_PRIORITY, hi=MAX_PRIORITY,
+                    description="higher runs first among the same user's queued jobs"),
     "model": Field(),
     "data": Field(),
     "train": Field(),
@@ -492,6 +495,7 @@ def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
     jtype = JOB_FIELDS["type"].read(errs, job, "type", "", limits)
     name = JOB_FIELDS["name"].read(errs, job, "name", "", limits)
     tags = JOB_FIELDS["tags"].read(errs, job, "tags", "", limits)
+    priority = JOB_FIELDS["priority"].read(errs, job, "priority", "", limits)
 
     model, plans = (None, None)
     if "model" in job:
@@ -535,7 +539,7 @@ def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
 
     errs.raise_if_any()
     out: dict[str, Any] = {"type": jtype, "name": name or _default_name(jtype, data, limits), "tags": tags,
-                           "model": model}
+                           "priority": priority, "model": model}
     if data is not None:
         out["data"] = data
     out[jtype] = section

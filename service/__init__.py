@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from convlab.config import Settings
-from convlab.limits import dataset_limits, job_limits
+from convlab.limits import dataset_limits, job_limits, user_quota
 from store import Store
 
 from .extension import EXTENSION_KEY, CeleryPublisher, Convlab, Publisher
@@ -48,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
         limits=job_limits(settings),
         dataset_limits=dataset_limits(settings),
         upload_memory=MemoryBudget(settings.upload_memory_bytes),
+        quota=user_quota(settings),
     )
 
     from . import api, errors, health, metrics, outage, params

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, current_app, g, make_response, request, url_for
+from flask import Blueprint, Response, current_app, g, make_response, request, url_for
 
 import store
 from engine.datasets import DatasetLimits, load_npz
@@ -12,6 +12,7 @@ from .errors import ApiError
 from .extension import convlab
 from .idempotency import HEADER, once
 from .schemas import dataset_json
+from .submission import quota_error
 
 bp = Blueprint("datasets", __name__, url_prefix="/datasets")
 
@@ -92,9 +93,12 @@ def _upload(ext):
 
     def create(idempotency):
         dataset = load_npz(data, limits, name=name)     # DatasetError -> 422 (errors.py)
-        return answer(store.save_dataset(ext.store, g.user.id, name, data, samples=int(len(dataset.y)),
-                                         shape=dataset.input_shape, classes=int(dataset.classes),
-                                         idempotency=idempotency))
+        try:
+            return answer(store.save_dataset(ext.store, g.user.id, name, data, samples=int(len(dataset.y)),
+                                             shape=dataset.input_shape, classes=int(dataset.classes),
+                                             idempotency=idempotency, quota=ext.quota))
+        except store.QuotaExceeded as e:
+            raise quota_error(e, "file") from None
 
     # A retry may carry another multipart boundary: the request is identified by its name and file bytes.
     def replay(ids: list[str]):
@@ -104,3 +108,14 @@ def _upload(ext):
         return answer(info)
 
     return once("datasets.upload", name.encode() + b"\0" + data, create=create, replay=replay)
+
+
+@bp.delete("/<dataset_id>")
+def delete_dataset(dataset_id: str):
+    """Delete an uploaded dataset (yours; admins: anyone's): 204; 409 while a queued or running job uses it."""
+    outcome = store.delete_dataset(convlab().store, dataset_id, g.user)
+    if outcome is None:
+        raise ApiError(404, f"no dataset {dataset_id[:64]!r}")
+    if outcome == "in_use":
+        raise ApiError(409, "a queued or running job trains on this dataset: cancel it or let it finish first")
+    return Response(status=204)

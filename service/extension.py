@@ -10,7 +10,7 @@ from flask import current_app
 from convlab.config import Settings
 from engine.datasets import DatasetLimits
 from engine.spec import Limits
-from store import Store
+from store import Quota, Store
 
 from .memory_budget import MemoryBudget
 
@@ -58,6 +58,7 @@ class Convlab:
     limits: Limits                  # job specs (built once from the settings' overrides)
     dataset_limits: DatasetLimits   # uploaded datasets
     upload_memory: MemoryBudget     # bytes that uploads being checked may hold at once in this process
+    quota: Quota = Quota()          # the deployment's default per-user limits (an admin overrides them per user)
 
 
 def convlab() -> Convlab:

@@ -11,6 +11,7 @@ from .errors import ApiError
 from .extension import convlab
 from .idempotency import canonical_json, once
 from .params import Query, json_object
+from .queue_eta import queue_etas
 from .schemas import job_json
 from .submission import enqueue, validate
 
@@ -29,11 +30,14 @@ def _visible_job(job_id: str) -> dict:
     return job
 
 
-def _shown(job: dict, positions: dict[str, int] | None = None) -> dict:
-    """The job as answered, with its queue position while queued (``positions``: looked up for a page at once)."""
+def _shown(job: dict, positions: dict[str, int] | None = None, etas: dict[str, float] | None = None) -> dict:
+    """The job as answered, with its queue position and start estimate while queued (``positions``,
+    ``etas``: looked up for a page at once)."""
     if positions is None:
-        positions = store.queue_positions(convlab().store, [job["id"]] if job["status"] == "queued" else [])
-    return job_json(job, positions.get(job["id"]))
+        positions = store.queue_positions(convlab().store, [job["id"]] if job["status"] == "queued" else [],
+                                          convlab().settings.max_running_jobs)
+        etas = queue_etas(convlab().store, convlab().settings.worker_alive_s, positions)
+    return job_json(job, positions.get(job["id"]), (etas or {}).get(job["id"]))
 
 
 @bp.post("")
@@ -74,8 +78,10 @@ def list_jobs():
     q.check()
     jobs, total = store.list_jobs(convlab().store, g.user, status=status, type=job_type, tag=tag,
                                   search=search, limit=limit, offset=offset)
-    positions = store.queue_positions(convlab().store, [j["id"] for j in jobs if j["status"] == "queued"])
-    return {"jobs": [_shown(j, positions) for j in jobs], "total": total}
+    positions = store.queue_positions(convlab().store, [j["id"] for j in jobs if j["status"] == "queued"],
+                                      convlab().settings.max_running_jobs)
+    etas = queue_etas(convlab().store, convlab().settings.worker_alive_s, positions)
+    return {"jobs": [_shown(j, positions, etas) for j in jobs], "total": total}
 
 
 @bp.get("/<job_id>")
@@ -110,6 +116,22 @@ def cancel_job(job_id: str):
     if outcome == "finished":
         raise ApiError(409, f"the job has already finished: it is {job['status']}")
     return {"job": _shown(job)}, 200 if outcome == "cancelled" else 202
+
+
+@bp.delete("/<job_id>")
+def delete_job(job_id: str):
+    """Delete a job with its metric points, checkpoints and weights (yours; admins: anyone's): 204.
+
+    A running job is not deleted (409): cancel it first, and delete it once it
+    has stopped.  A queued job is deleted at once and never runs.
+    """
+    outcome = store.delete_job(convlab().store, job_id, g.user)
+    if outcome is None:
+        raise ApiError(404, f"no job {job_id[:64]!r}")
+    if outcome == "running":
+        raise ApiError(409, "the job is running: cancel it first (POST /jobs/{id}/cancel), "
+                            "then delete it once it has stopped")
+    return Response(status=204)
 
 
 @bp.get(f"/<job_id>/artifacts/{WEIGHTS}")

@@ -61,6 +61,11 @@ _KEY_ERRORS = {"400": _error("malformed JSON or Idempotency-Key"),
                              "the Idempotency-Key was used for another request")}
 _NO_JOB = _error("no such job, or not yours")
 _NO_STUDY = _error("no such study, or not yours")
+_DELETED = {"description": "deleted, with everything that belongs to it"}
+_OVER_LIMIT = {**_error("over one of your limits (code quota_exceeded; details name the limit): nothing stored"),
+               "headers": {"Retry-After": {"description": "seconds, when waiting may help (queued jobs)",
+                                           "schema": {"type": "integer", "minimum": 1}}}}
+_ADMIN_ONLY = _error("only admins")
 _CANCELLED = _json("the job", {"type": "object", "properties": {"job": ref("Job")}, "required": ["job"]})
 
 OPERATIONS: dict[str, dict] = {
@@ -70,7 +75,8 @@ OPERATIONS: dict[str, dict] = {
             "schema": ref("JobSpec"), "example": json.loads((EXAMPLES / "cnn-digits.json").read_text())}}},
         "responses": {"201": {**_json("the queued job", ref("Job")),
                               "headers": {"Location": {"schema": {"type": "string"}}, **_REPLAYED}},
-                      **_KEY_ERRORS, "413": _error("body too large"), "415": _error("not application/json")}},
+                      **_KEY_ERRORS, "413": _error("body too large"), "415": _error("not application/json"),
+                      "429": _OVER_LIMIT}},
     "api.jobs.list_jobs": {
         "parameters": [
             _query("status", {"enum": list(STATUSES)}, "only jobs in this status"),
@@ -125,7 +131,22 @@ OPERATIONS: dict[str, dict] = {
         "parameters": [_IDEMPOTENCY_KEY],
         "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("DatasetUpload")}}},
         "responses": {"201": {**_json("the stored dataset", ref("Dataset")), "headers": _REPLAYED},
-                      **_KEY_ERRORS, "413": _error("file too large"), "415": _error("not multipart/form-data")}},
+                      **_KEY_ERRORS, "413": _error("file too large"), "415": _error("not multipart/form-data"),
+                      "429": _OVER_LIMIT}},
+    "api.datasets.delete_dataset": {"responses": {
+        "204": _DELETED, "404": _error("no such dataset, or not yours"),
+        "409": _error("a queued or running job uses the dataset")}},
+    "api.jobs.delete_job": {"responses": {
+        "204": _DELETED, "404": _NO_JOB, "409": _error("the job is running: cancel it first")}},
+    "api.users.me": {"responses": {"200": _json("you, your limits and what you use", ref("UserMe"))}},
+    "api.users.get_limits": {"responses": {"200": _json("the user's limits", ref("UserLimits")),
+                                           "403": _ADMIN_ONLY, "404": _error("no such user")}},
+    "api.users.put_limits": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("LimitsUpdate")}}},
+        "responses": {"200": _json("the user's limits now", ref("UserLimits")),
+                      "400": _error("malformed JSON, or not an object"), "403": _ADMIN_ONLY,
+                      "404": _error("no such user"), "415": _error("not application/json"),
+                      "422": _error("invalid limits (details: the field)")}},
     "api.tokens.list_tokens": {"responses": {"200": _json("the tokens", ref("TokenList"))}},
     "api.tokens.revoke_token": {"responses": {"200": _json("the revoked token", ref("TokenRevoked")),
                                               "404": _error("no such token, or not yours")}},

@@ -72,6 +72,8 @@ JOB = _obj({
     "study_id": {"type": "string", "description": "a study's trial only: its study"},
     "trial_number": {"type": "integer", "minimum": 0, "description": "a study's trial only: its number"},
     "params": {"type": "object", "description": "a study's trial only: the values its space gave it, by path"},
+    "queue_eta_s": {"type": "number", "minimum": 0,
+                    "description": "only while queued, when there is a basis: estimated seconds until it starts"},
 }, required=["id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
              "created_at", "started_at", "finished_at", "user", "cancel_requested"])
 
@@ -101,6 +103,30 @@ TOKEN = _obj({"id": _INT, "user": _STR, "prefix": {"type": "string", "descriptio
               "revoked_at": _TIME_OR_NULL}, description="an API token (never the token itself)")
 TOKEN_LIST = _obj({"tokens": {"type": "array", "items": ref("Token")}})
 TOKEN_ONE = _obj({"token": ref("Token")})
+
+_LIMIT_VALUES = {
+    "max_running": {"type": ["integer", "null"], "minimum": 0, "description": "jobs running at once"},
+    "max_queued": {"type": ["integer", "null"], "minimum": 0, "description": "jobs queued at once"},
+    "max_compute": {"type": ["number", "null"], "minimum": 0,
+                    "description": "estimated floating-point operations of one job"},
+    "max_storage": {"type": ["integer", "null"], "minimum": 0,
+                    "description": "bytes of artifacts, datasets and metric points"},
+}
+LIMITS = _obj(_LIMIT_VALUES, description="per-user limits; null: no limit")
+
+USER_LIMITS = _obj({"user": _STR,
+                    "overrides": _obj(_LIMIT_VALUES, description="set by an admin; null: the deployment's default"),
+                    "effective": ref("Limits")})
+
+LIMITS_UPDATE = _obj(_LIMIT_VALUES, required=[],
+                     description="the fields to set (null: back to the deployment's default); others are kept")
+
+USER_ME = _obj({
+    "name": _STR, "is_admin": {"type": "boolean"}, "limits": ref("Limits"),
+    "usage": _obj({"running": _INT, "queued": _INT, "storage_bytes": _obj({
+        "artifacts": _INT, "datasets": _INT,
+        "metric_points": {"type": "integer", "description": "an estimate: points × 64 bytes"}, "total": _INT})}),
+})
 
 HEALTH = _obj({"status": {"enum": ["ok", "unavailable"]}, "database": {"enum": ["ok", "unavailable"]}})
 
@@ -230,7 +256,8 @@ def component_schemas(limits: Limits) -> dict[str, dict]:
             "DatasetUpload": UPLOAD, "PredictRequest": PREDICT_REQUEST, "Prediction": PREDICTION,
             "Study": STUDY, "StudyList": STUDY_LIST, "StudyBest": STUDY_BEST, "Configuration": CONFIGURATION,
             "Trial": TRIAL, "TrialList": TRIAL_LIST, "StudyRequest": STUDY_REQUEST,
-            "ModelSummary": MODEL_SUMMARY}
+            "ModelSummary": MODEL_SUMMARY,
+            "Limits": LIMITS, "UserLimits": USER_LIMITS, "LimitsUpdate": LIMITS_UPDATE, "UserMe": USER_ME}
 
 
 def _project(schema: dict, row: dict[str, Any]) -> dict[str, Any]:
@@ -240,9 +267,10 @@ def _project(schema: dict, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def job_json(job: dict[str, Any], queue_position: int | None = None) -> dict[str, Any]:
-    """A store job as the API shows it: :data:`JOB`'s fields, ``queue_position`` while queued."""
-    return _project(JOB, {**job, "queue_position": queue_position})
+def job_json(job: dict[str, Any], queue_position: int | None = None,
+             queue_eta_s: float | None = None) -> dict[str, Any]:
+    """A store job as the API shows it: :data:`JOB`'s fields, ``queue_position`` (and ``queue_eta_s``) while queued."""
+    return _project(JOB, {**job, "queue_position": queue_position, "queue_eta_s": queue_eta_s})
 
 
 def dataset_json(dataset: dict[str, Any]) -> dict[str, Any]:

@@ -19,11 +19,13 @@ from .auth import (
 )
 from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
+from .deletion import delete_dataset, delete_job
 from .idempotency import IdempotentRequest, find_idempotency_key, sweep_idempotency_keys
 from .jobs import (
     claim_job,
     claim_next_job,
     count_by_status,
+    count_claimable,
     count_queued,
     create_job,
     create_jobs,
@@ -41,9 +43,19 @@ from .jobs import (
     request_cancel,
     requeue_job,
     save_artifact,
+    typical_run_s,
     update_progress,
 )
 from .metrics import get_metrics, record_metrics
+from .quotas import (
+    LIMIT_FIELDS,
+    Quota,
+    QuotaExceeded,
+    get_limits_by_name,
+    set_limits_by_name,
+    usage,
+    user_limits,
+)
 from .studies import (
     cancel_study,
     create_study,
@@ -57,6 +69,8 @@ from .workers import live_workers, remove_stale_workers, remove_worker, worker_h
 
 __all__ = [
     "end_session", "list_tokens", "revoke_tokens", "rotate_token", "session_user", "start_session",
+    "LIMIT_FIELDS", "Quota", "QuotaExceeded", "count_claimable", "get_limits_by_name", "set_limits_by_name", "usage",
+    "user_limits", "delete_dataset", "delete_job", "typical_run_s",
     "IdempotentRequest", "create_jobs", "find_idempotency_key", "sweep_idempotency_keys",
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
     "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",

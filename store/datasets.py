@@ -10,6 +10,7 @@ from .auth import UserInfo
 from .db import Store
 from .idempotency import IdempotentRequest, record_idempotency_key
 from .models import Dataset, User, iso
+from .quotas import Quota, check_storage, effective_limits, lock_user
 
 # Everything but the bytes: listing must not read every upload.
 _INFO = (Dataset.id, Dataset.name, Dataset.samples, Dataset.shape, Dataset.classes,
@@ -31,14 +32,19 @@ def _info(user: UserInfo | None):
 
 def save_dataset(store: Store, user_id: int, name: str, data: bytes, samples: int,
                  shape: list[int] | tuple[int, ...], classes: int,
-                 idempotency: IdempotentRequest | None = None) -> dict[str, Any]:
+                 idempotency: IdempotentRequest | None = None, quota: Quota | None = None) -> dict[str, Any]:
     """Store an uploaded (already checked) dataset; returns its info with the new ``id``.
 
-    ``idempotency``: the request's key, recorded in the same transaction.
+    ``idempotency``: the request's key, recorded in the same transaction.  ``quota``: the
+    deployment's default limits; the user's storage limit is then checked under their lock
+    (:class:`~store.quotas.QuotaExceeded`, nothing stored).
     """
     ds = Dataset(id=uuid.uuid4().hex, user_id=user_id, name=name, samples=samples,
                  shape=[int(x) for x in shape], classes=classes, size_bytes=len(data), data=data)
     with store.session() as s:
+        if quota is not None:
+            lock_user(s, user_id)
+            check_storage(s, user_id, effective_limits(s, user_id, quota), adding=len(data))
         s.add(ds)
         s.flush()
         if idempotency is not None:

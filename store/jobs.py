@@ -22,7 +22,8 @@ from .artifacts import upsert_artifact
 from .auth import UserInfo
 from .db import Store
 from .idempotency import IdempotentRequest, record_idempotency_key
-from .models import Job, JobTag, User, UTCDateTime, iso, utcnow
+from .models import Job, JobTag, User, UserLimit, UTCDateTime, iso, utcnow
+from .quotas import Quota, QuotaExceeded, check_storage, effective_limits, lock_user
 
 
 def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
@@ -86,12 +87,20 @@ def create_job(store: Store, user_id: int, spec: dict[str, Any], max_attempts: i
 
 
 def create_jobs(store: Store, user_id: int, specs: list[dict[str, Any]], max_attempts: int = 3,
-                idempotency: IdempotentRequest | None = None) -> list[dict[str, Any]]:
+                idempotency: IdempotentRequest | None = None, quota: Quota | None = None) -> list[dict[str, Any]]:
     """Insert queued jobs for validated specs in ONE transaction (all or none), with the request's
-    idempotency key if it has one; ``IntegrityError`` if that key was recorded meanwhile."""
+    idempotency key if it has one; ``IntegrityError`` if that key was recorded meanwhile.
+
+    ``quota``: the deployment's default limits; then the user's queued-jobs and storage limits
+    (with their overrides) are checked in the same transaction, under the user's lock (two
+    concurrent submits cannot both slip under the limit), and :class:`QuotaExceeded` stores nothing.
+    """
     jobs = [Job(id=uuid.uuid4().hex, user_id=user_id, type=spec["type"], name=spec["name"],
-                status="queued", spec=spec, max_attempts=max_attempts) for spec in specs]
+                status="queued", spec=spec, max_attempts=max_attempts, priority=int(spec.get("priority", 0)))
+            for spec in specs]
     with store.session() as s:
+        if quota is not None:
+            _check_submit_quota(s, user_id, len(specs), quota)
         for job in jobs:
             s.add(job)
             s.add_all(JobTag(job_id=job.id, tag=t) for t in dict.fromkeys(job.spec.get("tags", [])))
@@ -99,6 +108,26 @@ def create_jobs(store: Store, user_id: int, specs: list[dict[str, Any]], max_att
         if idempotency is not None:
             record_idempotency_key(s, idempotency, [job.id for job in jobs])
         return [_load(s, job.id) for job in jobs]
+
+
+# A user at their queued-jobs limit may try again once some of their jobs have started; how long
+# that takes is unknown, so the answer suggests a short wait rather than a promise.
+QUEUED_RETRY_AFTER_S = 30
+
+
+def _check_submit_quota(s: Session, user_id: int, adding: int, quota: Quota) -> None:
+    """Within ``s``: lock the user, then :class:`QuotaExceeded` if ``adding`` more queued jobs or
+    their storage would be over their limits."""
+    lock_user(s, user_id)
+    limits = effective_limits(s, user_id, quota)
+    if limits.max_queued is not None:
+        queued = s.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.status == "queued"))
+        if queued + adding > limits.max_queued:
+            raise QuotaExceeded("max_queued", f"queued-jobs limit reached: {queued} queued"
+                                + (f" + {adding} new" if adding > 1 else " + 1 new")
+                                + f", the limit is {limits.max_queued}; wait for some to start, or cancel some",
+                                retry_after_s=QUEUED_RETRY_AFTER_S)
+    check_storage(s, user_id, limits)
 
 
 def get_job(store: Store, job_id: str, user: UserInfo | None) -> dict[str, Any] | None:
@@ -140,15 +169,47 @@ def list_jobs(store: Store, user: UserInfo | None, status: str | None = None, ty
         return [_job_dict(job, name) for job, name in rows], total
 
 
-def queue_order() -> tuple:
-    """The ORDER BY of the queue: first submitted, first claimed (``id`` breaks ties).
+# A running limit of "none" as a number, so that one SQL expression covers limited and unlimited users.
+_UNLIMITED = 2**31 - 1
 
-    The one place the queue's order is decided: :func:`claim_next_job` claims by
-    it and :func:`queue_positions` ranks by it.  A job handed back or taken back
-    from a lost worker keeps its ``created_at``, so it keeps its place.  (Fair
-    share between users, issue 10, replaces this function.)
+
+def queue_order(max_running: int | None = None):
+    """The queue in dispatch order: a subquery of the queued jobs with ``id``, ``user_id``, ``k``
+    (the job's place among its user's queued jobs, 0 = next), ``place`` (1-based, in the whole
+    queue) and ``claimable`` (1, or 0 while its user is at their running limit).
+
+    The one place the queue's order is decided (docs/architecture.md, "Fair share"):
+    :func:`claim_next_job` claims its first claimable job and :func:`queue_positions` ranks by
+    it.  Within one user: higher ``priority`` first, then older (``created_at``, ``id``).  Between
+    users: what a worker taking jobs one by one would do if no job finished meanwhile.  Each
+    claim goes to the user with the fewest running jobs, so a user's k-th queued job starts
+    when every user has ``running + k`` jobs: jobs are ranked by ``running + k``; within one
+    such level, users that reached it by claims of this simulation (fewer running jobs now:
+    they entered earlier) come after those already there (more running now), and then the
+    least recently served user first (``users.last_claim_at``, never served first).  A job
+    whose user would be past their running limit (``running + k >= limit``) waits for one of
+    theirs to finish: it is not claimable and ranks after every job that is.  A job handed
+    back or reaped keeps its ``created_at`` and priority, so it keeps its place in its user's line.
+
+    ``max_running``: the deployment's running limit per user (a user's override wins).
     """
-    return (Job.created_at, Job.id)
+    running = (select(Job.user_id.label("user_id"), func.count().label("n"))
+               .where(Job.status == "running").group_by(Job.user_id).subquery("running"))
+    k = func.row_number().over(partition_by=Job.user_id,
+                               order_by=(Job.priority.desc(), Job.created_at, Job.id)) - 1
+    limit = func.coalesce(UserLimit.max_running, _UNLIMITED if max_running is None else max_running)
+    ranked = (select(Job.id, Job.user_id, k.label("k"), func.coalesce(running.c.n, 0).label("r"),
+                     limit.label("lim"), User.last_claim_at.label("last"))
+              .select_from(Job).join(User, User.id == Job.user_id)
+              .outerjoin(running, running.c.user_id == Job.user_id)
+              .outerjoin(UserLimit, UserLimit.user_id == Job.user_id)
+              .where(Job.status == "queued")).subquery("ranked")
+    blocked = case((ranked.c.r + ranked.c.k >= ranked.c.lim, 1), else_=0)
+    served = case((ranked.c.last.is_(None), 0), else_=1)      # never served first (portable NULLS FIRST)
+    place = func.row_number().over(order_by=(blocked, ranked.c.r + ranked.c.k, ranked.c.r.desc(), served,
+                                             ranked.c.last, ranked.c.user_id, ranked.c.k))
+    return select(ranked.c.id, ranked.c.user_id, ranked.c.k, place.label("place"),
+                  (1 - blocked).label("claimable")).subquery("queue")
 
 
 def _claim_values(worker: str, now: datetime) -> dict[str, Any]:
@@ -162,36 +223,52 @@ def _claim_values(worker: str, now: datetime) -> dict[str, Any]:
 _CLAIM_RACES = 20
 
 
-def claim_next_job(store: Store, worker: str, resume_own: bool = False) -> dict[str, Any] | None:
-    """Claim the first queued job in :func:`queue_order` for ``worker``; None if nothing is queued.
+def _next_in_line(s: Session, max_running: int | None):
+    """Within ``s``: (job id, user id) of the first claimable job in :func:`queue_order`, or None."""
+    q = queue_order(max_running)
+    return s.execute(select(q.c.id, q.c.user_id).where(q.c.claimable == 1).order_by(q.c.place).limit(1)).first()
 
-    PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks the row (claimers
-    never wait for each other, and never pick the same row), then the
-    conditional update takes it.  SQLite has one writer at a time: the
-    conditional update of the picked row either wins or finds it taken by a
-    faster claimer, and then the next one is picked.
+
+def claim_next_job(store: Store, worker: str, resume_own: bool = False,
+                   max_running: int | None = None) -> dict[str, Any] | None:
+    """Claim the first claimable job in :func:`queue_order` (fair share) for ``worker``; None if there is none.
+
+    The order is read, the chosen job's USER is locked (:func:`~store.quotas.lock_user`: its row on
+    PostgreSQL, the database's write lock on SQLite), and the order is read again under that lock:
+    if the same user is still first, their first job is taken by the conditional update
+    (``status = 'queued'``: claim once) and the user's ``last_claim_at`` is set, in the same
+    transaction.  Every claim of one user holds that user's lock, so two claimers can never take
+    the same user past their running limit, nor both take a job meant for the second in line.
+    If another user came first meanwhile, the claimer lets go and tries again with that one.
+    (Claimers of different users never wait for each other on PostgreSQL; SQLite has one writer.)
 
     ``resume_own``: the caller's previous claim failed with a lost connection,
     which may have happened after its commit.  A job already running on
     ``worker`` is then that claim (attempt already counted), and is returned.
+    ``max_running``: the deployment's running limit per user (a user's override wins).
     """
     if resume_own:
         with store.session() as s:
             mine = s.scalar(select(Job.id).where(Job.status == "running", Job.worker == worker)
-                            .order_by(*queue_order()).limit(1))
+                            .order_by(Job.created_at, Job.id).limit(1))
             if mine is not None:
                 return _load(s, mine)
-    pick = select(Job.id).where(Job.status == "queued").order_by(*queue_order()).limit(1)
-    if store.dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+    with store.session() as s:
+        first = _next_in_line(s, max_running)
     for _ in range(_CLAIM_RACES):
-        now = utcnow()
+        if first is None:
+            return None
         with store.session() as s:
-            job_id = s.scalar(pick)
-            if job_id is None:
-                return None
-            if _update(s, Job.id == job_id, Job.status == "queued", **_claim_values(worker, now)) is not None:
-                return _load(s, job_id)
+            lock_user(s, first.user_id)
+            again = _next_in_line(s, max_running)
+            now = utcnow()          # after the read: a claim that a finish made possible starts after it
+            same = again is not None and again.user_id == first.user_id
+            if same and _update(s, Job.id == again.id, Job.status == "queued", **_claim_values(worker, now)):
+                s.execute(update(User).where(User.id == again.user_id).values(last_claim_at=now),
+                          execution_options={"synchronize_session": False})
+                return _load(s, again.id)
+            s.rollback()            # let go of the lock before waiting for another user's
+        first = again
     return None             # lost every race: as many claimers won, and their wake-ups cover the rest
 
 
@@ -200,18 +277,31 @@ def claim_job(store: Store, job_id: str, worker: str) -> dict[str, Any] | None:
 
     None if it is not queued (cancelled, finished, or another worker has it).
     ``worker`` must name one executing task slot (e.g. ``host:pid``), since
-    heartbeats and finishing check it.
+    heartbeats and finishing check it.  No limit is checked; the user's
+    ``last_claim_at`` is set as by a worker's claim.
     """
     now = utcnow()
     with store.session() as s:
         won = _update(s, Job.id == job_id, Job.status == "queued", **_claim_values(worker, now))
-        return None if won is None else _load(s, job_id)
+        if won is None:
+            return None
+        s.execute(update(User).where(User.id == select(Job.user_id).where(Job.id == job_id).scalar_subquery())
+                  .values(last_claim_at=now), execution_options={"synchronize_session": False})
+        return _load(s, job_id)
 
 
 def count_queued(store: Store) -> int:
     """How many jobs are queued (the wake-up sweep compares it with the broker's messages)."""
     with store.session() as s:
         return s.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
+
+
+def count_claimable(store: Store, max_running: int | None = None) -> int:
+    """How many queued jobs a worker could claim now (not those whose user is at their running limit):
+    what the wake-up sweep keeps a wake-up on the broker for."""
+    q = queue_order(max_running)
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(q).where(q.c.claimable == 1))
 
 
 def heartbeat(store: Store, job_id: str, worker: str) -> str:
@@ -375,20 +465,31 @@ def reap_stale_jobs(store: Store, timeout_s: float) -> list[tuple[str, str]]:
     return [(r.id, r.status) for r in rows]
 
 
-def queue_positions(store: Store, job_ids: list[str]) -> dict[str, int]:
-    """1-based places in the queue (:func:`queue_order`) of those of ``job_ids`` that are queued: one query."""
+def queue_positions(store: Store, job_ids: list[str], max_running: int | None = None) -> dict[str, int]:
+    """1-based places in the queue (:func:`queue_order`: the dispatch order) of those of ``job_ids``
+    that are queued: one query."""
     if not job_ids:
         return {}
-    place = func.row_number().over(order_by=queue_order()).label("place")
-    ranked = select(Job.id, place).where(Job.status == "queued").subquery()
+    q = queue_order(max_running)
     with store.session() as s:
-        rows = s.execute(select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(job_ids))).all()
+        rows = s.execute(select(q.c.id, q.c.place).where(q.c.id.in_(job_ids))).all()
     return {r.id: int(r.place) for r in rows}
 
 
-def queue_position(store: Store, job_id: str) -> int | None:
+def queue_position(store: Store, job_id: str, max_running: int | None = None) -> int | None:
     """1-based place of a queued job in the queue (:func:`queue_order`), None if it is not queued."""
-    return queue_positions(store, [job_id]).get(job_id)
+    return queue_positions(store, [job_id], max_running).get(job_id)
+
+
+def typical_run_s(store: Store, sample: int = 50) -> float | None:
+    """The median run time (first start to finish) of the last ``sample`` succeeded jobs, None before any:
+    what the queue's start estimates multiply (service.queue_eta)."""
+    with store.session() as s:
+        rows = s.execute(select(Job.started_at, Job.finished_at).where(
+            Job.status == "succeeded", Job.started_at.is_not(None), Job.finished_at.is_not(None))
+            .order_by(Job.finished_at.desc()).limit(sample)).all()
+    runs = sorted((finished - started).total_seconds() for started, finished in rows)
+    return runs[len(runs) // 2] if runs else None
 
 
 def count_by_status(store: Store) -> dict[str, int]:

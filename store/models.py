@@ -93,6 +93,21 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When a worker last claimed one of this user's jobs: fair share's tie-break (least recent usage first).
+    last_claim_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UserLimit(Base):
+    """An admin's per-user overrides of the deployment's limits (``Settings.max_*``); NULL: the default."""
+
+    __tablename__ = "user_limits"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    max_running: Mapped[int | None] = mapped_column(Integer)
+    max_queued: Mapped[int | None] = mapped_column(Integer)
+    max_compute: Mapped[float | None] = mapped_column(Double)
+    max_storage: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiToken(Base):
@@ -159,6 +174,8 @@ class Job(Base):
     study_id: Mapped[str | None] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     trial_number: Mapped[int | None] = mapped_column(Integer)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    # The spec's ``priority`` (-10..10): orders one user's own queued jobs (fair share orders the users).
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     # Unused since broker messages became wake-ups (the queue is this table, see store.jobs);
     # kept so that no migration is needed, drop it with the next one.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

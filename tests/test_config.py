@@ -131,3 +131,16 @@ def test_an_unknown_or_malformed_limit_is_refused_by_name(env, name, value, mess
     env(**{f"LIMIT_{name}": value, "SECRET_KEY": "k"})
     with pytest.raises(ValueError, match=message):
         job_limits(Settings.from_env())
+
+
+def test_per_user_limits_parse_none_as_no_limit(env):
+    from convlab.limits import user_quota
+    env(MAX_QUEUED_JOBS="none", MAX_RUNNING_JOBS="3", MAX_COMPUTE_FLOPS="2.5e12", MAX_STORAGE_BYTES="Unlimited")
+    quota = user_quota(Settings.from_env())
+    assert (quota.max_queued, quota.max_running, quota.max_compute, quota.max_storage) == (None, 3, 2.5e12, None)
+    env(MAX_RUNNING_JOBS="several")
+    with pytest.raises(ValueError, match="CONVLAB_MAX_RUNNING_JOBS"):
+        Settings.from_env()
+    env(MAX_RUNNING_JOBS="1", MAX_ATTEMPTS="none")          # only optional settings may be none
+    with pytest.raises(ValueError, match="CONVLAB_MAX_ATTEMPTS"):
+        Settings.from_env()

@@ -81,7 +81,8 @@ def test_builtin_shapes_ranges_dtypes(name, n, shape, classes):
     assert ds.X.shape == (n, *shape) and ds.X.dtype == np.float64
     assert ds.y.shape == (n,) and ds.y.dtype == np.int64
     assert ds.classes == classes and ds.input_shape == shape
-    assert BUILTIN_DATASETS[name] == {"shape": shape, "classes": classes}  # what the spec validator checks
+    # what the spec validator checks, and the size the compute estimate counts
+    assert BUILTIN_DATASETS[name] == {"shape": shape, "classes": classes, "samples": n}
     assert ds.X.min() >= 0.0 and ds.X.max() <= 1.0
     assert ds.X.max() == 1.0  # scaled by the true maximum (16 / 255), not left at 0..1/255
     assert set(np.unique(ds.y)) == set(range(classes))

@@ -425,7 +425,7 @@ def test_uploaded_datasets_lookup():
     assert set(errors_of(minimal_train(model, dataset="nope"), datasets=lookup)) == {"data.dataset"}
     # Without a lookup, an unknown id is accepted (its shape is not known here).
     validate_job_spec(minimal_train(model, dataset="nope"))
-    assert BUILTIN_DATASETS["mnist-5k"] == {"shape": (1, 28, 28), "classes": 10}
+    assert BUILTIN_DATASETS["mnist-5k"] == {"shape": (1, 28, 28), "classes": 10, "samples": 5000}
 
 
 # ------------------------------------------------------------------ shape inference

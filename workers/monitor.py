@@ -12,7 +12,7 @@ Every ``heartbeat_s`` (with a little jitter, so that processes do not act in ste
   workers, not lost databases);
 - and, in a second thread (a hanging broker never delays a heartbeat), tops up
   running studies with their next trials (docs/studies.md) and the broker's
-  wake-ups to the number of queued jobs (``Wakeups``), which is
+  wake-ups to the number of claimable queued jobs (``Wakeups``), which is
   what makes a lost message, a Redis restart or a reaped job cost seconds.
 
 The training loop runs in the task's thread; this one only touches the
@@ -171,7 +171,8 @@ class Monitor:
                 return
             log.exception("monitor %s: study sweep failed", self.worker)
         try:
-            sent = self.wakeups.top_up(lambda: store.count_queued(self.store))
+            # Jobs whose user is at their running limit need no wake-up until one of theirs ends.
+            sent = self.wakeups.top_up(lambda: store.count_claimable(self.store, self.settings.max_running_jobs))
         except Exception as exc:  # noqa: BLE001 - broker (or database) down: the next round tries again
             if unreachable(exc):
                 self._database_failed(exc)

@@ -89,7 +89,7 @@ class JobRunner:
         return patiently(fn, what, stop or self.shutting_down, cap_s=self.backoff_cap_s, **kw)
 
     def run_next(self) -> str | None:
-        """Claim the next queued job (queue order) and run it.
+        """Claim the next queued job (fair share: ``store.queue_order``) and run it.
 
         Returns the terminal status written, or None (nothing was queued, or the
         job ended without a result of ours: handed back, taken away).  Raises
@@ -103,7 +103,8 @@ class JobRunner:
             # a job already running on this slot is then the one we claimed.
             own = not first[0]
             first[0] = False
-            return store.claim_next_job(self.store, self.worker, resume_own=own)
+            return store.claim_next_job(self.store, self.worker, resume_own=own,
+                                        max_running=self.settings.max_running_jobs)
 
         job = self._db(claim, "claiming the next job")
         if job is None:

@@ -18,6 +18,7 @@ from engine.spec import JOB_TYPES
 from ..extension import convlab
 from ..outage import RETRY_AFTER_S, database_state, is_unavailable
 from ..params import unstorable
+from ..queue_eta import queue_etas
 from ..schemas import error_json
 from . import bp
 from .present import job_summary
@@ -69,10 +70,13 @@ def visible_job(job_id: str) -> dict[str, Any]:
     return job
 
 
-def job_state(db: store.Store, job: dict[str, Any]) -> dict[str, Any]:
-    """The job as the pages need it live: its summary, result and error (not its spec)."""
-    position = store.queue_position(db, job["id"]) if job["status"] == "queued" else None
-    return {**job_summary(job, position), "result": job["result"], "error": job["error"]}
+def job_state(db: store.Store, job: dict[str, Any], settings) -> dict[str, Any]:
+    """The job as the pages need it live: its summary, result and error (not its spec).
+    ``settings``: the running limit per user (queue positions follow the dispatch order) and how
+    recent a live worker's heartbeat is (the start estimate); passed in, streams run outside the app."""
+    position = store.queue_position(db, job["id"], settings.max_running_jobs) if job["status"] == "queued" else None
+    eta = queue_etas(db, settings.worker_alive_s, {job["id"]: position}).get(job["id"]) if position else None
+    return {**job_summary(job, position, queue_eta_s=eta), "result": job["result"], "error": job["error"]}
 
 
 def _storable(text: str) -> str:
@@ -102,8 +106,10 @@ def jobs_page(filters: dict[str, Any]) -> dict[str, Any]:
     offset = (filters["page"] - 1) * PAGE_SIZE
     jobs, total = store.list_jobs(ext.store, g.user, status=filters["status"], type=filters["type"],
                                   tag=filters["tag"], search=filters["search"], limit=PAGE_SIZE, offset=offset)
-    positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"])
-    rows = [job_summary(j, positions.get(j["id"])) for j in jobs]
+    positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"],
+                                      ext.settings.max_running_jobs)
+    etas = queue_etas(ext.store, ext.settings.worker_alive_s, positions)
+    rows = [job_summary(j, positions.get(j["id"]), queue_eta_s=etas.get(j["id"])) for j in jobs]
     workers = store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)
     return {"jobs": rows, "total": total, "offset": offset, "page_size": PAGE_SIZE,
             "filters": filters, "workers_alive": len(workers)}
@@ -200,12 +206,13 @@ def event_response(job: dict[str, Any]) -> Response:
     job_id = job["id"]
     ext = convlab()
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
+    settings = ext.settings
     streams: LiveStreams = current_app.extensions[STREAMS_KEY]
     database = database_state()         # the generator runs outside the app context
 
     def snapshot() -> Iterator[str]:
         yield f"retry: {BUSY_RETRY_MS}\n\n"
-        yield _sse("job", job_state(db, job))
+        yield _sse("job", job_state(db, job, settings))
         yield from feed.events(final=True)
         if job["status"] in store.TERMINAL_STATUSES:
             yield _sse("end", {"status": job["status"]})
@@ -229,7 +236,7 @@ def event_response(job: dict[str, Any]) -> Response:
 
     def live() -> Iterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
-        state = job_state(db, job)
+        state = job_state(db, job, settings)
         yield _sse("job", state)
         yield from feed.events(final=job["status"] in store.TERMINAL_STATUSES)
         seen, started, last_sent = _changes(state), time.monotonic(), time.monotonic()
@@ -241,7 +248,7 @@ def event_response(job: dict[str, Any]) -> Response:
             current = store.get_job(db, job_id, user)
             if current is None:         # deleted, or no longer visible
                 break
-            state = job_state(db, current)
+            state = job_state(db, current, settings)
             if _changes(state) != seen:
                 seen, last_sent = _changes(state), time.monotonic()
                 yield _sse("job", state)

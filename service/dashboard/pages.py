@@ -27,7 +27,9 @@ def index():
 def jobs():
     """The jobs table: filters, search, pages; live while open."""
     data = jobs_page(job_filters(request.args))
-    return render_template("jobs.html", data=data, statuses=store.STATUSES, types=JOB_TYPES)
+    ext = convlab()
+    usage = {**store.usage(ext.store, g.user.id), "limits": store.user_limits(ext.store, g.user.id, ext.quota)}
+    return render_template("jobs.html", data=data, statuses=store.STATUSES, types=JOB_TYPES, usage=usage)
 
 
 def ablation_partner(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -44,7 +46,8 @@ def ablation_partner(job: dict[str, Any]) -> dict[str, Any] | None:
 def job(job_id: str):
     """One job: live curves, result, kernels or gradient-check report, actions, spec and error."""
     job = visible_job(job_id)
-    return render_template("job.html", job=job, state=job_state(convlab().store, job),
+    state = job_state(convlab().store, job, convlab().settings)
+    return render_template("job.html", job=job, state=state,
                            spec_json=json.dumps(job["spec"], indent=2), partner=ablation_partner(job))
 
 
@@ -58,6 +61,20 @@ def cancel(job_id: str):
                 "finished": "The job had already finished."}
     flash(messages[outcome], "warning" if outcome == "finished" else "info")
     return redirect(url_for("dashboard.job", job_id=job_id))
+
+
+@bp.post("/jobs/<job_id>/delete")
+def delete(job_id: str):
+    """Delete the job with everything it holds (the page asks first), then back to the jobs table;
+    a running job is not deleted: cancel it first."""
+    outcome = store.delete_job(convlab().store, job_id, g.user)
+    if outcome is None:
+        visible_job(job_id)             # 404
+    if outcome == "running":
+        flash("The job is running: cancel it first, then delete it once it has stopped.", "warning")
+        return redirect(url_for("dashboard.job", job_id=job_id))
+    flash("Deleted.", "info")
+    return redirect(url_for("dashboard.jobs"))
 
 
 def _ids() -> list[str]:

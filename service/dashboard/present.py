@@ -15,12 +15,13 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def job_summary(job: dict[str, Any], queue_position: int | None = None,
-                now: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, queue_eta_s: float | None = None) -> dict[str, Any]:
     """What a row of the jobs table shows, computed once on the server.
 
     ``fraction`` is the share of steps done (0..1, None when unknown);
     ``eta_s`` is the time left at the rate so far (running train jobs);
-    ``duration_s`` is start to finish, or start to now while running.
+    ``duration_s`` is start to finish, or start to now while running; ``queue_eta_s`` when a queued
+    job may start (service.queue_eta).
     """
     now = now or datetime.now(UTC)
     progress = job["progress"]
@@ -39,7 +40,8 @@ def job_summary(job: dict[str, Any], queue_position: int | None = None,
         "created_at": job["created_at"], "started_at": job["started_at"], "finished_at": job["finished_at"],
         "progress": progress, "fraction": fraction, "eta_s": eta,
         "duration_s": None if duration is None else max(0.0, duration),
-        "queue_position": queue_position, "cancel_requested": job.get("cancel_requested", False),
+        "queue_position": queue_position, "queue_eta_s": queue_eta_s,
+        "cancel_requested": job.get("cancel_requested", False),
     }
 
 

@@ -86,7 +86,8 @@ convlab.progressCell = function progressCell(job) {
   const el = convlab.el;
   if (job.status === "queued") {
     return el("div", {class: "progress-cell"},
-      el("span", {class: "muted"}, "queued" + (job.queue_position ? " · #" + job.queue_position + " in line" : "")));
+      el("span", {class: "muted"}, "queued" + (job.queue_position ? " · #" + job.queue_position + " in line" : "")
+        + (job.queue_eta_s !== null && job.queue_eta_s !== undefined ? " · starts in ~" + convlab.duration(job.queue_eta_s) : "")));
   }
   const parts = [];
   if (job.fraction !== null && job.fraction !== undefined) parts.push(Math.round(job.fraction * 100) + "%");
@@ -116,3 +117,9 @@ convlab.heatTable = function heatTable(matrix, {diverging = true, caption = null
   table.append(body);
   return table;
 };
+
+/* A form with data-confirm asks before it is sent (the delete button: nothing is sent if the user says no). */
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset && event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});

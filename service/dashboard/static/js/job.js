@@ -32,6 +32,9 @@
     document.getElementById("job-progress").value = s.fraction || 0;
     const parts = [];
     if (s.status === "queued") parts.push("queued" + (s.queue_position ? " · #" + s.queue_position + " in line" : ""));
+    if (s.status === "queued" && s.queue_eta_s !== null && s.queue_eta_s !== undefined) {
+      parts.push("starts in ~" + convlab.duration(s.queue_eta_s));
+    }
     else if (s.progress && s.progress.total_steps) {
       parts.push("step " + s.progress.step + " of " + s.progress.total_steps, "epoch " + s.progress.epoch);
     }
@@ -44,6 +47,8 @@
     document.getElementById("job-error").textContent = s.error || "";
     const cancel = document.getElementById("cancel-form");
     if (cancel && TERMINAL.includes(s.status)) cancel.hidden = true;
+    const remove = document.getElementById("delete-form");
+    if (remove) remove.hidden = s.status === "running";
     const weights = document.getElementById("weights-link");
     if (weights) weights.hidden = s.status === "queued" || s.status === "failed";
   }
