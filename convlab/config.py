@@ -54,6 +54,7 @@ class Settings:
     predict_cache_bytes: int = 256 * 2**20       # and their parameters' bytes at most
     secure_cookies: bool = False                 # set behind HTTPS: the session cookie is then sent over HTTPS only
     idempotency_ttl_s: float = 24 * 3600         # an Idempotency-Key is remembered this long (Stripe: 24 h)
+    certificate_tolerance: float = 1e-6          # a reproduction agrees within it: |a-b| <= tol*max(1,|a|,|b|)
 
     def __post_init__(self) -> None:
         # A worker that is merely slow must never look lost: several heartbeats fit in the timeout.

@@ -69,7 +69,7 @@ class Trainer:
     def _step(self, x: np.ndarray, y: np.ndarray, health: bool) -> tuple[float, dict[str, float]]:
         """One watched optimizer step on batch (x, y); the layer-health values when ``health``."""
         net, watch, st = self.net, self.watch, self.state
-        watch.begin(st.step + 1, st.epoch)
+        watch.begin(st.step + 1, st.epoch + 1)     # 1-based, as people count epochs
         out, caches = net.forward_cached(x, training=True, observe=watch)
         loss, delta = net.loss_and_delta(out, y, caches)
         watch.loss(loss)

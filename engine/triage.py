@@ -119,7 +119,7 @@ def build_triage(exc: Diverged, net: Network, spec: dict, history: list[dict],
     x, y = getattr(exc, "batch", (None, None))
     layer_spec = spec["model"]["layers"][exc.layer]
     report = {
-        "step": exc.step, "epoch": exc.epoch + 1, "layer": exc.layer, "layer_type": layer_spec["type"],
+        "step": exc.step, "epoch": exc.epoch, "layer": exc.layer, "layer_type": layer_spec["type"],
         "phase": exc.phase, "quantity": exc.quantity, "param": exc.param, "learning_rate": lr,
         "optimizer": train["optimizer"]["type"], "history": history, "gradcheck": None, "hint": "",
     }

@@ -70,7 +70,7 @@ class Diverged(Exception):
         self.step, self.epoch, self.layer, self.phase = step, epoch, layer, phase
         self.quantity, self.param = quantity, param
         where = f"layer {layer}" + (f" ({param})" if param else "")
-        super().__init__(f"non-finite {quantity} in {where} during the {phase} pass of step {step} (epoch {epoch + 1})")
+        super().__init__(f"non-finite {quantity} in {where} during the {phase} pass of step {step} (epoch {epoch})")
 
 
 class Watch:

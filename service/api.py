@@ -6,7 +6,7 @@ from flask import Blueprint, current_app
 
 import store
 
-from . import datasets_api, jobs_api, predict_api
+from . import datasets_api, jobs_api, predict_api, trust_api
 from .auth import require_token
 from .extension import API_PREFIX, convlab
 from .openapi import openapi_document
@@ -16,6 +16,7 @@ bp.before_request(require_token)        # runs for the nested blueprints too
 bp.register_blueprint(jobs_api.bp)
 bp.register_blueprint(datasets_api.bp)
 bp.register_blueprint(predict_api.bp)
+bp.register_blueprint(trust_api.bp)
 
 
 @bp.get("/workers")

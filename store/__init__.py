@@ -32,10 +32,12 @@ from .jobs import (
     save_artifact,
     update_progress,
 )
-from .metrics import get_metrics, record_metrics
+from .metrics import get_metrics, get_nonfinite, record_metrics
+from .trust import certify, create_reproduction, set_environment
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
+    "certify", "create_reproduction", "set_environment", "get_nonfinite",
     "IdempotentRequest", "create_jobs", "find_idempotency_key", "sweep_idempotency_keys",
     "STATUSES", "TERMINAL_STATUSES", "Store", "UserInfo", "authenticate", "claim_job", "claim_next_job",
     "count_by_status", "count_queued", "create_job", "create_token", "finish_job", "finished_by", "get_dataset",

@@ -22,7 +22,7 @@ from .artifacts import upsert_artifact
 from .auth import UserInfo
 from .db import Store
 from .idempotency import IdempotentRequest, record_idempotency_key
-from .models import Job, JobTag, User, UTCDateTime, iso, utcnow
+from .models import Job, JobTag, User, UTCDateTime, Worker, iso, utcnow
 
 
 def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
@@ -44,6 +44,11 @@ def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "user": user_name,
         "cancel_requested": job.cancel_requested,
+        "environment": job.environment,
+        "triage": job.triage,
+        "reproduces": job.reproduces,
+        "certificate": job.certificate,
+        "worker": job.worker,
     }
 
 
@@ -159,7 +164,24 @@ def _claim_values(worker: str, now: datetime) -> dict[str, Any]:
 _CLAIM_RACES = 20
 
 
-def claim_next_job(store: Store, worker: str, resume_own: bool = False) -> dict[str, Any] | None:
+#: How recent a worker's heartbeat must be for a reproduction to wait for it (see :func:`_hint_allows`).
+HINT_ALIVE_S = 15.0
+
+
+def _hint_allows(worker: str, now: datetime, alive_s: float):
+    """WHERE clause: a job's ``not_worker`` hint lets ``worker`` claim it.
+
+    Always, unless the hint names ``worker`` while another worker is live:
+    a reproduction then waits for that one (it is a preference, never a reason
+    to leave a job queued with no one else to run it).
+    """
+    other_live = (select(Worker.name).where(Worker.name != worker,
+                                            Worker.heartbeat_at >= now - timedelta(seconds=alive_s)).exists())
+    return or_(Job.not_worker.is_(None), Job.not_worker != worker, ~other_live)
+
+
+def claim_next_job(store: Store, worker: str, resume_own: bool = False,
+                   alive_s: float = HINT_ALIVE_S) -> dict[str, Any] | None:
     """Claim the first queued job in :func:`queue_order` for ``worker``; None if nothing is queued.
 
     PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks the row (claimers
@@ -171,6 +193,9 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False) -> dict[
     ``resume_own``: the caller's previous claim failed with a lost connection,
     which may have happened after its commit.  A job already running on
     ``worker`` is then that claim (attempt already counted), and is returned.
+
+    A job whose ``not_worker`` hint names ``worker`` is passed over while
+    another worker has been heard from within ``alive_s`` (a reproduction).
     """
     if resume_own:
         with store.session() as s:
@@ -178,11 +203,12 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False) -> dict[
                             .order_by(*queue_order()).limit(1))
             if mine is not None:
                 return _load(s, mine)
-    pick = select(Job.id).where(Job.status == "queued").order_by(*queue_order()).limit(1)
-    if store.dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
     for _ in range(_CLAIM_RACES):
         now = utcnow()
+        pick = (select(Job.id).where(Job.status == "queued", _hint_allows(worker, now, alive_s))
+                .order_by(*queue_order()).limit(1))
+        if store.dialect == "postgresql":
+            pick = pick.with_for_update(of=Job, skip_locked=True)
         with store.session() as s:
             job_id = s.scalar(pick)
             if job_id is None:
@@ -265,12 +291,13 @@ def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str
 
 def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | None = None,
                error: str | None = None, worker: str | None = None,
-               artifacts: dict[str, bytes] | None = None) -> bool:
+               artifacts: dict[str, bytes] | None = None, triage: dict[str, Any] | None = None) -> bool:
     """Write a terminal status, once: only if the job is running (on ``worker`` if given).
 
     ``artifacts`` (e.g. the weights) are stored in the same transaction, so
     they exist exactly when the status says the job finished on this worker.
     False if it was not running there (already finished, reaped, or taken over).
+    ``triage``: a diverged run's report (docs/trust.md).
     """
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"not a terminal status: {status!r}")
@@ -278,7 +305,8 @@ def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | 
     if worker is not None:
         where.append(Job.worker == worker)
     with store.session() as s:
-        if _update(s, *where, status=status, result=result, error=error, finished_at=utcnow()) is None:
+        extra = {} if triage is None else {"triage": triage}
+        if _update(s, *where, status=status, result=result, error=error, finished_at=utcnow(), **extra) is None:
             return False
         for name, data in (artifacts or {}).items():
             upsert_artifact(s, store, job_id, name, data)

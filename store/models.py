@@ -135,6 +135,14 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     worker: Mapped[str | None] = mapped_column(String(200))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Trust (docs/trust.md): where the job ran, why it diverged, what it reproduces and how well.
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    reproduces: Mapped[str | None] = mapped_column(String(32), index=True)
+    # A claim hint: a reproduction prefers any live worker but the one that ran the original.
+    not_worker: Mapped[str | None] = mapped_column(String(200))
+    certify_tolerance: Mapped[float | None] = mapped_column(Double)
+    certificate: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Unused since broker messages became wake-ups (the queue is this table, see store.jobs);
     # kept so that no migration is needed, drop it with the next one.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -160,6 +168,8 @@ class MetricPoint(Base):
     # NULL stands for a non-finite value (a diverged loss): SQLite turns NaN into NULL
     # anyway and JSON has no NaN/Infinity, so both databases agree on NULL.
     value: Mapped[float | None] = mapped_column(Double)
+    # Which non-finite value a NULL stands for: "nan", "inf" or "-inf" (NULL for a finite value).
+    nonfinite: Mapped[str | None] = mapped_column(String(4))
 
 
 class Artifact(Base):
