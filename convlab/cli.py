@@ -61,6 +61,11 @@ def _cancel(a):
     return cancel(a.id)
 
 
+def _reproduce(a):
+    from .trust_cli import reproduce
+    return reproduce(a.id, a.wait, a.tolerance)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convlab", description="Train and gradient-check CNNs, as a service.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -116,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cancel", help="cancel a job")
     s.add_argument("id")
     s.set_defaults(func=_cancel)
+
+    s = sub.add_parser("reproduce", help="re-run a job on another worker and certify the two runs agree")
+    s.add_argument("id")
+    s.add_argument("--wait", action="store_true", help="follow it, then print the certificate (exit 1: diverged)")
+    s.add_argument("--tolerance", type=float, help="the certificate's tolerance (default: the server's)")
+    s.set_defaults(func=_reproduce)
     return p
 
 
