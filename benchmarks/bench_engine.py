@@ -116,15 +116,48 @@ def _timed(step) -> float:
     return time.perf_counter() - t
 
 
+def watch_overhead(dtypes, batches, repeats: int) -> None:
+    """The divergence watch's cost (docs/trust.md): a watched Trainer step against the bare step, interleaved."""
+    from engine.training import Trainer
+
+    for dtype in dtypes:
+        for batch in batches:
+            net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+            opt = SGD(net.params, lr=0.01, momentum=0.9)
+            trainer = Trainer(net, opt, epochs=1, batch_size=batch, seed=0)
+            rng = np.random.default_rng(1)
+            x = rng.random((batch, 1, 28, 28)).astype(dtype)
+            y = rng.integers(0, 10, batch)
+
+            def watched(trainer=trainer, x=x, y=y):
+                with np.errstate(over="ignore", invalid="ignore"):     # as Trainer.run
+                    trainer._step(x, y, False)
+            bare = partial(_engine_step, net, opt, x, y)
+            for _ in range(3):
+                bare()
+                watched()
+            tb, tw = [], []
+            for _ in range(repeats):
+                tb.append(_timed(bare))
+                tw.append(_timed(watched))
+            mb, mw = statistics.median(tb), statistics.median(tw)
+            print(f"divergence watch {dtype:8} batch {batch:4d}: {mb * 1e3:8.2f} ms bare, {mw * 1e3:8.2f} ms "
+                  f"watched, {100 * (mw / mb - 1):+.1f} % of step time")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--batches", type=int, nargs="+", default=[10, 64, 256])
     ap.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     ap.add_argument("--peak-memory-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--watch-only", action="store_true", help="only the divergence watch's cost")
     args = ap.parse_args(argv)
     if args.peak_memory_only:
         engine_peak_memory()
+        return 0
+    if args.watch_only:
+        watch_overhead(args.dtypes, args.batches, args.repeats)
         return 0
 
     import torch
@@ -162,6 +195,7 @@ def main(argv=None) -> int:
                   f"{step_flops(batch) / me / 1e9:8.2f} {gemm_rate(npdt, 5):12.2f}")
     geo = float(np.exp(np.mean(np.log(ratios))))
     print(f"geometric mean engine/torch: {geo:.3f}")
+    watch_overhead(args.dtypes, args.batches, args.repeats)
     import subprocess
     out = subprocess.run([sys.executable, __file__, "--peak-memory-only"], capture_output=True, text=True,
                          check=True).stdout

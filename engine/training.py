@@ -59,7 +59,7 @@ class Trainer:
         # how many dropout masks were drawn, and vice versa.
         self.rng = np.random.default_rng([seed, 1])
         self.state = TrainState()
-        self.watch = Watch(len(net.layers))
+        self.watch = Watch(len(net.layers), watched={i for i, layer in enumerate(net.layers) if layer.params})
         self.last_finite: tuple[int, dict[str, np.ndarray]] | None = None   # (step, params) at an epoch's end
 
     def _keep_finite(self) -> None:

@@ -52,9 +52,19 @@ def json_safe(obj):
     return obj
 
 
+def _flat(a: np.ndarray) -> np.ndarray:
+    """``a``'s entries as one vector, without a copy when ``a`` is a transpose of a contiguous array
+    (a conv layer's output is one): a norm does not care about the order of the entries."""
+    if not a.flags.c_contiguous and a.ndim > 1:
+        view = a.transpose(np.argsort(a.strides, kind="stable")[::-1])
+        if view.flags.c_contiguous:
+            return view.reshape(-1)
+    return a.reshape(-1)
+
+
 def _norm(a: np.ndarray) -> float:
     """The Frobenius norm of ``a`` (NaN or inf if ``a`` holds a non-finite value)."""
-    flat = a.reshape(-1)
+    flat = _flat(a)
     s = float(np.dot(flat, flat))
     if math.isfinite(s):
         return math.sqrt(s)
@@ -82,8 +92,11 @@ class Watch:
     :meth:`end` files the record in the ring buffer.
     """
 
-    def __init__(self, layers: int, history: int = HISTORY_STEPS):
+    def __init__(self, layers: int, history: int = HISTORY_STEPS, watched: set[int] | None = None):
         self.n_layers = layers
+        # Layers without parameters (pools, flatten, dropout) cannot turn finite values into
+        # non-finite ones, so their arrays need no pass of their own (None in the history).
+        self.watched = set(range(layers)) if watched is None else set(watched) | {layers - 1}
         self.history: deque[dict] = deque(maxlen=history)
         self.current: dict | None = None
         self.grad_norms: dict[str, float] = {}     # this step's parameter-gradient norms, by params key
@@ -101,6 +114,8 @@ class Watch:
 
     def activation(self, i: int, a: np.ndarray) -> None:
         """Layer ``i``'s output of the forward pass."""
+        if i not in self.watched:
+            return
         norm = _norm(a)
         self.current["layers"][i]["activation"] = norm
         if not math.isfinite(norm):
@@ -114,6 +129,8 @@ class Watch:
 
     def delta(self, i: int, d: np.ndarray) -> None:
         """∂C/∂(output of layer ``i``) as the backward pass reaches it (δ^L for the last layer)."""
+        if i not in self.watched:
+            return
         norm = _norm(d)
         self.current["layers"][i]["delta"] = norm
         if not math.isfinite(norm):
