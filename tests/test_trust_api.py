@@ -125,3 +125,22 @@ def test_certificate_verdicts():
     c = certify(a, nan, 1e-6)
     json.dumps(c, allow_nan=False)
     assert c["verdict"] == "diverged" and c["max_abs_difference"] == "inf"
+
+
+def test_dashboard_reproduce_button_and_trust_json(client, headers, app_store, settings, auth):
+    original = _submit(client, headers, SMALL)
+    assert JobRunner(app_store, settings, "w1:1").run_next() == "succeeded"
+    dash = Dashboard(client, auth.token("alice"))
+    page = dash.get(f"/jobs/{original['id']}").text
+    assert 'id="reproduce-form"' in page and 'id="certificate-card"' in page and 'id="health-card"' in page
+    r = client.post(f"/jobs/{original['id']}/reproduce", data={"csrf_token": dash.csrf})
+    assert r.status_code == 302
+    copy_id = r.headers["Location"].rsplit("/", 1)[-1]
+    assert store.get_job(app_store, copy_id, None)["reproduces"] == original["id"]
+    assert client.post(f"/jobs/{original['id']}/reproduce", data={}).status_code in (400, 403)    # no CSRF token
+    waiting = dash.get(f"/jobs/{copy_id}/trust.json").get_json()
+    assert waiting["certificate"] is None and waiting["original"]["id"] == original["id"]
+    assert JobRunner(app_store, settings, "w2:2").run_next() == "succeeded"
+    done = dash.get(f"/jobs/{copy_id}/trust.json").get_json()
+    assert done["certificate"]["verdict"] == "bitwise" and done["environment"]["worker"] == "w2:2"
+    assert done["original"]["environment"]["worker"] == "w1:1"
