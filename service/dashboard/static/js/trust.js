@@ -14,7 +14,10 @@
   /** A value for people: numbers formatted, non-finite spellings ("nan", "inf") and null as they are. */
   function show(v) {
     if (v === null || v === undefined) return "–";
-    if (typeof v === "number") return convlab.number(v);
+    if (typeof v === "number") {
+      const a = Math.abs(v);
+      return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(3) : convlab.number(v);
+    }
     if (Array.isArray(v)) return v.join(" ");
     return String(v);
   }
