@@ -77,3 +77,13 @@ def test_layer_health_and_a_certificate_from_the_reproduce_button(page, cluster,
     expect(page.locator("#certificate-of a")).to_have_attribute("href", f"/jobs/{job['id']}")
     shot(page, request, "certificate")
     _save_doc(card, "certificate.png")
+
+    # The compare view overlays a layer-health series of both runs (layers.0.grad_norm first).
+    page.goto(f"{cluster.url}/compare?ids={job['id']},{copy_id}")
+    expect(page.locator("#compare-health-card")).to_be_visible()
+    expect(page.locator("#compare-health-series")).to_have_value("layers.0.grad_norm")
+    expect(page.locator("#compare-health")).to_have_attribute("data-points", "6")
+    page.select_option("#compare-health-series", "layers.0.dead_relu")
+    expect(page.locator("#compare-health")).to_have_attribute("data-points", "6")
+    page.select_option("#compare-health-series", "layers.2.update_ratio")
+    expect(page.locator("#compare-health")).to_have_attribute("data-points", "6")
