@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import store
-from engine.certificate import Run, certify
+from engine.certificate import Run, _leaves, certify
 from tests.test_dashboard import Dashboard
 from workers.runner import JobRunner
 
@@ -144,3 +144,24 @@ def test_dashboard_reproduce_button_and_trust_json(client, headers, app_store, s
     done = dash.get(f"/jobs/{copy_id}/trust.json").get_json()
     assert done["certificate"]["verdict"] == "bitwise" and done["environment"]["worker"] == "w2:2"
     assert done["original"]["environment"]["worker"] == "w1:1"
+
+
+def test_a_gradcheck_job_is_certified_on_its_report(client, headers, app_store, settings):
+    spec = {"type": "gradcheck", "name": "gc", "model": {"input_shape": [1, 5, 5], "layers": [
+        {"type": "conv", "filters": 2, "kernel": 3, "activation": "tanh"},
+        {"type": "dense", "units": 3, "activation": "softmax"}], "loss": "cross_entropy"}, "gradcheck": {}}
+    original = _submit(client, headers, spec)
+    assert JobRunner(app_store, settings, "w1:1").run_next() == "succeeded"
+    copy = client.post(f"/api/v1/jobs/{original['id']}/reproduce", json={"tolerance": 1e-9},
+                       headers=headers).get_json()
+    assert JobRunner(app_store, settings, "w2:2").run_next() == "succeeded"
+    cert = client.get(f"/api/v1/jobs/{copy['id']}", headers=headers).get_json()["certificate"]
+    assert cert["verdict"] == "bitwise" and cert["tolerance"] == 1e-9
+    n_leaves = len(list(_leaves(original_report := store.get_job(app_store, original["id"], None)["result"])))
+    assert n_leaves > 20 and cert["compared"] == n_leaves + 1          # every report leaf, and the status
+    # The same report with one number moved is caught there, by its path.
+    moved = json.loads(json.dumps(original_report))
+    moved["layers"][0]["max_relative_error"] += 1e-3
+    c = certify(Run("succeeded", result=original_report), Run("succeeded", result=moved), 1e-6)
+    assert c["verdict"] == "diverged" and c["first_difference"] == {"series": "result.layers[0].max_relative_error",
+                                                                     "step": None}
