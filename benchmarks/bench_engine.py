@@ -343,6 +343,38 @@ def worker_throughput(batch: int, steps: int, dtype: str) -> None:
               f"{sum(rates):.0f} images/s, {sum(rates) / cores:.0f} images/s/core ({load()})")
 
 
+def watch_overhead(dtypes, batches, repeats: int) -> None:
+    """The divergence watch's cost (docs/trust.md): a watched Trainer step against the bare step, interleaved."""
+    from engine.training import Trainer
+
+    for dtype in dtypes:
+        for batch in batches:
+            net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
+            opt = SGD(net.params, lr=0.01, momentum=0.9)
+            trainer = Trainer(net, opt, epochs=1, batch_size=batch, seed=0)
+            rng = np.random.default_rng(1)
+            x = rng.random((batch, 1, 28, 28)).astype(dtype)
+            y = rng.integers(0, 10, batch)
+
+            def watched(trainer=trainer, x=x, y=y):
+                with np.errstate(over="ignore", invalid="ignore"):     # as Trainer.run
+                    trainer._step(x, y, False)
+
+            def bare(net=net, opt=opt, x=x, y=y):
+                _, grads = net.loss_and_gradients(x, y, training=True)
+                opt.step(grads)
+            for _ in range(3):
+                bare()
+                watched()
+            tb, tw = [], []
+            for _ in range(repeats):
+                tb.append(_seconds(bare))
+                tw.append(_seconds(watched))
+            mb, mw = statistics.median(tb), statistics.median(tw)
+            print(f"divergence watch {dtype:8} batch {batch:4d}: {mb * 1e3:8.2f} ms bare, {mw * 1e3:8.2f} ms "
+                  f"watched, {100 * (mw / mb - 1):+.1f} % of step time")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=15)
@@ -354,6 +386,7 @@ def main(argv=None) -> int:
     ap.add_argument("--worker-steps", type=int, default=30)
     ap.add_argument("--threads", type=int, help="BLAS and torch threads (default: the libraries' own, all cores)")
     ap.add_argument("--peak-memory-only", metavar="DTYPE", help=argparse.SUPPRESS)
+    ap.add_argument("--watch-only", action="store_true", help="only the divergence watch's cost")
     args = ap.parse_args(argv)
     if args.peak_memory_only:
         engine_peak_memory(args.peak_memory_only)
@@ -363,10 +396,15 @@ def main(argv=None) -> int:
         # one thread each gives ratios that mean something there.
         from threadpoolctl import threadpool_limits
         threadpool_limits(limits=args.threads)
+    if args.watch_only:
+        watch_overhead(args.dtypes, args.batches, args.repeats)
+        return 0
 
     print(f"numpy {np.__version__}, {os.cpu_count()} cores, {load()}")
     if "steps" in args.only:
         steps_table(args)
+    if "watch" in args.only:
+        watch_overhead(args.dtypes, args.batches, args.repeats)
     if "ops" in args.only:
         for dtype in args.dtypes:
             conv_op_table(args.op_batch, dtype, args.repeats)
@@ -392,7 +430,7 @@ def main(argv=None) -> int:
     return 0
 
 
-PARTS = ("steps", "ops", "share", "profile", "memory", "workers")
+PARTS = ("steps", "watch", "ops", "share", "profile", "memory", "workers")
 
 
 def steps_table(args) -> None:

@@ -112,6 +112,11 @@ def _optional(kind):
     return parse
 
 
+def _reproduce(a):
+    from .trust_cli import reproduce
+    return reproduce(a.id, a.wait, a.tolerance)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="convlab", description="Train and gradient-check CNNs, as a service.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -200,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-storage", type=_optional(int), help="bytes of artifacts, datasets and metric points")
     s.add_argument("--clear", action="store_true", help="remove every override (back to the defaults)")
     s.set_defaults(func=_user_limits)
+
+    s = sub.add_parser("reproduce", help="re-run a job on another worker and certify the two runs agree")
+    s.add_argument("id")
+    s.add_argument("--wait", action="store_true", help="follow it, then print the certificate (exit 1: diverged)")
+    s.add_argument("--tolerance", type=float, help="the certificate's tolerance (default: the server's)")
+    s.set_defaults(func=_reproduce)
     return p
 
 

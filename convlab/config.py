@@ -61,6 +61,7 @@ class Settings:
     max_queued_jobs: int | None = 1000           # a user's queued jobs; past it a submit is 429
     max_compute_flops: float | None = 1e15       # estimated operations of one job (engine.work); past it 429
     max_storage_bytes: int | None = 10 * 2**30   # artifacts + datasets + metric points of a user; past it 429
+    certificate_tolerance: float = 1e-6          # a reproduction agrees within it: |a-b| <= tol*max(1,|a|,|b|)
 
     def __post_init__(self) -> None:
         # A worker that is merely slow must never look lost: several heartbeats fit in the timeout.

@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 from engine.datasets import DatasetError, load_npz
+from engine.environment import environment
 from engine.jobs import Hooks, run_job
 from engine.spec import SpecError, validate_job_spec
+from engine.watch import json_safe
 
 from .blas import apply_blas_threads
 from .config import blas_threads_from_env
@@ -59,9 +61,16 @@ def run(spec_path: str, out_dir: str | None) -> int:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / WEIGHTS).write_bytes(outcome.weights)
-    json.dump({"status": outcome.status, "type": spec["type"], "name": spec["name"], "result": outcome.result},
-              sys.stdout, indent=2)
+    report = {"status": outcome.status, "type": spec["type"], "name": spec["name"], "result": outcome.result}
+    if outcome.status == "failed":
+        report.update(error=outcome.error, triage=outcome.triage)
+    report["environment"] = environment(None)
+    # JSON has no NaN: non-finite numbers are spelled "nan", "inf", "-inf" (docs/reference/results.md).
+    json.dump(json_safe(report), sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
+    if outcome.status == "failed":
+        print(f"convlab run: {outcome.error}\nhint: {outcome.triage['hint']}", file=sys.stderr)
+        return 1
     if spec["type"] == "gradcheck" and not outcome.result["passed"]:
         # Scripts can tell a failed check by the exit code; the report is on stdout either way.
         print(f"gradcheck failed: max relative error {outcome.result['max_relative_error']:.3g}", file=sys.stderr)

@@ -20,6 +20,8 @@ from .network import Network
 from .optimizers import make_optimizer
 from .trace import backward_trace
 from .training import Trainer
+from .triage import build_triage
+from .watch import Diverged, json_safe
 
 
 @dataclass
@@ -34,12 +36,15 @@ class Hooks:
 
 @dataclass
 class Outcome:
-    """``status`` is ``succeeded`` or ``cancelled``; ``weights`` the ``weights.npz`` bytes of a train job."""
+    """``status`` is ``succeeded``, ``cancelled`` or ``failed`` (a diverged run: ``error`` starts with
+    ``diverged``, ``triage`` is its report); ``weights`` the ``weights.npz`` bytes of a train job."""
 
     status: str
     result: dict | None = None
     weights: bytes | None = None
     metrics: dict[str, list] = field(default_factory=dict)
+    error: str | None = None
+    triage: dict | None = None
 
 
 def weights_to_bytes(params: dict[str, np.ndarray]) -> bytes:
@@ -77,7 +82,7 @@ def run_job(spec: dict, hooks: Hooks | None = None, *, checkpoint: bytes | None 
         except Stopped:
             return Outcome("cancelled")
         report["trace"] = _trace_for(spec["model"], gc["seed"])
-        return Outcome("succeeded", result=report)
+        return Outcome("succeeded", result=json_safe(report))
     return _train(spec, hooks, checkpoint, resolve_dataset)
 
 
@@ -123,8 +128,12 @@ def _train(spec: dict, hooks: Hooks, checkpoint: bytes | None, resolve) -> Outco
             hooks.on_checkpoint(t.checkpoint(), t.state.epoch)
         return bool(hooks.should_stop and hooks.should_stop())
 
-    finished = trainer.run(x_train, y_train, *splits["val"], on_metric=hooks.on_metric,
-                           on_epoch_end=on_epoch_end, on_batch_end=on_batch_end)
+    try:
+        finished = trainer.run(x_train, y_train, *splits["val"], on_metric=hooks.on_metric,
+                               on_epoch_end=on_epoch_end, on_batch_end=on_batch_end)
+    except Diverged as exc:
+        triage = build_triage(exc, net, spec, trainer.watch.report_history(), trainer.last_finite)
+        return Outcome("failed", error=f"diverged: {exc}", triage=triage)
     if not finished:
         return Outcome("cancelled", result=None, weights=weights_to_bytes(net.params))
     return Outcome("succeeded", result=_train_result(net, trainer, splits), weights=weights_to_bytes(net.params))
@@ -139,7 +148,7 @@ def _train_result(net: Network, trainer: Trainer, splits: dict) -> dict:
     if len(x_test):
         test_loss, test_acc, pred = net.evaluate(x_test, y_test)
         np.add.at(confusion, (y_test, pred), 1)
-    return {
+    return json_safe({
         "test_accuracy": test_acc,
         "test_loss": test_loss,
         "val_accuracy": trainer.state.history.get("val_accuracy"),
@@ -149,4 +158,4 @@ def _train_result(net: Network, trainer: Trainer, splits: dict) -> dict:
         "train_seconds": round(trainer.state.seconds, 3),
         "parameter_count": net.parameter_count,
         "confusion_matrix": confusion.tolist(),
-    }
+    })

@@ -84,18 +84,23 @@ class Network:
         """x: (N, C, H, W) → the last layer's activations (N, units)."""
         return self.forward_cached(x, training, start)[0]
 
-    def forward_cached(self, x: np.ndarray, training: bool = False, start: int = 0) -> tuple[np.ndarray, list]:
+    def forward_cached(self, x: np.ndarray, training: bool = False, start: int = 0,
+                       observe=None) -> tuple[np.ndarray, list]:
         """x: (N, C, H, W) → (the last layer's activations (N, units), the cache of every layer run).
 
         ``start`` feeds ``x`` to layer ``start`` instead of the first (the
         gradient check perturbs the inputs of every layer); the caches are
-        then those of layers ``start`` to the last.
+        then those of layers ``start`` to the last.  ``observe`` (the
+        divergence watch, engine.watch) sees each layer's output as soon as it
+        exists: ``observe.activation(i, a)`` may raise to stop the pass there.
         """
         a = np.asarray(x, dtype=self.dtype)
         caches = []
-        for layer in self.layers[start:]:
+        for i, layer in enumerate(self.layers[start:], start):
             a, cache = layer.forward(a, training)
             caches.append(cache)
+            if observe is not None:
+                observe.activation(i, a)
         return a, caches
 
     def loss_and_delta(self, out: np.ndarray, y: np.ndarray, caches: list) -> tuple[float, np.ndarray]:
@@ -118,24 +123,35 @@ class Network:
         grads, input_grads = self.backward(delta, caches, input_grads=True)
         return value, grads, input_grads
 
-    def backward(self, delta: np.ndarray, caches: list,
-                 input_grads: bool = False) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
+    def backward(self, delta: np.ndarray, caches: list, input_grads: bool = False,
+                 observe=None) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
         """Backpropagate δ^L = ∂C/∂z^L of the last layer through every layer, with the caches of a full forward pass.
 
         The last layer receives δ^L itself (its activation's factor is already
         in it), every other layer the gradient of its output.  Returns the
         parameter gradients keyed like ``params`` and, with ``input_grads``,
-        ∂C/∂(input of layer i) by ``i`` (else an empty dict).
+        ∂C/∂(input of layer i) by ``i`` (else an empty dict).  ``observe``
+        (engine.watch) sees the gradient reaching each layer's output
+        (``observe.delta(i, d)``) and the layer's parameter gradients
+        (``observe.grads(i, g)``), last layer first; either may raise.
         """
         last = len(self.layers) - 1
         per_layer: dict[int, dict[str, np.ndarray]] = {}
         inputs: dict[int, np.ndarray] = {}
+        if observe is not None:
+            observe.delta(last, delta)
         grad, per_layer[last] = self.layers[last].backward_from_delta(delta, caches[last],
                                                                       need_input_grad=last > 0 or input_grads)
+        if observe is not None:
+            observe.grads(last, per_layer[last])
         if input_grads:
             inputs[last] = grad
         for i in range(last - 1, -1, -1):
+            if observe is not None:
+                observe.delta(i, grad)
             grad, per_layer[i] = self.layers[i].backward(grad, caches[i], need_input_grad=i > 0 or input_grads)
+            if observe is not None:
+                observe.grads(i, per_layer[i])
             if input_grads:
                 inputs[i] = grad
         # Forward order, like params.

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, g
 
 import store
 
-from . import datasets_api, events_api, jobs_api, predict_api, specs_api, studies_api, tokens_api, users_api
+from . import datasets_api, events_api, jobs_api, predict_api, specs_api, studies_api, tokens_api, trust_api, users_api
 from .auth import require_token
 from .extension import API_PREFIX, convlab
 from .openapi import openapi_document
@@ -21,6 +21,7 @@ bp.register_blueprint(events_api.bp)
 bp.register_blueprint(tokens_api.bp)
 bp.register_blueprint(studies_api.bp)
 bp.register_blueprint(users_api.bp)
+bp.register_blueprint(trust_api.bp)
 
 
 @bp.get("/workers")

@@ -14,6 +14,7 @@ from .params import Query, json_object
 from .queue_eta import queue_etas
 from .schemas import job_json
 from .submission import enqueue, validate
+from .trust_api import with_certificate
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -86,8 +87,8 @@ def list_jobs():
 
 @bp.get("/<job_id>")
 def get_job(job_id: str):
-    """One job: spec, status, progress, result or error."""
-    return _shown(_visible_job(job_id))
+    """One job: spec, status, progress, result or error; a reproduction's certificate once both runs finished."""
+    return _shown(with_certificate(_visible_job(job_id)))
 
 
 @bp.get("/<job_id>/metrics")
@@ -95,6 +96,8 @@ def job_metrics(job_id: str):
     """The job's metric series as ``[step, value]`` points (``names``: comma-separated, default all).
 
     A series longer than ``max_points`` is downsampled by min/max buckets, so spikes stay visible.
+    A non-finite value is null in ``series``; ``nonfinite`` lists every such point with its kind
+    (``"nan"``, ``"inf"``, ``"-inf"``), never downsampled (docs/reference/results.md).
     """
     _visible_job(job_id)
     q = Query()
@@ -102,7 +105,9 @@ def job_metrics(job_id: str):
     max_points = q.integer("max_points", DEFAULT_POINTS, 2, MAX_POINTS)
     q.check()
     selected = None if names is None else [n.strip() for n in names.split(",") if n.strip()]
-    return {"series": store.get_metrics(convlab().store, job_id, selected, max_points)}
+    db = convlab().store
+    return {"series": store.get_metrics(db, job_id, selected, max_points),
+            "nonfinite": store.get_nonfinite(db, job_id, selected)}
 
 
 @bp.post("/<job_id>/cancel")

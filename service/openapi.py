@@ -124,6 +124,14 @@ OPERATIONS: dict[str, dict] = {
                                    ref("ModelSummary")),
                       "400": _error("malformed JSON, or not an object"), "413": _error("body too large"),
                       "415": _error("not application/json")}},
+    "api.trust.reproduce_job": {
+        "parameters": [_IDEMPOTENCY_KEY],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"tolerance": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}}}}},
+        "responses": {"201": {**_json("the queued reproduction", ref("Job")),
+                              "headers": {"Location": {"schema": {"type": "string"}}, **_REPLAYED}},
+                      **_KEY_ERRORS, "404": _NO_JOB, "415": _error("not application/json")}},
     "api.datasets.list_datasets": {"responses": {"200": _json("the datasets", ref("DatasetList"))}},
     "api.datasets.get_dataset": {"responses": {"200": _json("the dataset", ref("Dataset")),
                                                "404": _error("no such dataset, or not yours")}},

@@ -74,6 +74,13 @@ JOB = _obj({
     "params": {"type": "object", "description": "a study's trial only: the values its space gave it, by path"},
     "queue_eta_s": {"type": "number", "minimum": 0,
                     "description": "only while queued, when there is a basis: estimated seconds until it starts"},
+    "environment": {"type": "object", "description": "where it ran (docs/trust.md): convlab, python, numpy, "
+                    "blas, blas_threads, cpu, cpu_flags, machine, worker"},
+    "triage": {"type": "object", "description": "a diverged run's report: step, epoch, layer, phase, history, "
+               "gradcheck, hint (docs/trust.md)"},
+    "reproduces": {"type": "string", "description": "the id of the job this one reproduces"},
+    "certificate": {"type": "object", "description": "a reproduction's verdict (bitwise, within_tolerance, "
+                    "diverged) once both runs are terminal (docs/trust.md)"},
 }, required=["id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
              "created_at", "started_at", "finished_at", "user", "cancel_requested"])
 
@@ -83,7 +90,11 @@ JOB_LIST = _obj({"jobs": {"type": "array", "items": ref("Job")},
 METRICS = _obj({"series": {"type": "object", "additionalProperties": {
     "type": "array", "description": "[step, value] in step order; value null if it was not finite",
     "items": {"type": "array", "prefixItems": [_INT, {"type": ["number", "null"]}], "items": False,
-              "minItems": 2}}}})
+              "minItems": 2}}},
+    "nonfinite": {"type": "object", "description": "every non-finite point of the series asked for, with its kind",
+                  "additionalProperties": {"type": "array", "items": {
+                      "type": "array", "prefixItems": [_INT, {"enum": ["nan", "inf", "-inf"]}], "items": False,
+                      "minItems": 2}}}}, required=["series"])
 
 DATASET = _obj({
     "id": _STR, "name": _STR, "samples": _INT,

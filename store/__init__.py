@@ -46,7 +46,7 @@ from .jobs import (
     typical_run_s,
     update_progress,
 )
-from .metrics import get_metrics, record_metrics
+from .metrics import get_metrics, get_nonfinite, record_metrics
 from .quotas import (
     LIMIT_FIELDS,
     Quota,
@@ -65,9 +65,11 @@ from .studies import (
     top_up,
     trial_of,
 )
+from .trust import certify, create_reproduction, set_environment
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
+    "certify", "create_reproduction", "set_environment", "get_nonfinite",
     "end_session", "list_tokens", "revoke_tokens", "rotate_token", "session_user", "start_session",
     "LIMIT_FIELDS", "Quota", "QuotaExceeded", "count_claimable", "get_limits_by_name", "set_limits_by_name", "usage",
     "user_limits", "delete_dataset", "delete_job", "typical_run_s",

@@ -22,7 +22,7 @@ from .artifacts import upsert_artifact
 from .auth import UserInfo
 from .db import Store
 from .idempotency import IdempotentRequest, record_idempotency_key
-from .models import Job, JobTag, User, UserLimit, UTCDateTime, iso, utcnow
+from .models import Job, JobTag, User, UserLimit, UTCDateTime, Worker, iso, utcnow
 from .quotas import Quota, QuotaExceeded, check_storage, effective_limits, lock_user
 
 
@@ -48,6 +48,11 @@ def _job_dict(job: Job, user_name: str) -> dict[str, Any]:
         "study_id": job.study_id,
         "trial_number": job.trial_number,
         "params": job.params,
+        "environment": job.environment,
+        "triage": job.triage,
+        "reproduces": job.reproduces,
+        "certificate": job.certificate,
+        "worker": job.worker,
     }
 
 
@@ -223,14 +228,34 @@ def _claim_values(worker: str, now: datetime) -> dict[str, Any]:
 _CLAIM_RACES = 20
 
 
-def _next_in_line(s: Session, max_running: int | None):
-    """Within ``s``: (job id, user id) of the first claimable job in :func:`queue_order`, or None."""
+#: How recent a worker's heartbeat must be for a reproduction to wait for it (see :func:`_hint_allows`).
+HINT_ALIVE_S = 15.0
+
+
+def _hint_allows(worker: str, now: datetime, alive_s: float):
+    """WHERE clause: a job's ``not_worker`` hint lets ``worker`` claim it.
+
+    Always, unless the hint names ``worker`` while another worker is live:
+    a reproduction then waits for that one (it is a preference, never a reason
+    to leave a job queued with no one else to run it).
+    """
+    other_live = (select(Worker.name).where(Worker.name != worker,
+                                            Worker.heartbeat_at >= now - timedelta(seconds=alive_s)).exists())
+    return or_(Job.not_worker.is_(None), Job.not_worker != worker, ~other_live)
+
+
+def _next_in_line(s: Session, max_running: int | None, worker: str, alive_s: float):
+    """Within ``s``: (job id, user id) of the first job in :func:`queue_order` that ``worker`` may claim
+    (claimable, and no reproduction hint against it), or None."""
     q = queue_order(max_running)
-    return s.execute(select(q.c.id, q.c.user_id).where(q.c.claimable == 1).order_by(q.c.place).limit(1)).first()
+    return s.execute(select(q.c.id, q.c.user_id).join(Job, Job.id == q.c.id)
+                     .where(q.c.claimable == 1, _hint_allows(worker, utcnow(), alive_s))
+                     .order_by(q.c.place).limit(1)).first()
+
 
 
 def claim_next_job(store: Store, worker: str, resume_own: bool = False,
-                   max_running: int | None = None) -> dict[str, Any] | None:
+                   max_running: int | None = None, alive_s: float = HINT_ALIVE_S) -> dict[str, Any] | None:
     """Claim the first claimable job in :func:`queue_order` (fair share) for ``worker``; None if there is none.
 
     The order is read, the chosen job's USER is locked (:func:`~store.quotas.lock_user`: its row on
@@ -246,6 +271,8 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False,
     which may have happened after its commit.  A job already running on
     ``worker`` is then that claim (attempt already counted), and is returned.
     ``max_running``: the deployment's running limit per user (a user's override wins).
+    ``alive_s``: a job whose ``not_worker`` hint names ``worker`` (a reproduction) is passed over while
+    another worker has been heard from within it.
     """
     if resume_own:
         with store.session() as s:
@@ -254,13 +281,13 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False,
             if mine is not None:
                 return _load(s, mine)
     with store.session() as s:
-        first = _next_in_line(s, max_running)
+        first = _next_in_line(s, max_running, worker, alive_s)
     for _ in range(_CLAIM_RACES):
         if first is None:
             return None
         with store.session() as s:
             lock_user(s, first.user_id)
-            again = _next_in_line(s, max_running)
+            again = _next_in_line(s, max_running, worker, alive_s)
             now = utcnow()          # after the read: a claim that a finish made possible starts after it
             same = again is not None and again.user_id == first.user_id
             if same and _update(s, Job.id == again.id, Job.status == "queued", **_claim_values(worker, now)):
@@ -358,12 +385,13 @@ def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str
 
 def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | None = None,
                error: str | None = None, worker: str | None = None,
-               artifacts: dict[str, bytes] | None = None) -> bool:
+               artifacts: dict[str, bytes] | None = None, triage: dict[str, Any] | None = None) -> bool:
     """Write a terminal status, once: only if the job is running (on ``worker`` if given).
 
     ``artifacts`` (e.g. the weights) are stored in the same transaction, so
     they exist exactly when the status says the job finished on this worker.
     False if it was not running there (already finished, reaped, or taken over).
+    ``triage``: a diverged run's report (docs/trust.md).
     """
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"not a terminal status: {status!r}")
@@ -371,7 +399,8 @@ def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | 
     if worker is not None:
         where.append(Job.worker == worker)
     with store.session() as s:
-        if _update(s, *where, status=status, result=result, error=error, finished_at=utcnow()) is None:
+        extra = {} if triage is None else {"triage": triage}
+        if _update(s, *where, status=status, result=result, error=error, finished_at=utcnow(), **extra) is None:
             return False
         for name, data in (artifacts or {}).items():
             upsert_artifact(s, store, job_id, name, data)

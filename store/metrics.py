@@ -17,18 +17,19 @@ def record_metrics(store: Store, job_id: str, points: Iterable[tuple[str, int, f
 
     Idempotent per ``(job, series, step)``, so a redelivered job that replays
     steps writes no duplicates. None and non-finite values are stored as NULL
-    (JSON has no NaN). Returns how many points were new.  With ``worker``, only
+    (JSON has no NaN), a non-finite one with its kind in ``nonfinite``
+    (``"nan"``, ``"inf"``, ``"-inf"``: :func:`get_nonfinite`). Returns how many points were new.  With ``worker``, only
     while the job runs on that worker (checked in the same transaction, like
     checkpoints): None if it does not, and nothing is written.
     """
-    rows: dict[tuple[str, int], float | None] = {}
+    rows: dict[tuple[str, int], tuple[float | None, str | None]] = {}
     for series, step, value in points:
-        v = math.nan if value is None else float(value)
-        rows.setdefault((series, int(step)), v if math.isfinite(v) else None)
+        v = None if value is None else float(value)
+        rows.setdefault((series, int(step)), (v, None) if v is None or math.isfinite(v) else (None, _kind(v)))
     if not rows:
         return 0
-    params = [{"job_id": job_id, "series": series, "step": step, "value": value}
-              for (series, step), value in rows.items()]
+    params = [{"job_id": job_id, "series": series, "step": step, "value": value, "nonfinite": kind}
+              for (series, step), (value, kind) in rows.items()]
     # INSERT ... ON CONFLICT DO NOTHING RETURNING: executed with many parameter sets, SQLAlchemy's
     # "insertmanyvalues" sends one multi-row statement per page of rows, sized to stay under
     # the driver's bound-parameter limit (SQLite's included); RETURNING lists only new rows.
@@ -40,6 +41,34 @@ def record_metrics(store: Store, job_id: str, points: Iterable[tuple[str, int, f
             return None
         # Core execution: the ORM would take this for a bulk insert of objects.
         return len(s.connection().execute(stmt, params).all())
+
+
+def _kind(v: float) -> str:
+    """The spelling of a non-finite float: ``"nan"``, ``"inf"`` or ``"-inf"``."""
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
+#: At most this many non-finite points are answered per job (a diverged run stops at its first).
+MAX_NONFINITE = 1000
+
+
+def get_nonfinite(store: Store, job_id: str, names: Iterable[str] | None = None) -> dict[str, list[list]]:
+    """The job's non-finite points, never downsampled: ``{name: [[step, "nan" | "inf" | "-inf"], ...]}``.
+
+    Their values read as null in :func:`get_metrics`; this says which
+    non-finite number each was (at most :data:`MAX_NONFINITE`, first steps first).
+    """
+    mp = MetricPoint
+    where = [mp.job_id == job_id, mp.nonfinite.is_not(None)]
+    if names is not None:
+        where.append(mp.series.in_(list(names)))
+    out: dict[str, list[list]] = {}
+    with store.session() as s:
+        rows = s.execute(select(mp.series, mp.step, mp.nonfinite).where(*where)
+                         .order_by(mp.step, mp.series).limit(MAX_NONFINITE))
+        for name, step, kind in rows:
+            out.setdefault(name, []).append([step, kind])
+    return out
 
 
 def _downsampled(base, max_points: int):

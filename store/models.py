@@ -176,6 +176,14 @@ class Job(Base):
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # The spec's ``priority`` (-10..10): orders one user's own queued jobs (fair share orders the users).
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Trust (docs/trust.md): where the job ran, why it diverged, what it reproduces and how well.
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    reproduces: Mapped[str | None] = mapped_column(String(32), index=True)
+    # A claim hint: a reproduction prefers any live worker but the one that ran the original.
+    not_worker: Mapped[str | None] = mapped_column(String(200))
+    certify_tolerance: Mapped[float | None] = mapped_column(Double)
+    certificate: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Unused since broker messages became wake-ups (the queue is this table, see store.jobs);
     # kept so that no migration is needed, drop it with the next one.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -222,6 +230,8 @@ class MetricPoint(Base):
     # NULL stands for a non-finite value (a diverged loss): SQLite turns NaN into NULL
     # anyway and JSON has no NaN/Infinity, so both databases agree on NULL.
     value: Mapped[float | None] = mapped_column(Double)
+    # Which non-finite value a NULL stands for: "nan", "inf" or "-inf" (NULL for a finite value).
+    nonfinite: Mapped[str | None] = mapped_column(String(4))
 
 
 class Artifact(Base):

@@ -164,7 +164,7 @@ def test_metrics_series_names_and_downsampling(client, headers, app_store):
     steps = [s for s, _ in series["train_loss"]]
     assert steps == sorted(steps)
 
-    assert client.get(f"{url}?names=nothing", headers=headers).get_json() == {"series": {}}
+    assert client.get(f"{url}?names=nothing", headers=headers).get_json() == {"series": {}, "nonfinite": {}}
     for bad in ("max_points=1", "max_points=100001", "max_points=x"):
         err = assert_error(client.get(f"{url}?{bad}", headers=headers), 422, "invalid_query")
         assert paths(err) == ["query.max_points"]

@@ -32,7 +32,7 @@ from tests.helpers import age, job_spec, make_user, parse_ts, race
 
 JOB_FIELDS = {"id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
               "created_at", "started_at", "finished_at", "user", "cancel_requested", "study_id", "trial_number",
-              "params"}
+              "params", "environment", "triage", "reproduces", "certificate", "worker"}   # docs/trust.md
 
 
 def test_create_and_get_job(db):

@@ -26,6 +26,7 @@ from convlab.names import CHECKPOINT, WEIGHTS
 from convlab.studies.topup import StudyKeeper
 from convlab.studies.trials import should_prune
 from engine.datasets import DatasetError, load_npz
+from engine.environment import environment
 from engine.jobs import Hooks, run_job
 from engine.spec import SpecError
 
@@ -104,7 +105,8 @@ class JobRunner:
             own = not first[0]
             first[0] = False
             return store.claim_next_job(self.store, self.worker, resume_own=own,
-                                        max_running=self.settings.max_running_jobs)
+                                        max_running=self.settings.max_running_jobs,
+                                        alive_s=self.settings.worker_alive_s)
 
         job = self._db(claim, "claiming the next job")
         if job is None:
@@ -168,6 +170,8 @@ class JobRunner:
         hooks = Hooks(on_metric=metrics.add, on_progress=on_progress, on_checkpoint=on_checkpoint,
                       should_stop=control.stopped)
         try:
+            env = environment(self.worker)
+            fenced(lambda: store.set_environment(self.store, job_id, env, self.worker), "environment")
             checkpoint = self._db(lambda: store.load_artifact(self.store, job_id, CHECKPOINT),
                                   f"job {job_id}: checkpoint", control.event)
             if checkpoint is not None:
@@ -196,6 +200,8 @@ class JobRunner:
             return self._finish(job_id, "pruned", result=result, artifacts=artifacts)
         if outcome is None or outcome.status == "cancelled":
             return self._stopped(job_id, control)
+        if outcome.status == "failed":                    # diverged: the triage says where and why
+            return self._finish(job_id, "failed", error=outcome.error, triage=outcome.triage)
         artifacts = {WEIGHTS: outcome.weights} if outcome.weights is not None else None
         control.finishing = True
         return self._finish(job_id, "succeeded", result=outcome.result, artifacts=artifacts)
@@ -229,11 +235,12 @@ class JobRunner:
             return None
         return self._finish(job_id, "cancelled")
 
-    def _finish(self, job_id: str, status: str, result=None, error=None, artifacts=None) -> str | None:
+    def _finish(self, job_id: str, status: str, result=None, error=None, artifacts=None,
+                triage=None) -> str | None:
         """Write the terminal status once (with the weights, in one transaction); None if the job was no longer ours."""
         try:
             written = self._db(lambda: store.finish_job(self.store, job_id, status, result=result, error=error,
-                                                        worker=self.worker, artifacts=artifacts),
+                                                        worker=self.worker, artifacts=artifacts, triage=triage),
                                f"job {job_id}: finish")
         except Interrupted:
             log.warning("job %s: stopping before %s could be written; the reaper takes it back", job_id, status)

@@ -17,7 +17,7 @@ bp = Blueprint("dashboard", __name__, template_folder="templates",
                static_folder="static", static_url_path="/assets")
 
 # Imported for their routes (they use ``bp``).
-from . import auth, downloads, live, pages, studies, submit, tryit  # noqa: E402,F401
+from . import auth, downloads, live, pages, studies, submit, trust, tryit  # noqa: E402,F401
 from .csrf import csrf_token  # noqa: E402
 from .present import register_filters  # noqa: E402
 

@@ -14,6 +14,7 @@
     charts.loss = new convlab.Chart(document.getElementById("chart-loss"), [
       {name: "train_loss", label: "train loss"},
       {name: "val_loss", label: "validation loss", points: true},
+      {name: "diverged", label: "diverged here", points: true, color: "#b91c1c"},   // set by trust.js
     ], {yLabel: "loss"});
     charts.accuracy = new convlab.Chart(document.getElementById("chart-accuracy"), [
       {name: "val_accuracy", label: "validation accuracy", points: true, color: convlab.PALETTE[2]},
