@@ -15,6 +15,7 @@ test:
 	scripts/venv.sh test
 	scripts/services.sh
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/python -m pytest -q
 
 # One BLAS thread: the fast tests multiply small matrices, where more threads only spin and contend.
@@ -24,6 +25,7 @@ test-fast: .venv/bin/pytest
 
 lint: .venv/bin/ruff
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 # Only when missing: the inner-loop targets do not reinstall on every run (`make test` does).
 .venv/bin/pytest .venv/bin/ruff:

@@ -21,6 +21,7 @@ machine only the ratios measured side by side are meaningful.
 
     python benchmarks/bench_engine.py --only ops share   # parts: steps ops share profile memory workers
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,7 +58,7 @@ REFERENCE = {
 
 def step_flops(batch: int) -> float:
     """Multiply-adds ×2 of one training step: forward, input delta (not for the first layer), weight gradient."""
-    conv1 = 24 * 24 * 20 * 25          # per sample, forward
+    conv1 = 24 * 24 * 20 * 25  # per sample, forward
     conv2 = 8 * 8 * 40 * 500
     dense = 640 * 100 + 100 * 10
     fwd = conv1 + conv2 + dense
@@ -67,13 +68,21 @@ def step_flops(batch: int) -> float:
 
 def torch_model(net: Network, dtype):
     import torch
+
     m = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 20, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(20, 40, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(640, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10),
+        torch.nn.Conv2d(1, 20, 5),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(20, 40, 5),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(640, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 10),
     ).to(dtype)
     with torch.no_grad():
-        for (i, j) in [(0, 0), (3, 2), (7, 4), (9, 5)]:
+        for i, j in [(0, 0), (3, 2), (7, 4), (9, 5)]:
             m[i].weight.copy_(torch.from_numpy(net.params[f"layers.{j}.W"].copy()))
             m[i].bias.copy_(torch.from_numpy(net.params[f"layers.{j}.b"].copy()))
     return m
@@ -89,7 +98,7 @@ def gemm_rate(dtype, repeats: int) -> float:
         t = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - t)
-    return 2 * 512 ** 3 / statistics.median(times) / 1e9
+    return 2 * 512**3 / statistics.median(times) / 1e9
 
 
 def engine_peak_memory(dtype: str) -> None:
@@ -100,6 +109,7 @@ def engine_peak_memory(dtype: str) -> None:
     MB from run to run; with 4 kB pages it is the memory actually touched.
     """
     from numpy._core.multiarray import _set_madvise_hugepage
+
     _set_madvise_hugepage(False)
     net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
     opt = SGD(net.params, lr=0.01, momentum=0.9)
@@ -151,10 +161,12 @@ def conv_op_table(batch: int, dtype: str, repeats: int) -> None:
     rng = np.random.default_rng(2)
     item = np.dtype(dtype).itemsize
     bandwidth = copy_bandwidth(dtype, repeats)
-    balance = gemm_rate(np.dtype(dtype), repeats) * 1e9 / bandwidth   # flops per byte where GEMM turns compute-bound
+    balance = gemm_rate(np.dtype(dtype), repeats) * 1e9 / bandwidth  # flops per byte where GEMM turns compute-bound
     print(f"\nconv ops, {dtype}, batch {batch}: copy bandwidth {bandwidth / 1e9:.1f} GB/s, {load()}")
-    print(f"{'layer op':24} {'GEMM m×k×n':>20} {'ms':>7} {'GFLOP/s':>8} {'GEMM GF/s':>9} {'ratio':>6} "
-          f"{'bound ms':>8} {'/bound':>6}")
+    print(
+        f"{'layer op':24} {'GEMM m×k×n':>20} {'ms':>7} {'GFLOP/s':>8} {'GEMM GF/s':>9} {'ratio':>6} "
+        f"{'bound ms':>8} {'/bound':>6}"
+    )
     a = rng.random((batch, *net.input_shape)).astype(dtype)
     for i, layer in enumerate(net.layers):
         if isinstance(layer, Conv2D):
@@ -165,7 +177,7 @@ def conv_op_table(batch: int, dtype: str, repeats: int) -> None:
             cols = conv.im2col(xp, kh, kw, s)
             k, p = cols.shape
             ho, wo = conv.output_size(xp.shape[2], kh, s), conv.output_size(xp.shape[3], kw, s)
-            delta = conv.channels_major(rng.standard_normal((batch, f, ho, wo)).astype(dtype))   # as the layers make it
+            delta = conv.channels_major(rng.standard_normal((batch, f, ho, wo)).astype(dtype))  # as the layers make it
             rows = conv.delta_rows(delta)
             ops = _conv_ops(xp, w, s, cols, delta, rows, with_input_delta=i > 0)
             for name, fn, (m, kk, n), elements in ops:
@@ -181,9 +193,11 @@ def conv_op_table(batch: int, dtype: str, repeats: int) -> None:
                 flops = 2.0 * m * kk * n
                 bound_s = elements * item / bandwidth
                 memory_bound = flops / ((m * kk + kk * n + m * n) * item) < balance
-                print(f"{f'conv{i} {name}':24} {f'{m}×{kk}×{n}':>20} {op_s * 1e3:7.2f} {flops / op_s / 1e9:8.1f} "
-                      f"{flops / gemm_s / 1e9:9.1f} {gemm_s / op_s:6.2f} {bound_s * 1e3:8.2f} {bound_s / op_s:6.2f}"
-                      f"{'  mem' if memory_bound else ''}")
+                print(
+                    f"{f'conv{i} {name}':24} {f'{m}×{kk}×{n}':>20} {op_s * 1e3:7.2f} {flops / op_s / 1e9:8.1f} "
+                    f"{flops / gemm_s / 1e9:9.1f} {gemm_s / op_s:6.2f} {bound_s * 1e3:8.2f} {bound_s / op_s:6.2f}"
+                    f"{'  mem' if memory_bound else ''}"
+                )
         a, _ = layer.forward(a, False)
 
 
@@ -198,19 +212,35 @@ def _conv_ops(xp, w, s, cols, delta, rows, with_input_delta: bool) -> list:
     """The conv layer's operations as (name, call, same-shape GEMM (m, k, n), elements touched)."""
     f, _, kh, kw = w.shape
     k, p = cols.shape
-    ops = [("forward", lambda: conv.correlate_valid(xp, w, s, cols=conv.im2col(xp, kh, kw, s)),
-            (f, k, p), xp.size + w.size + f * p),
-           ("weight gradient", lambda: conv.weight_gradient(None, delta, s, (kh, kw), cols=cols, rows=rows),
-            (f, p, k), cols.size + rows.size + w.size)]
+    ops = [
+        (
+            "forward",
+            lambda: conv.correlate_valid(xp, w, s, cols=conv.im2col(xp, kh, kw, s)),
+            (f, k, p),
+            xp.size + w.size + f * p,
+        ),
+        (
+            "weight gradient",
+            lambda: conv.weight_gradient(None, delta, s, (kh, kw), cols=cols, rows=rows),
+            (f, p, k),
+            cols.size + rows.size + w.size,
+        ),
+    ]
     if with_input_delta:
-        ops.append(("input delta", lambda: conv.convolve_full_rotated(delta, conv.rot180(w), s, xp.shape[2:],
-                                                                      rows=rows),
-                    (k, f, p), rows.size + w.size + xp.size))
+        ops.append(
+            (
+                "input delta",
+                lambda: conv.convolve_full_rotated(delta, conv.rot180(w), s, xp.shape[2:], rows=rows),
+                (k, f, p),
+                rows.size + w.size + xp.size,
+            )
+        )
     return ops
 
 
 def _steps(net, opt, x, y, model, topt, lossf, xt, yt):
     """One training step of the engine and one of its PyTorch twin, on the same batch."""
+
     def engine_step():
         _, grads = net.loss_and_gradients(x, y, training=True)
         opt.step(grads)
@@ -219,6 +249,7 @@ def _steps(net, opt, x, y, model, topt, lossf, xt, yt):
         topt.zero_grad(set_to_none=True)
         lossf(model(xt), yt).backward()
         topt.step()
+
     return engine_step, torch_step
 
 
@@ -239,6 +270,7 @@ class _Timed:
                 return attr(*args, **kwargs)
             finally:
                 self.spent[0] += time.perf_counter() - t
+
         return timed
 
 
@@ -265,8 +297,10 @@ def pool_activation_share(batch: int, dtype: str, repeats: int) -> None:
         if r >= 2:
             shares.append(spent[0] / step)
             steps.append(step)
-    print(f"max-pool + activations, {dtype}, batch {batch}: {statistics.median(shares) * 100:.1f} % of a step "
-          f"({statistics.median(steps) * 1e3:.1f} ms)")
+    print(
+        f"max-pool + activations, {dtype}, batch {batch}: {statistics.median(shares) * 100:.1f} % of a step "
+        f"({statistics.median(steps) * 1e3:.1f} ms)"
+    )
 
 
 def profile_step(batch: int, dtype: str, steps: int = 10, top: int = 12) -> None:
@@ -281,6 +315,7 @@ def profile_step(batch: int, dtype: str, steps: int = 10, top: int = 12) -> None
     import pstats
 
     from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=1):
         net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
         opt = SGD(net.params, lr=0.01, momentum=0.9)
@@ -310,6 +345,7 @@ def _worker(threads: int, batch: int, steps: int, dtype: str, start, results) ->
     ``start`` is a barrier of all worker processes, so they run their timed steps together.
     """
     from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=threads):
         net = Network.from_spec(copy.deepcopy(REFERENCE), seed=0, dtype=dtype)
         opt = SGD(net.params, lr=0.01, momentum=0.9)
@@ -332,15 +368,18 @@ def worker_throughput(batch: int, steps: int, dtype: str) -> None:
     for workers in (1, 2):
         threads = max(1, cores // workers)
         start, results = ctx.Barrier(workers), ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(threads, batch, steps, dtype, start, results))
-                 for _ in range(workers)]
+        procs = [
+            ctx.Process(target=_worker, args=(threads, batch, steps, dtype, start, results)) for _ in range(workers)
+        ]
         for proc in procs:
             proc.start()
         rates = [results.get(timeout=600) for _ in procs]
         for proc in procs:
             proc.join()
-        print(f"{workers} worker process(es) × {threads} BLAS thread(s), {dtype}, batch {batch}: "
-              f"{sum(rates):.0f} images/s, {sum(rates) / cores:.0f} images/s/core ({load()})")
+        print(
+            f"{workers} worker process(es) × {threads} BLAS thread(s), {dtype}, batch {batch}: "
+            f"{sum(rates):.0f} images/s, {sum(rates) / cores:.0f} images/s/core ({load()})"
+        )
 
 
 def watch_overhead(dtypes, batches, repeats: int) -> None:
@@ -357,12 +396,13 @@ def watch_overhead(dtypes, batches, repeats: int) -> None:
             y = rng.integers(0, 10, batch)
 
             def watched(trainer=trainer, x=x, y=y):
-                with np.errstate(over="ignore", invalid="ignore"):     # as Trainer.run
+                with np.errstate(over="ignore", invalid="ignore"):  # as Trainer.run
                     trainer._step(x, y, False)
 
             def bare(net=net, opt=opt, x=x, y=y):
                 _, grads = net.loss_and_gradients(x, y, training=True)
                 opt.step(grads)
+
             for _ in range(3):
                 bare()
                 watched()
@@ -371,8 +411,10 @@ def watch_overhead(dtypes, batches, repeats: int) -> None:
                 tb.append(_seconds(bare))
                 tw.append(_seconds(watched))
             mb, mw = statistics.median(tb), statistics.median(tw)
-            print(f"divergence watch {dtype:8} batch {batch:4d}: {mb * 1e3:8.2f} ms bare, {mw * 1e3:8.2f} ms "
-                  f"watched, {100 * (mw / mb - 1):+.1f} % of step time")
+            print(
+                f"divergence watch {dtype:8} batch {batch:4d}: {mb * 1e3:8.2f} ms bare, {mw * 1e3:8.2f} ms "
+                f"watched, {100 * (mw / mb - 1):+.1f} % of step time"
+            )
 
 
 def main(argv=None) -> int:
@@ -395,6 +437,7 @@ def main(argv=None) -> int:
         # On a loaded machine, threads of one GEMM wait for each other behind other processes;
         # one thread each gives ratios that mean something there.
         from threadpoolctl import threadpool_limits
+
         threadpool_limits(limits=args.threads)
     if args.watch_only:
         watch_overhead(args.dtypes, args.batches, args.repeats)
@@ -417,10 +460,12 @@ def main(argv=None) -> int:
             profile_step(args.op_batch, dtype)
     if "memory" in args.only:
         import subprocess
+
         print()
         for dtype in args.dtypes:
-            out = subprocess.run([sys.executable, __file__, "--peak-memory-only", dtype], capture_output=True,
-                                 text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--peak-memory-only", dtype], capture_output=True, text=True, check=True
+            ).stdout
             print(f"peak RSS (VmHWM) of the engine alone, batch 256 training steps, {dtype}: {float(out):.0f} MB")
     if "workers" in args.only:
         print()
@@ -436,12 +481,14 @@ PARTS = ("steps", "watch", "ops", "share", "profile", "memory", "workers")
 def steps_table(args) -> None:
     """Engine against PyTorch, one training step, interleaved; the ratios and their geometric mean."""
     import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}")
     ratios = []
-    print(f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
-          f"{'GEMM GFLOP/s':>12}")
+    print(
+        f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} {'GEMM GFLOP/s':>12}"
+    )
     for dtype in args.dtypes:
         npdt = np.dtype(dtype)
         tdt = torch.float32 if dtype == "float32" else torch.float64
@@ -468,8 +515,10 @@ def steps_table(args) -> None:
             me, mt = statistics.median(te), statistics.median(tt)
             ratio = me / mt
             ratios.append(ratio)
-            print(f"{dtype:8} {batch:5d} {me * 1e3:10.2f} {mt * 1e3:9.2f} {ratio:6.2f} "
-                  f"{step_flops(batch) / me / 1e9:8.2f} {gemm_rate(npdt, 5):12.2f}")
+            print(
+                f"{dtype:8} {batch:5d} {me * 1e3:10.2f} {mt * 1e3:9.2f} {ratio:6.2f} "
+                f"{step_flops(batch) / me / 1e9:8.2f} {gemm_rate(npdt, 5):12.2f}"
+            )
     geo = float(np.exp(np.mean(np.log(ratios))))
     print(f"geometric mean engine/torch: {geo:.3f}, worst {max(ratios):.2f} ({load()})")
 

@@ -17,6 +17,7 @@ the last finish, while the workers had work).
 
 Prints numbers; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,7 @@ def run(mode: str, batch: int, singles: int, epochs: int) -> dict:
     """One run of the load; the latencies per user and the throughput."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        cluster = Cluster(home, f"sqlite:///{home / 'convlab.db'}", CONVLAB_HEARTBEAT_S="2",
-                          CONVLAB_STALE_AFTER_S="30")
+        cluster = Cluster(home, f"sqlite:///{home / 'convlab.db'}", CONVLAB_HEARTBEAT_S="2", CONVLAB_STALE_AFTER_S="30")
         try:
             cluster.start(workers=2)
             big = cluster.client(cluster.token("batch"))
@@ -75,15 +75,21 @@ def main() -> None:
     p.add_argument("--singles", type=int, default=5, help="jobs of the other user, one after another")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each batch job (its run time)")
     a = p.parse_args()
-    print(f"2 workers, embedded (SQLite + filesystem broker); batch user: {a.batch} jobs of {a.epochs} epochs; "
-          f"single user: {a.singles} jobs of 1 epoch, one after another")
-    print(f"{'mode':6} {'single p50 s':>13} {'single max s':>13} {'batch p50 s':>12} {'batch max s':>12} "
-          f"{'jobs/s busy':>12} {'wall s':>7}")
+    print(
+        f"2 workers, embedded (SQLite + filesystem broker); batch user: {a.batch} jobs of {a.epochs} epochs; "
+        f"single user: {a.singles} jobs of 1 epoch, one after another"
+    )
+    print(
+        f"{'mode':6} {'single p50 s':>13} {'single max s':>13} {'batch p50 s':>12} {'batch max s':>12} "
+        f"{'jobs/s busy':>12} {'wall s':>7}"
+    )
     for mode in ("fifo", "fair"):
         r = run(mode, a.batch, a.singles, a.epochs)
         s, b = r["latency"]["single"], r["latency"]["batch"]
-        print(f"{mode:6} {statistics.median(s):13.2f} {max(s):13.2f} {statistics.median(b):12.2f} {max(b):12.2f} "
-              f"{r['throughput']:12.2f} {r['elapsed']:7.1f}")
+        print(
+            f"{mode:6} {statistics.median(s):13.2f} {max(s):13.2f} {statistics.median(b):12.2f} {max(b):12.2f} "
+            f"{r['throughput']:12.2f} {r['elapsed']:7.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ checking a full batch of numbers.  Prints the best of 5 runs of each; asserts no
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_predict.py
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,7 +44,9 @@ def main() -> None:
     drawing = png(canvas)
     b64 = base64.b64encode(drawing).decode()
     x = rng.random((256, 1, 28, 28)).tolist()
-    print(f"decode 280x280 RGBA noise (Paeth/Average rows, byte by byte): {best(lambda: decode_png(noise, 10**6)):.3f} s")
+    print(
+        f"decode 280x280 RGBA noise (Paeth/Average rows, byte by byte): {best(lambda: decode_png(noise, 10**6)):.3f} s"
+    )
     print(f"decode 280x280 RGBA drawing: {best(lambda: decode_png(drawing, 10**6)):.4f} s")
     print(f"one 280x280 PNG input -> 1x28x28: {best(lambda: image_input(b64, (1, 28, 28), [10**7], 'i')):.4f} s")
     print(f"check 256 inputs of 1x28x28 numbers: {best(lambda: [number_input(s, (1, 28, 28), 'i') for s in x]):.3f} s")

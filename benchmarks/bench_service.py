@@ -12,6 +12,7 @@
 Needs PostgreSQL and Redis on their local default ports for the second half
 (skipped with a note when they are not there).  Prints numbers; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ def overhead(repeats: int) -> None:
         try:
             cluster.start(workers=1)
             client = cluster.client()
-            cluster.wait_status(client, client.request("POST", "/jobs", PING)["id"])   # warm the worker
+            cluster.wait_status(client, client.request("POST", "/jobs", PING)["id"])  # warm the worker
             service, local = [], []
             for _ in range(repeats):
                 t = time.perf_counter()
@@ -56,8 +57,12 @@ def overhead(repeats: int) -> None:
                 service.append(time.perf_counter() - t)
                 assert done["status"] == "succeeded", done["error"]
                 t = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "convlab.cli", "run", str(spec_path)], check=True,
-                               capture_output=True, cwd=ROOT)
+                subprocess.run(
+                    [sys.executable, "-m", "convlab.cli", "run", str(spec_path)],
+                    check=True,
+                    capture_output=True,
+                    cwd=ROOT,
+                )
                 local.append(time.perf_counter() - t)
         finally:
             cluster.stop()
@@ -80,12 +85,12 @@ def latency(name: str, database_url: str, broker_url: str | None, jobs: int) -> 
             cluster.stop()
     lat.sort()
     p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
-    print(f"submit→running on {name}: p50 {statistics.median(lat) * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms "
-          f"({jobs} jobs)")
+    print(f"submit→running on {name}: p50 {statistics.median(lat) * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms ({jobs} jobs)")
 
 
 def _pg_url(_tmp: Path) -> str:
     from sqlalchemy import create_engine
+
     admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
     name = f"convlab_bench_{os.getpid()}"
     with admin.connect() as conn:

@@ -21,6 +21,7 @@ Prints, asserting nothing:
   (gunicorn's, Celery's pool), when idle at the start, after the first 5 % of
   the jobs (warm), and at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,27 +44,37 @@ from tests.cluster import Cluster  # noqa: E402
 from tests.private_servers import PrivatePostgres, PrivateRedis, private_postgres_impossible  # noqa: E402
 
 SHARED_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-STALL_S = 300                    # no job finished for this long: something is stuck, stop measuring
+STALL_S = 300  # no job finished for this long: something is stuck, stop measuring
 
 # One epoch of a small CNN on the built-in synthetic set: milliseconds of compute, so what is
 # measured is the service around the job (claim, progress, metrics, checkpoint, weights, finish).
 SPEC = {
-    "type": "train", "name": "soak",
-    "model": {"input_shape": [1, 12, 12], "layers": [
-        {"type": "conv", "filters": 6, "kernel": 3, "activation": "relu"},
-        {"type": "maxpool", "size": 2},
-        {"type": "dense", "units": 4, "activation": "softmax"}], "loss": "cross_entropy"},
+    "type": "train",
+    "name": "soak",
+    "model": {
+        "input_shape": [1, 12, 12],
+        "layers": [
+            {"type": "conv", "filters": 6, "kernel": 3, "activation": "relu"},
+            {"type": "maxpool", "size": 2},
+            {"type": "dense", "units": 4, "activation": "softmax"},
+        ],
+        "loss": "cross_entropy",
+    },
     "data": {"dataset": "synthetic"},
-    "train": {"epochs": 1, "batch_size": 32, "seed": 0,
-              "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9}},
+    "train": {"epochs": 1, "batch_size": 32, "seed": 0, "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9}},
 }
 
 # The product's defaults (convlab/config.py), not the tests' short intervals: this is a soak.
-DEFAULT_INTERVALS = {"CONVLAB_HEARTBEAT_S": "2", "CONVLAB_STALE_AFTER_S": "30", "CONVLAB_WORKER_ALIVE_S": "15",
-                     "CONVLAB_METRICS_FLUSH_S": "0.5"}
+DEFAULT_INTERVALS = {
+    "CONVLAB_HEARTBEAT_S": "2",
+    "CONVLAB_STALE_AFTER_S": "30",
+    "CONVLAB_WORKER_ALIVE_S": "15",
+    "CONVLAB_METRICS_FLUSH_S": "0.5",
+}
 
 
 # --- processes and their memory -------------------------------------------------------------
+
 
 def _children() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
@@ -104,6 +115,7 @@ def memory(cluster: Cluster) -> dict[str, dict[int, int]]:
 
 # --- databases --------------------------------------------------------------------------------
 
+
 def database_size(st: store.Store) -> int:
     with st.engine.connect() as conn:
         return conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
@@ -112,8 +124,8 @@ def database_size(st: store.Store) -> int:
 def biggest_tables(st: store.Store, n: int = 4) -> list[tuple[str, int]]:
     with st.engine.connect() as conn:
         return conn.exec_driver_sql(
-            "SELECT relname, pg_total_relation_size(relid) FROM pg_stat_user_tables "
-            f"ORDER BY 2 DESC LIMIT {int(n)}").all()
+            f"SELECT relname, pg_total_relation_size(relid) FROM pg_stat_user_tables ORDER BY 2 DESC LIMIT {int(n)}"
+        ).all()
 
 
 class SharedDatabase:
@@ -134,6 +146,7 @@ class SharedDatabase:
 
 
 # --- the run ----------------------------------------------------------------------------------
+
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -164,13 +177,19 @@ def soak(cluster: Cluster, jobs: int, in_flight: int) -> dict:
             client.request("POST", "/jobs", SPEC)
             submitted += 1
         if finished < jobs:
-            time.sleep(0.02)             # polling interval of the submitter
+            time.sleep(0.02)  # polling interval of the submitter
     elapsed = time.perf_counter() - t0
     mem["end"] = memory(cluster)
     with st.session() as s:
         rows = s.execute(select(Job.status, Job.attempts, Job.created_at, Job.started_at, Job.finished_at)).all()
-    return {"elapsed": elapsed, "rows": rows, "memory": mem,
-            "size_before": size_before, "size_after": database_size(st), "tables": biggest_tables(st)}
+    return {
+        "elapsed": elapsed,
+        "rows": rows,
+        "memory": mem,
+        "size_before": size_before,
+        "size_after": database_size(st),
+        "tables": biggest_tables(st),
+    }
 
 
 def report(out: dict, jobs: int, workers: int, in_flight: int, database: str) -> None:
@@ -180,16 +199,21 @@ def report(out: dict, jobs: int, workers: int, in_flight: int, database: str) ->
         statuses[r.status] = statuses.get(r.status, 0) + 1
     waits = [(r.started_at - r.created_at).total_seconds() for r in rows if r.started_at]
     runs = [(r.finished_at - r.started_at).total_seconds() for r in rows if r.started_at and r.finished_at]
-    print(f"soak: {jobs} jobs, {workers} workers (1 process each), {in_flight} in flight, "
-          f"PostgreSQL ({database}) + Redis")
-    print(f"  throughput       {jobs / out['elapsed']:.1f} jobs/s ({out['elapsed']:.1f} s); "
-          f"ended: {statuses}; retried: {sum(1 for r in rows if r.attempts > 1)}")
+    print(
+        f"soak: {jobs} jobs, {workers} workers (1 process each), {in_flight} in flight, PostgreSQL ({database}) + Redis"
+    )
+    print(
+        f"  throughput       {jobs / out['elapsed']:.1f} jobs/s ({out['elapsed']:.1f} s); "
+        f"ended: {statuses}; retried: {sum(1 for r in rows if r.attempts > 1)}"
+    )
     print(f"  submit->running  p50 {statistics.median(waits) * 1e3:.0f} ms, p99 {_pct(waits, 0.99) * 1e3:.0f} ms")
     print(f"  running->done    p50 {statistics.median(runs) * 1e3:.0f} ms, p99 {_pct(runs, 0.99) * 1e3:.0f} ms")
     grown = out["size_after"] - out["size_before"]
-    print(f"  database         {out['size_before'] / 2**20:.1f} MiB -> {out['size_after'] / 2**20:.1f} MiB: "
-          f"{grown / jobs / 1024:.1f} KiB per job; biggest: "
-          + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in out["tables"]))
+    print(
+        f"  database         {out['size_before'] / 2**20:.1f} MiB -> {out['size_after'] / 2**20:.1f} MiB: "
+        f"{grown / jobs / 1024:.1f} KiB per job; biggest: "
+        + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in out["tables"])
+    )
     print("  RSS (MiB, all processes of each)  " + "  ".join(f"{when:>16}" for when in out["memory"]))
     roles = next(iter(out["memory"].values())).keys()
     for role in roles:
@@ -233,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.start(workers=args.workers)
                 out = soak(cluster, args.jobs, in_flight)
             finally:
-                for proc in cluster.workers:      # SIGKILL: an idle worker's SIGTERM is not measured here
+                for proc in cluster.workers:  # SIGKILL: an idle worker's SIGTERM is not measured here
                     Cluster.kill(proc)
                 cluster.stop()
         finally:

@@ -3,6 +3,7 @@
 ``from convlab import Client`` (docs/reference/python-client.md).  The client's names are imported
 on first use (PEP 562), so ``import convlab`` and ``convlab.config`` stay light: no NumPy, no HTTP.
 """
+
 from __future__ import annotations
 
 import importlib

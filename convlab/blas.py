@@ -4,6 +4,7 @@ The README ties bit-identical results to ``CONVLAB_BLAS_THREADS`` (a BLAS
 reduction may split differently over another number of threads), so a job
 run locally and the same job run by a worker must apply it the same way.
 """
+
 from __future__ import annotations
 
 import os

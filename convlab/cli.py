@@ -1,5 +1,6 @@
 """The ``convlab`` command (docs/reference/cli.md).  Each subcommand imports what it needs when it runs,
 so ``convlab run`` never loads Flask or Celery."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,36 +9,43 @@ import sys
 
 def _run(a):
     from .local import run
+
     return run(a.spec, a.out)
 
 
 def _up(a):
     from .embedded import up
+
     return up(a.host, a.port, a.workers)
 
 
 def _serve(a):
     from .processes import serve
+
     return serve(a.host, a.port, a.processes)
 
 
 def _worker(a):
     from .processes import worker
+
     return worker(a.concurrency)
 
 
 def _worker_health(a):
     from .processes import worker_health
+
     return worker_health()
 
 
 def _db(a):
     from .processes import db_upgrade
+
     return db_upgrade()
 
 
 def _token(a):
     from . import processes
+
     if a.action == "create":
         return processes.token_create(a.name, a.admin, a.expires_in)
     if a.action == "list":
@@ -47,37 +55,44 @@ def _token(a):
 
 def _submit(a):
     from .client import submit
+
     return submit(a.spec, a.wait)
 
 
 def _jobs(a):
     from .client import jobs
+
     return jobs(a.status, a.limit)
 
 
 def _status(a):
     from .client import status
+
     return status(a.id)
 
 
 def _cancel(a):
     from .client import cancel
+
     return cancel(a.id)
 
 
 def _summary(a):
     from .client import summary
+
     return summary(a.spec, a.api, a.json)
 
 
 def _duration(text: str):
     """``30d``, ``12h``, ``90m``, ``3600s`` or ``2w`` as a timedelta (argparse reports a bad one)."""
     from datetime import timedelta
+
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     number, unit = text[:-1], text[-1:].lower()
     if unit not in units or not number.isdigit() or int(number) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number and a unit s, m, h, d or w, "
-                                         "e.g. 30d or 12h")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a positive number and a unit s, m, h, d or w, e.g. 30d or 12h"
+        )
     try:
         return timedelta(**{units[unit]: int(number)})
     except OverflowError:
@@ -86,6 +101,7 @@ def _duration(text: str):
 
 def _study(a):
     from . import study_cli
+
     if a.action == "create":
         return study_cli.create(a.target, a.wait)
     if a.action == "status":
@@ -95,25 +111,30 @@ def _study(a):
 
 def _delete(a):
     from .client import delete
+
     return delete(a.id, a.dataset)
 
 
 def _user_limits(a):
     from .client import user_limits
+
     values = {k: getattr(a, k) for k in ("max_running", "max_queued", "max_compute", "max_storage")}
     return user_limits(a.name, {k: v for k, v in values.items() if v is not None}, a.clear)
 
 
 def _optional(kind):
     """An argparse type: ``kind``, or None for ``none`` (back to the deployment's default)."""
+
     def parse(text: str):
         return "none" if text.lower() == "none" else kind(text)
+
     parse.__name__ = kind.__name__
     return parse
 
 
 def _reproduce(a):
     from .trust_cli import reproduce
+
     return reproduce(a.id, a.wait, a.tolerance)
 
 
@@ -146,11 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("token", help="API tokens: create NAME, list, revoke ID|PREFIX|NAME")
     s.add_argument("action", choices=["create", "list", "revoke"])
-    s.add_argument("name", nargs="?", help="create: the user; revoke: a token id, a token prefix (cl_...) "
-                                           "or a user name (all of that user's tokens)")
+    s.add_argument(
+        "name",
+        nargs="?",
+        help="create: the user; revoke: a token id, a token prefix (cl_...) or a user name (all of that user's tokens)",
+    )
     s.add_argument("--admin", action="store_true")
-    s.add_argument("--expires-in", type=_duration, metavar="DURATION",
-                   help="create: the token stops working after this long, e.g. 30d, 12h, 90m")
+    s.add_argument(
+        "--expires-in",
+        type=_duration,
+        metavar="DURATION",
+        help="create: the token stops working after this long, e.g. 30d, 12h, 90m",
+    )
     s.set_defaults(func=_token)
 
     s = sub.add_parser("run", help="run a job spec in this process (no service)")
@@ -160,8 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="a job spec's model summary: shapes, parameters, multiply-adds, memory")
     s.add_argument("spec", help="job spec JSON file, or - for stdin")
-    s.add_argument("--api", action="store_true", help="ask the service (CONVLAB_URL, CONVLAB_TOKEN): its limits "
-                                                      "and your uploaded datasets")
+    s.add_argument(
+        "--api",
+        action="store_true",
+        help="ask the service (CONVLAB_URL, CONVLAB_TOKEN): its limits and your uploaded datasets",
+    )
     s.add_argument("--json", action="store_true", help="the summary as JSON (as POST /api/v1/specs/summary)")
     s.set_defaults(func=_summary)
 

@@ -3,6 +3,7 @@
 
 Standard library only; NumPy is imported by the methods that take or return arrays.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,7 +27,7 @@ from .progress import ProgressBar
 
 __all__ = ["Client", "ApiError"]
 
-RETRY_STATUSES = (502, 503, 504)        # the API or its database is away for a moment
+RETRY_STATUSES = (502, 503, 504)  # the API or its database is away for a moment
 MAX_RETRY_DELAY_S = 10.0
 # The request may have reached the server (and committed) even though no answer came back.
 CONNECTION_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
@@ -90,8 +91,14 @@ class Client:
         """One job by id (:class:`~convlab.errors.NotFound` if there is none, or it is not yours)."""
         return Job(self, self.request("GET", f"/jobs/{urllib.parse.quote(job_id, safe='')}"))
 
-    def jobs(self, status: str | None = None, type: str | None = None, tag: str | None = None,
-             search: str | None = None, page_size: int = JOBS_PAGE) -> Iterator[Job]:
+    def jobs(
+        self,
+        status: str | None = None,
+        type: str | None = None,
+        tag: str | None = None,
+        search: str | None = None,
+        page_size: int = JOBS_PAGE,
+    ) -> Iterator[Job]:
         """Every job matching the filters, newest first, page after page (``GET /jobs``).
 
         ``status``, ``type``, ``tag`` match exactly; ``search`` is part of the
@@ -135,8 +142,10 @@ class Client:
         parts = []
         if name is not None:
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n{name}\r\n'.encode())
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{uuid.uuid4().hex}.npz"'
-                     f'\r\nContent-Type: application/octet-stream\r\n\r\n'.encode())
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{uuid.uuid4().hex}.npz"'
+            f"\r\nContent-Type: application/octet-stream\r\n\r\n".encode()
+        )
         body = b"".join(parts) + buf.getvalue() + f"\r\n--{boundary}--\r\n".encode()
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
         raw = self._call("POST", "/datasets", body, headers, str(uuid.uuid4()), False, _read_all)
@@ -156,8 +165,15 @@ class Client:
 
     # ------------------------------------------------------------------ HTTP: the one code path
 
-    def request(self, method: str, path: str, body: dict | None = None, idempotency_key: str | None = None,
-                *, safe: bool = False):
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        idempotency_key: str | None = None,
+        *,
+        safe: bool = False,
+    ):
         """One API call (``path`` under ``/api/v1``); the decoded JSON answer, or an
         :class:`~convlab.errors.ApiError`.  Retried when safe (see the class); ``safe``:
         this POST changes nothing, retry it as a GET."""
@@ -174,12 +190,20 @@ class Client:
         """``GET path`` left open for reading (an event stream); the caller closes it.  Connecting is retried."""
         return self._call("GET", path, None, {"Accept": "text/event-stream"}, None, True, lambda r: r)
 
-    def _call(self, method: str, path: str, data: bytes | None, headers: dict[str, str],
-              idempotency_key: str | None, safe: bool, read):
+    def _call(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        idempotency_key: str | None,
+        safe: bool,
+        read,
+    ):
         """Send, retrying when safe; ``read(response)`` makes the result (inside the retry: a cut-off body retries)."""
         retryable = method in ("GET", "HEAD") or idempotency_key is not None or safe
         for attempt in range(self.retries + 1):
-            delay = min(0.5 * 2 ** attempt, MAX_RETRY_DELAY_S)
+            delay = min(0.5 * 2**attempt, MAX_RETRY_DELAY_S)
             try:
                 response = self._open(method, path, data, headers, idempotency_key)
                 try:
@@ -196,10 +220,11 @@ class Client:
                 if not retryable or attempt == self.retries:
                     raise ConnectionFailed(self.url, getattr(exc, "reason", None) or exc) from exc
             time.sleep(delay)
-        raise AssertionError("unreachable")     # the last attempt returns or raises
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def _open(self, method: str, path: str, data: bytes | None, headers: dict[str, str],
-              idempotency_key: str | None) -> http.client.HTTPResponse:
+    def _open(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str], idempotency_key: str | None
+    ) -> http.client.HTTPResponse:
         """One HTTP exchange; an error status becomes its :class:`~convlab.errors.ApiError`."""
         req = urllib.request.Request(f"{self.url}/api/v1{path}", data=data, method=method)
         req.add_header("Authorization", f"Bearer {self.token}")
@@ -240,6 +265,7 @@ def _command(name: str):
 
     409 (a conflict, e.g. cancelling a finished job) exits 1; other errors 2.
     """
+
     def wrap(fn):
         @functools.wraps(fn)
         def run(*args, **kwargs) -> int:
@@ -248,14 +274,18 @@ def _command(name: str):
             except ApiError as exc:
                 print(f"convlab {name}: {exc}", file=sys.stderr)
                 return 1 if exc.status == 409 else 2
-            except ConvlabError as exc:         # ConnectionFailed, ConfigurationError
+            except ConvlabError as exc:  # ConnectionFailed, ConfigurationError
                 print(f"convlab {name}: {exc}", file=sys.stderr)
                 return 2
             except CONNECTION_ERRORS as exc:
-                print(f"convlab {name}: cannot reach the API ({getattr(exc, 'reason', exc)}); "
-                      "is CONVLAB_URL right?", file=sys.stderr)
+                print(
+                    f"convlab {name}: cannot reach the API ({getattr(exc, 'reason', exc)}); is CONVLAB_URL right?",
+                    file=sys.stderr,
+                )
                 return 2
+
         return run
+
     return wrap
 
 
@@ -263,6 +293,7 @@ def _command(name: str):
 def submit(path: str, wait: bool) -> int:
     """``convlab submit SPEC [--wait]``: the job's JSON on stdout; with ``--wait`` its progress, then its end."""
     from .local import read_json
+
     try:
         spec = read_json(path)
     except (OSError, ValueError) as exc:
@@ -342,23 +373,32 @@ def _layer_text(row: dict) -> str:
 
 def format_summary(out: dict) -> str:
     """The model summary as a table (``convlab summary``): a ``!`` marks a layer with errors, listed under it."""
+
     def num(v):
         return "-" if v is None else f"{v:,}"
-    lines = [f"  {'layer':<28} {'output':>12} {'params':>11} {'mult-adds':>14} {'memory/batch':>13}",
-             f"  {'input':<28} {_shape(out['input_shape']):>12}"]
+
+    lines = [
+        f"  {'layer':<28} {'output':>12} {'params':>11} {'mult-adds':>14} {'memory/batch':>13}",
+        f"  {'input':<28} {_shape(out['input_shape']):>12}",
+    ]
     for row in out["layers"]:
         mark = "!" if row["errors"] else " "
         mem = "-" if row["memory_bytes"] is None else _size(row["memory_bytes"])
-        lines.append(f"{mark} {str(row['index']) + ' ' + _layer_text(row):<28} {_shape(row['output_shape']):>12} "
-                     f"{num(row['parameters']):>11} {num(row['multiply_adds']):>14} {mem:>13}")
+        lines.append(
+            f"{mark} {str(row['index']) + ' ' + _layer_text(row):<28} {_shape(row['output_shape']):>12} "
+            f"{num(row['parameters']):>11} {num(row['multiply_adds']):>14} {mem:>13}"
+        )
         lines += [f"      {e['path']}: {e['message']}" for e in row["errors"]]
     t, lim = out["totals"], out["limits"]
     batch = f"batch of {out['batch_size']}" if out["batch_size"] else "per sample"
-    lines.append(f"  {'total' + ('' if t['complete'] else ' (incomplete)'):<28} {'':>12} {t['parameters']:>11,} "
-                 f"{t['multiply_adds']:>14,} {_size(t['memory_bytes']):>13}   ({batch}, {out['dtype']}; "
-                 "mult-adds per sample, memory incl. 4 copies of the parameters)")
-    lines.append(f"  {'limits':<28} {'':>12} {lim['max_parameters']:>11,} {'':>14} "
-                 f"{_size(lim['max_batch_memory_bytes']):>13}")
+    lines.append(
+        f"  {'total' + ('' if t['complete'] else ' (incomplete)'):<28} {'':>12} {t['parameters']:>11,} "
+        f"{t['multiply_adds']:>14,} {_size(t['memory_bytes']):>13}   ({batch}, {out['dtype']}; "
+        "mult-adds per sample, memory incl. 4 copies of the parameters)"
+    )
+    lines.append(
+        f"  {'limits':<28} {'':>12} {lim['max_parameters']:>11,} {'':>14} {_size(lim['max_batch_memory_bytes']):>13}"
+    )
     others = [e for e in out["errors"] if not any(e in row["errors"] for row in out["layers"])]
     if others:
         lines.append("errors:")
@@ -371,6 +411,7 @@ def summary(path: str, api: bool, as_json: bool) -> int:
     """``convlab summary SPEC``: the model summary, computed here (the service's limits from ``CONVLAB_LIMIT_*``)
     or, with ``api``, by the service (its limits and your uploaded datasets).  Exit 0 valid, 1 invalid, 2 unusable."""
     from .local import read_json
+
     try:
         spec = read_json(path)
     except (OSError, ValueError) as exc:
@@ -385,12 +426,14 @@ def summary(path: str, api: bool, as_json: bool) -> int:
 
         from .config import limit_overrides_from_env
         from .limits import limits_from_overrides
+
         try:
             limits = limits_from_overrides(limit_overrides_from_env())
         except ValueError as exc:
             print(f"convlab summary: {exc}", file=sys.stderr)
             return 2
         from .local import _npz_shape
+
         data = spec.get("data") if isinstance(spec, dict) else None
         dataset = data.get("dataset") if isinstance(data, dict) else None
         # A local .npz is checked as `convlab run` checks it; an uploaded dataset's id only the service knows.

@@ -3,6 +3,7 @@
 One place for every default, so that ``convlab up`` (embedded) and
 docker-compose (distributed) differ only in the URLs they set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,35 +40,37 @@ class Settings:
     broker_url: str
     secret_key: str
     limit_overrides: dict[str, str] = field(default_factory=dict)  # CONVLAB_LIMIT_<NAME>: engine.spec.Limits
-    max_dataset_bytes: int | None = None         # an upload and its arrays decompressed; None: 4 × max_request_bytes
-    upload_memory_bytes: int = 2**30             # what uploads being checked hold at once, per API process (more: 503)
-    max_request_bytes: int = 16 * 2**20          # request bodies above this get 413 (dataset uploads included)
-    max_attempts: int = 3                        # runs of one job before a lost worker fails it
-    heartbeat_s: float = 2.0                     # how often a running job's worker reports
-    stale_after_s: float = 30.0                  # a running job silent this long goes back to the queue
-    worker_alive_s: float = 15.0                 # a worker silent this long is not listed as live
-    task_time_limit_s: int = 6 * 3600            # hard limit of one job run, below the broker's visibility timeout
-    metrics_flush_s: float = 0.5                 # metric points are written in batches at most this often
-    blas_threads: int | None = None              # per worker process; default: all cores / local workers
-    max_predict_batch: int = 256                 # inputs of one prediction request (more: 413)
-    max_predict_pixels: int = 2**20              # PNG pixels of one prediction request, checked before inflating
-    predict_cache_models: int = 8                # trained networks kept loaded per API process
-    predict_cache_bytes: int = 256 * 2**20       # and their parameters' bytes at most
-    secure_cookies: bool = False                 # set behind HTTPS: the session cookie is then sent over HTTPS only
-    idempotency_ttl_s: float = 24 * 3600         # an Idempotency-Key is remembered this long (Stripe: 24 h)
+    max_dataset_bytes: int | None = None  # an upload and its arrays decompressed; None: 4 × max_request_bytes
+    upload_memory_bytes: int = 2**30  # what uploads being checked hold at once, per API process (more: 503)
+    max_request_bytes: int = 16 * 2**20  # request bodies above this get 413 (dataset uploads included)
+    max_attempts: int = 3  # runs of one job before a lost worker fails it
+    heartbeat_s: float = 2.0  # how often a running job's worker reports
+    stale_after_s: float = 30.0  # a running job silent this long goes back to the queue
+    worker_alive_s: float = 15.0  # a worker silent this long is not listed as live
+    task_time_limit_s: int = 6 * 3600  # hard limit of one job run, below the broker's visibility timeout
+    metrics_flush_s: float = 0.5  # metric points are written in batches at most this often
+    blas_threads: int | None = None  # per worker process; default: all cores / local workers
+    max_predict_batch: int = 256  # inputs of one prediction request (more: 413)
+    max_predict_pixels: int = 2**20  # PNG pixels of one prediction request, checked before inflating
+    predict_cache_models: int = 8  # trained networks kept loaded per API process
+    predict_cache_bytes: int = 256 * 2**20  # and their parameters' bytes at most
+    secure_cookies: bool = False  # set behind HTTPS: the session cookie is then sent over HTTPS only
+    idempotency_ttl_s: float = 24 * 3600  # an Idempotency-Key is remembered this long (Stripe: 24 h)
     # Per-user limits (docs/reference/configuration.md, "Per-user limits"); an admin overrides them per
     # user (PUT /api/v1/users/NAME/limits).  None (CONVLAB_MAX_...=none): no limit.
-    max_running_jobs: int | None = None          # a user's jobs running at once (the claim skips them past it)
-    max_queued_jobs: int | None = 1000           # a user's queued jobs; past it a submit is 429
-    max_compute_flops: float | None = 1e15       # estimated operations of one job (engine.work); past it 429
-    max_storage_bytes: int | None = 10 * 2**30   # artifacts + datasets + metric points of a user; past it 429
-    certificate_tolerance: float = 1e-6          # a reproduction agrees within it: |a-b| <= tol*max(1,|a|,|b|)
+    max_running_jobs: int | None = None  # a user's jobs running at once (the claim skips them past it)
+    max_queued_jobs: int | None = 1000  # a user's queued jobs; past it a submit is 429
+    max_compute_flops: float | None = 1e15  # estimated operations of one job (engine.work); past it 429
+    max_storage_bytes: int | None = 10 * 2**30  # artifacts + datasets + metric points of a user; past it 429
+    certificate_tolerance: float = 1e-6  # a reproduction agrees within it: |a-b| <= tol*max(1,|a|,|b|)
 
     def __post_init__(self) -> None:
         # A worker that is merely slow must never look lost: several heartbeats fit in the timeout.
         if self.stale_after_s < 3 * self.heartbeat_s:
-            raise ValueError(f"CONVLAB_STALE_AFTER_S ({self.stale_after_s}) must be at least 3 × "
-                             f"CONVLAB_HEARTBEAT_S ({self.heartbeat_s})")
+            raise ValueError(
+                f"CONVLAB_STALE_AFTER_S ({self.stale_after_s}) must be at least 3 × "
+                f"CONVLAB_HEARTBEAT_S ({self.heartbeat_s})"
+            )
 
     @property
     def embedded_broker(self) -> bool:
@@ -94,7 +97,7 @@ class Settings:
         for f in dataclasses.fields(cls):
             text = _env(f.name.upper())
             if f.name in values or text is None:
-                continue                       # set above, or left at the dataclass default
+                continue  # set above, or left at the dataclass default
             values[f.name] = _parse(f, text)
         return cls(**values)
 
@@ -105,7 +108,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 def limit_overrides_from_env() -> dict[str, str]:
     """The raw ``CONVLAB_LIMIT_<NAME>`` overrides, by lower-case name (``convlab summary`` reads them
     without the rest of the settings, which would create a secret key under the home)."""
-    return {k[len(LIMIT_PREFIX):].lower(): v for k, v in os.environ.items() if k.startswith(LIMIT_PREFIX)}
+    return {k[len(LIMIT_PREFIX) :].lower(): v for k, v in os.environ.items() if k.startswith(LIMIT_PREFIX)}
 
 
 def blas_threads_from_env() -> int | None:
@@ -147,7 +150,7 @@ def _home_secret(home: Path) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48))
         try:
-            os.link(tmp, path)          # atomic and exclusive: the first process to get here wins
+            os.link(tmp, path)  # atomic and exclusive: the first process to get here wins
         except FileExistsError:
             pass
         finally:

@@ -13,6 +13,7 @@ death signal rather than a pipe the children watch: the children are gunicorn
 and Celery, programs of their own that cannot be taught to watch a pipe, and
 the death signal survives their ``exec``.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -26,24 +27,25 @@ import urllib.request
 from .config import Settings
 from .processes import serve_argv, worker_argv
 
-STOP_GRACE_S = 30          # a running job stops at its next batch and goes back to the queue
+STOP_GRACE_S = 30  # a running job stops at its next batch and goes back to the queue
 RESTART_BACKOFF_S = 5
-LOOP_S = 0.1               # how often the supervisor looks at its children and at a stop request
-PR_SET_PDEATHSIG = 1       # <linux/prctl.h>
+LOOP_S = 0.1  # how often the supervisor looks at its children and at a stop request
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 UP_TOKEN_LABEL = "convlab up"
 
 
 def _die_with(parent: int):
     """A ``preexec_fn``: this child gets SIGTERM when ``parent`` dies (Linux; elsewhere a no-op)."""
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl     # looked up before the fork
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
     except (OSError, AttributeError):
         return None
 
     def preexec() -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:          # it died before the line above: nobody will tell us
+        if os.getppid() != parent:  # it died before the line above: nobody will tell us
             os.kill(os.getpid(), signal.SIGTERM)
+
     return preexec
 
 
@@ -69,7 +71,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             pass
     for p in procs:
         try:
-            os.killpg(p.pid, signal.SIGKILL)   # also pool processes a dead parent left behind
+            os.killpg(p.pid, signal.SIGKILL)  # also pool processes a dead parent left behind
         except ProcessLookupError:
             pass
         p.wait()
@@ -124,8 +126,7 @@ def up(host: str, port: int, workers: int) -> int:
             children.append(pool[-1])
         if not _wait_healthy(url, api, stopping):
             return 0
-        print(f"\nconvlab is up: {url}/  (API {url}/api/v1, {workers} worker(s), home {settings.home})",
-              flush=True)
+        print(f"\nconvlab is up: {url}/  (API {url}/api/v1, {workers} worker(s), home {settings.home})", flush=True)
         print(f"admin token (shown once): {token}\n(a new one replaces it on the next start)\n", flush=True)
         restarts = [0.0] * workers
         while not stopping:
@@ -135,8 +136,7 @@ def up(host: str, port: int, workers: int) -> int:
             for i, w in enumerate(pool):
                 # A worker that keeps dying is restarted at most every RESTART_BACKOFF_S.
                 if w.poll() is not None and time.monotonic() - restarts[i] > RESTART_BACKOFF_S:
-                    print(f"convlab up: worker {i + 1} exited ({w.returncode}); starting it again",
-                          file=sys.stderr)
+                    print(f"convlab up: worker {i + 1} exited ({w.returncode}); starting it again", file=sys.stderr)
                     restarts[i] = time.monotonic()
                     pool[i] = _start(worker_argv(1, name=f"convlab-{i + 1}@%h"), env)
                     children.append(pool[i])

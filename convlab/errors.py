@@ -5,14 +5,33 @@ API answers become :class:`ApiError` subclasses chosen by status (and, for
 paths; a service that cannot be reached is :class:`ConnectionFailed` (also a
 ``ConnectionError``); a job that ends badly is :class:`JobFailed`.  Standard library only.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ConvlabError", "ConfigurationError", "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound",
-           "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "InvalidRequest", "SpecError", "RateLimited",
-           "ServerError", "ServiceUnavailable", "ConnectionFailed", "JobFailed", "JobCancelled", "JobTimeout",
-           "api_error"]
+__all__ = [
+    "ConvlabError",
+    "ConfigurationError",
+    "ApiError",
+    "BadRequest",
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "Conflict",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
+    "InvalidRequest",
+    "SpecError",
+    "RateLimited",
+    "ServerError",
+    "ServiceUnavailable",
+    "ConnectionFailed",
+    "JobFailed",
+    "JobCancelled",
+    "JobTimeout",
+    "api_error",
+]
 
 
 class ConvlabError(Exception):
@@ -105,9 +124,20 @@ class ConnectionFailed(ConvlabError, ConnectionError):
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: PayloadTooLarge,
-    415: UnsupportedMediaType, 422: InvalidRequest, 429: RateLimited, 500: ServerError,
-    502: ServiceUnavailable, 503: ServiceUnavailable, 504: ServiceUnavailable}
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: InvalidRequest,
+    429: RateLimited,
+    500: ServerError,
+    502: ServiceUnavailable,
+    503: ServiceUnavailable,
+    504: ServiceUnavailable,
+}
 
 
 def api_error(status: int, body: dict[str, Any] | str, retry_after: float | None = None) -> ApiError:
@@ -142,5 +172,7 @@ class JobTimeout(ConvlabError, TimeoutError):
     def __init__(self, job: Any, timeout: float):
         """For ``job``, still unfinished after ``timeout`` seconds."""
         self.job, self.timeout = job, timeout
-        super().__init__(f"job {job.id} is still {job.status} after {timeout:g} s "
-                         f"(step {job.progress.get('step', 0)} of {job.progress.get('total_steps', 0)})")
+        super().__init__(
+            f"job {job.id} is still {job.status} after {timeout:g} s "
+            f"(step {job.progress.get('step', 0)} of {job.progress.get('total_steps', 0)})"
+        )

@@ -3,6 +3,7 @@
 NumPy is imported only by the methods that return arrays, so the client
 itself (and the CLI that uses it) stays standard library.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 
     from engine.network import Network
 
-STREAM_POINTS = 20_000          # the stream's largest max_points: a series is downsampled only past half of it
-METRIC_POINTS = 100_000         # GET /metrics' largest max_points
-PREDICT_BATCH = 256             # the API's default CONVLAB_MAX_PREDICT_BATCH
+STREAM_POINTS = 20_000  # the stream's largest max_points: a series is downsampled only past half of it
+METRIC_POINTS = 100_000  # GET /metrics' largest max_points
+PREDICT_BATCH = 256  # the API's default CONVLAB_MAX_PREDICT_BATCH
 
 
 @dataclass
@@ -161,13 +162,19 @@ class Job(Resource):
                         continue
                     payload = json.loads(data)
                     if name == "job":
-                        self.data.update({k: payload[k] for k in ("status", "progress", "result", "error",
-                                                                  "cancel_requested") if k in payload})
-                        yield StreamEvent("progress", status=self.status, progress=dict(self.progress),
-                                          state=payload)
+                        self.data.update(
+                            {
+                                k: payload[k]
+                                for k in ("status", "progress", "result", "error", "cancel_requested")
+                                if k in payload
+                            }
+                        )
+                        yield StreamEvent("progress", status=self.status, progress=dict(self.progress), state=payload)
                     elif name in ("series", "points"):
-                        new = {s: [(int(st), v) for st, v in pts if st > last.get(s, -1)]
-                               for s, pts in payload["series"].items()}
+                        new = {
+                            s: [(int(st), v) for st, v in pts if st > last.get(s, -1)]
+                            for s, pts in payload["series"].items()
+                        }
                         new = {s: pts for s, pts in new.items() if pts}
                         if new:
                             last.update({s: pts[-1][0] for s, pts in new.items()})
@@ -177,9 +184,9 @@ class Job(Resource):
                         yield StreamEvent("end", status=self.status, progress=dict(self.progress), state=payload)
                         return
                     elif name == "unavailable":
-                        break           # the database went away: reconnect after the server's retry
+                        break  # the database went away: reconnect after the server's retry
             except (ConnectionError, TimeoutError, http.client.HTTPException, OSError):
-                pass                    # the API restarted mid-stream: reconnect (a GET, safe to repeat)
+                pass  # the API restarted mid-stream: reconnect (a GET, safe to repeat)
             finally:
                 response.close()
             time.sleep(reader.retry_ms / 1000)
@@ -199,8 +206,10 @@ class Job(Resource):
         if names is not None:
             query["names"] = ",".join(names)
         series = self.client.request("GET", f"{self.path}/metrics?{urllib.parse.urlencode(query)}")["series"]
-        return {name: np.array([(s, np.nan if v is None else v) for s, v in pts], dtype=np.float64).reshape(-1, 2)
-                for name, pts in series.items()}
+        return {
+            name: np.array([(s, np.nan if v is None else v) for s, v in pts], dtype=np.float64).reshape(-1, 2)
+            for name, pts in series.items()
+        }
 
     def weights(self) -> dict[str, np.ndarray]:
         """The trained weights (docs/reference/weights.md) as ``{"layers.{i}.W": array, ...}``.
@@ -243,7 +252,7 @@ class Job(Resource):
             inputs = arr.tolist()
         rows: list[list[float | None]] = []
         for start in range(0, len(inputs), batch_size):
-            chunk = inputs[start:start + batch_size]
+            chunk = inputs[start : start + batch_size]
             rows += self.client.request("POST", f"{self.path}/predict", {"inputs": chunk}, safe=True)["probabilities"]
         return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
 

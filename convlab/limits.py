@@ -5,6 +5,7 @@ them); the settings only carry raw overrides, so configuration stays at the
 bottom of the import graph.  The API and the workers build them here, once
 per process, so both enforce the same numbers.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,8 +58,11 @@ def dataset_limits(settings: Settings) -> DatasetLimits:
     return dataclasses.replace(DatasetLimits(), max_bytes=max_bytes)
 
 
-
 def user_quota(settings: Settings) -> Quota:
     """The deployment's default per-user limits (``CONVLAB_MAX_RUNNING_JOBS`` ...), as the store takes them."""
-    return Quota(max_running=settings.max_running_jobs, max_queued=settings.max_queued_jobs,
-                 max_compute=settings.max_compute_flops, max_storage=settings.max_storage_bytes)
+    return Quota(
+        max_running=settings.max_running_jobs,
+        max_queued=settings.max_queued_jobs,
+        max_compute=settings.max_compute_flops,
+        max_storage=settings.max_storage_bytes,
+    )

@@ -1,4 +1,5 @@
 """``convlab run``: one job in this process, no service."""
+
 from __future__ import annotations
 
 import json
@@ -45,11 +46,10 @@ def run(spec_path: str, out_dir: str | None) -> int:
     except (SpecError, DatasetError, ValueError, OSError) as exc:
         print(f"convlab run: invalid spec:\n{exc}", file=sys.stderr)
         return 2
-    apply_blas_threads(blas_threads_from_env())    # as the workers do: same threads, same numbers
+    apply_blas_threads(blas_threads_from_env())  # as the workers do: same threads, same numbers
     bar = ProgressBar()
     epochs = spec["train"]["epochs"] if spec["type"] == "train" else None
-    hooks = Hooks(on_metric=bar.metric,
-                  on_progress=lambda e, s, t: bar.update(e, s, t, epochs))
+    hooks = Hooks(on_metric=bar.metric, on_progress=lambda e, s, t: bar.update(e, s, t, epochs))
     try:
         outcome = run_job(spec, hooks, resolve_dataset=lambda p: load_npz(p, name=p))
     except KeyboardInterrupt:

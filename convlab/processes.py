@@ -1,5 +1,6 @@
 """``convlab serve``, ``convlab worker``, ``convlab db upgrade``, ``convlab token create|list|revoke``:
 the parts one by one, as docker-compose runs them."""
+
 from __future__ import annotations
 
 import os
@@ -11,20 +12,54 @@ from .config import Settings
 
 def serve_argv(host: str, port: int, processes: int = 2, threads: int = 16) -> list[str]:
     """gunicorn with threads: the dashboard's live streams each hold one open request."""
-    return [sys.executable, "-m", "gunicorn", "service.wsgi:app",
-            "--bind", f"{host}:{port}", "--workers", str(processes),
-            "--worker-class", "gthread", "--threads", str(threads),
-            "--timeout", "120", "--graceful-timeout", "10",
-            "--access-logfile", "-", "--error-logfile", "-"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "service.wsgi:app",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(processes),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "10",
+        "--access-logfile",
+        "-",
+        "--error-logfile",
+        "-",
+    ]
 
 
 def worker_argv(concurrency: int = 1, name: str | None = None, loglevel: str = "INFO") -> list[str]:
     """A real Celery worker; prefork pool, one job per pool process."""
     name = name or f"convlab-{secrets.token_hex(3)}@%h"
-    return [sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-            "--loglevel", loglevel, "--pool", "prefork", "--concurrency", str(concurrency),
-            "--hostname", name, "--queues", "convlab",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "--loglevel",
+        loglevel,
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        name,
+        "--queues",
+        "convlab",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 def serve(host: str, port: int, processes: int) -> int:
@@ -48,6 +83,7 @@ def worker_health() -> int:
     import socket
 
     import store
+
     settings = Settings.from_env()
     st = store.Store.from_url(settings.database_url)
     try:
@@ -60,8 +96,10 @@ def worker_health() -> int:
     host = socket.gethostname()
     mine = [w for w in workers if w["name"].rsplit(":", 1)[0] == host and _running(int(w["name"].rsplit(":", 1)[1]))]
     if not mine:
-        print(f"unhealthy: no worker process on {host} sent a heartbeat in the last "
-              f"{settings.worker_alive_s:g} s", file=sys.stderr)
+        print(
+            f"unhealthy: no worker process on {host} sent a heartbeat in the last {settings.worker_alive_s:g} s",
+            file=sys.stderr,
+        )
         return 1
     print(f"healthy: {', '.join(w['name'] for w in mine)}")
     return 0
@@ -80,6 +118,7 @@ def _running(pid: int) -> bool:
 
 def db_upgrade() -> int:
     from migrations.runner import upgrade
+
     settings = Settings.from_env()
     upgrade(settings.database_url)
     print(f"database at head: {_safe_url(settings.database_url)}", file=sys.stderr)
@@ -90,6 +129,7 @@ def _token_store():
     """The store of this deployment, migrated (idempotent; a fresh install has no tables yet)."""
     import store
     from migrations.runner import upgrade
+
     settings = Settings.from_env()
     upgrade(settings.database_url)
     return store.Store.from_url(settings.database_url)
@@ -98,6 +138,7 @@ def _token_store():
 def token_create(name: str, admin: bool, expires_in=None) -> int:
     """``convlab token create NAME [--admin] [--expires-in D]``: print a new token (shown once)."""
     import store
+
     st = _token_store()
     try:
         try:
@@ -115,6 +156,7 @@ def token_create(name: str, admin: bool, expires_in=None) -> int:
 def token_list() -> int:
     """``convlab token list``: every token, one line each (never the token itself)."""
     import store
+
     st = _token_store()
     try:
         tokens = store.list_tokens(st)
@@ -122,14 +164,17 @@ def token_list() -> int:
         st.dispose()
     print(f"{'ID':>4}  {'USER':<16} {'PREFIX':<12} {'STATE':<8} {'EXPIRES':<20} {'LAST USED':<20} LABEL")
     for t in tokens:
-        print(f"{t['id']:>4}  {t['user'][:16]:<16} {t['prefix']:<12} {t['state']:<8} "
-              f"{(t['expires_at'] or '-')[:19]:<20} {(t['last_used_at'] or '-')[:19]:<20} {t['label'] or ''}")
+        print(
+            f"{t['id']:>4}  {t['user'][:16]:<16} {t['prefix']:<12} {t['state']:<8} "
+            f"{(t['expires_at'] or '-')[:19]:<20} {(t['last_used_at'] or '-')[:19]:<20} {t['label'] or ''}"
+        )
     return 0
 
 
 def token_revoke(which: str) -> int:
     """``convlab token revoke ID|PREFIX|NAME``: revoke at once; 1 if nothing matched."""
     import store
+
     st = _token_store()
     try:
         revoked = store.revoke_tokens(st, which)
@@ -146,4 +191,5 @@ def token_revoke(which: str) -> int:
 def _safe_url(url: str) -> str:
     """The URL without its password, for logs."""
     from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)

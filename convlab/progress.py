@@ -1,4 +1,5 @@
 """A progress bar on stderr: redrawn in place on a terminal or in a notebook, a line per epoch otherwise."""
+
 from __future__ import annotations
 
 import sys

@@ -6,6 +6,7 @@ methods, each one a call through ``self.client.request(...)`` (the one HTTP
 code path, with its retries and errors); a ``Client`` method creates or
 looks it up (``Client.job`` → :class:`~convlab.job.Job`).
 """
+
 from __future__ import annotations
 
 import urllib.parse
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class Resource:
     """An API object: the client it acts through and its latest JSON (``data``)."""
 
-    collection: ClassVar[str] = ""      # e.g. "/jobs": the object lives at {collection}/{id}
+    collection: ClassVar[str] = ""  # e.g. "/jobs": the object lives at {collection}/{id}
 
     def __init__(self, client: Client, data: dict[str, Any]):
         """Wrap ``data`` as the API answered it."""

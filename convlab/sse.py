@@ -1,4 +1,5 @@
 """Reading a Server-Sent Events stream (the WHATWG ``text/event-stream`` format), standard library only."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,7 @@ class EventReader:
         event, data = "", []
         for raw in self.lines:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if not line:                        # a blank line dispatches the event
+            if not line:  # a blank line dispatches the event
                 if data:
                     yield event or "message", "\n".join(data)
                 event, data = "", []

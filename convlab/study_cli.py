@@ -1,5 +1,6 @@
 """``convlab study create / status / cancel``: studies over HTTP through :class:`convlab.client.Client`
 (docs/reference/cli.md, docs/reference/studies.md)."""
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,16 @@ def summary(study: dict) -> str:
     """A study as a few lines of text: status, counts, best, and each configuration's mean ± std."""
     counts = ", ".join(f"{n} {s}" for s, n in sorted(study["counts"].items())) or "no trials yet"
     spec = study["spec"]
-    lines = [f"study {study['id']} {study['name']!r}: {study['status']} ({counts})",
-             f"objective: {spec['objective']['direction']} {spec['objective']['metric']}"]
+    lines = [
+        f"study {study['id']} {study['name']!r}: {study['status']} ({counts})",
+        f"objective: {spec['objective']['direction']} {spec['objective']['metric']}",
+    ]
     best = study.get("best")
     if best:
-        lines.append(f"best: {_fmt(best['value'])} ± {_fmt(best['std'])} over {best['seeds']} seed(s), "
-                     f"job {best['job_id']}, {json.dumps(best['params'])}")
+        lines.append(
+            f"best: {_fmt(best['value'])} ± {_fmt(best['std'])} over {best['seeds']} seed(s), "
+            f"job {best['job_id']}, {json.dumps(best['params'])}"
+        )
     for c in study.get("configurations", []):
         value = f"{_fmt(c['mean'])} ± {_fmt(c['std'])}" if c["complete"] else "/".join(c["statuses"])
         lines.append(f"  #{c['index']:<3} {value:24} {json.dumps(c['params'])}")
@@ -37,6 +42,7 @@ def summary(study: dict) -> str:
 def create(path: str, wait: bool, poll_s: float = 1.0) -> int:
     """Submit a study file; with ``wait``, follow it to its end and print its summary."""
     from .local import read_json
+
     try:
         body = read_json(path)
     except (OSError, ValueError) as exc:

@@ -10,6 +10,7 @@ contract, standard library only) does not drag NumPy into the API process.
 ``gradcheck`` is the function; its module is :mod:`engine.gradient_check`.
 See ``docs/engine-modules.md`` for the module map.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -8,6 +8,7 @@ instead.  The objects hold no state between the two calls.  Shapes: any
 (the layer's ``(N, F, Ho, Wo)`` or ``(N, units)``); ``a``, ``grad_a`` and δ
 all have the shape of ``z``.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -13,6 +13,7 @@ result (or a diverged run's triage; a gradcheck job's report).  The verdict:
 results and weights after every step) where the runs part: beyond the
 tolerance for ``diverged``, not identical for ``within_tolerance``.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,8 @@ class _Tally:
         self.max_abs = 0.0
         self.max_rel = 0.0
         self.identical = True
-        self.first_any: tuple | None = None        # first non-identical place
-        self.first_beyond: tuple | None = None     # first place beyond the tolerance
+        self.first_any: tuple | None = None  # first non-identical place
+        self.first_beyond: tuple | None = None  # first place beyond the tolerance
         self.compared = 0
 
     def _place(self, series: str, step: int | None) -> tuple:
@@ -104,9 +105,9 @@ class _Tally:
             return
         with np.errstate(all="ignore"):
             a64, b64 = a.astype(np.float64), b.astype(np.float64)
-            same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))          # inf == inf; NaN matches NaN
+            same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))  # inf == inf; NaN matches NaN
             diff = np.where(same, 0.0, np.abs(a64 - b64))
-            diff[np.isnan(diff)] = np.inf                                  # one NaN, the other not
+            diff[np.isnan(diff)] = np.inf  # one NaN, the other not
             rel = diff / np.maximum(1.0, np.maximum(np.abs(a64), np.abs(b64)))
             rel[np.isnan(rel)] = np.inf
         worst, worst_rel = float(diff.max()), float(rel.max())
@@ -127,8 +128,10 @@ def certify(original: Run, reproduction: Run, tolerance: float) -> dict:
         a, b = _points(original, name), _points(reproduction, name)
         for step in sorted(set(a) | set(b)):
             t.number(name, step, a.get(step, "missing"), b.get(step, "missing"))
-    for label, x, y in (("result", original.result, reproduction.result),
-                        ("triage", original.triage, reproduction.triage)):
+    for label, x, y in (
+        ("result", original.result, reproduction.result),
+        ("triage", original.triage, reproduction.triage),
+    ):
         la, lb = dict(_leaves(x or {})), dict(_leaves(y or {}))
         for path in sorted(set(la) | set(lb)):
             t.number(f"{label}.{path}", None, la.get(path, "missing"), lb.get(path, "missing"))
@@ -143,16 +146,22 @@ def certify(original: Run, reproduction: Run, tolerance: float) -> dict:
     else:
         verdict, first = "diverged", t.first_beyond
     env_a, env_b = original.environment or {}, reproduction.environment or {}
-    env_diff = {k: {"original": env_a.get(k), "reproduction": env_b.get(k)}
-                for k in sorted(set(env_a) | set(env_b)) if env_a.get(k) != env_b.get(k)}
-    return json_safe({
-        "verdict": verdict,
-        "tolerance": tolerance,
-        "max_abs_difference": t.max_abs,
-        "max_relative_difference": t.max_rel,
-        "first_difference": None if first is None else
-        {"series": first[1], "step": None if first[0] == math.inf else int(first[0])},
-        "environment_differences": env_diff,
-        "explaining_differences": sorted(k for k in env_diff if k not in EXPECTED_DIFFERENCES),
-        "compared": t.compared,
-    })
+    env_diff = {
+        k: {"original": env_a.get(k), "reproduction": env_b.get(k)}
+        for k in sorted(set(env_a) | set(env_b))
+        if env_a.get(k) != env_b.get(k)
+    }
+    return json_safe(
+        {
+            "verdict": verdict,
+            "tolerance": tolerance,
+            "max_abs_difference": t.max_abs,
+            "max_relative_difference": t.max_rel,
+            "first_difference": None
+            if first is None
+            else {"series": first[1], "step": None if first[0] == math.inf else int(first[0])},
+            "environment_differences": env_diff,
+            "explaining_differences": sorted(k for k in env_diff if k not in EXPECTED_DIFFERENCES),
+            "compared": t.compared,
+        }
+    )

@@ -8,6 +8,7 @@ the network and the gradient check read the same values when they are
 called directly.  Importing this module imports nothing but the standard
 library, so the API process can read it without the numeric stack.
 """
+
 from __future__ import annotations
 
 JOB_TYPES = ("train", "gradcheck")

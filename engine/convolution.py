@@ -37,6 +37,7 @@ contiguous stretches of ``Wo·N`` numbers instead of single rows of ``Wo``.
 Returned arrays are ``(N, ...)`` views of such memory; the layers pass them on
 as they are, so the layout survives from one layer to the next.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,10 +47,21 @@ from . import parallel
 from .shapes import output_size
 
 __all__ = [
-    "pad", "unpad", "dilate", "rot180", "output_size", "channels_major", "im2col", "delta_rows", "full_padding",
-    "correlate_valid", "correlate_valid_reference",
-    "convolve_full_rotated", "convolve_full_rotated_reference",
-    "weight_gradient", "weight_gradient_reference",
+    "pad",
+    "unpad",
+    "dilate",
+    "rot180",
+    "output_size",
+    "channels_major",
+    "im2col",
+    "delta_rows",
+    "full_padding",
+    "correlate_valid",
+    "correlate_valid_reference",
+    "convolve_full_rotated",
+    "convolve_full_rotated_reference",
+    "weight_gradient",
+    "weight_gradient_reference",
 ]
 
 
@@ -70,7 +82,7 @@ def pad(x: np.ndarray, padding: int) -> np.ndarray:
         return x
     n, c, h, w = x.shape
     out = _zeros_channels_major((n, c, h + 2 * padding, w + 2 * padding), x.dtype)
-    out[:, :, padding:padding + h, padding:padding + w] = x
+    out[:, :, padding : padding + h, padding : padding + w] = x
     return out
 
 
@@ -109,7 +121,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
     turns a correlation over the whole batch into one matrix product with the
     kernel reshaped to ``(F, C·kh·kw)``.
     """
-    xc = channels_major(x).transpose(1, 2, 3, 0)                 # (C, H, W, N), C-contiguous
+    xc = channels_major(x).transpose(1, 2, 3, 0)  # (C, H, W, N), C-contiguous
     c, h, w, n = xc.shape
     ho, wo = output_size(h, kh, stride), output_size(w, kw, stride)
     sc, sh, sw, sn = xc.strides
@@ -118,7 +130,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
     windows = as_strided(xc, (c, kh, kw, ho, wo, n), (sc, sh, sw, sh * stride, sw * stride, sn), writeable=False)
     cols = np.empty(windows.shape, dtype=x.dtype)
 
-    def copy_windows(lo, hi):      # output rows lo..hi
+    def copy_windows(lo, hi):  # output rows lo..hi
         np.copyto(cols[:, :, :, lo:hi], windows[:, :, :, lo:hi])
 
     parallel.over_blocks(copy_windows, ho, cols.size)
@@ -126,6 +138,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
 
 
 # --- forward: z = a ⋆ w (valid cross-correlation) ------------------------------------------
+
 
 def correlate_valid_reference(x: np.ndarray, w: np.ndarray, stride: int = 1) -> np.ndarray:
     """Valid cross-correlation, as a loop: ``z[n,f,i,j] = Σ_{c,u,v} x[n,c,i·s+u,j·s+v] · w[f,c,u,v]``.
@@ -138,7 +151,7 @@ def correlate_valid_reference(x: np.ndarray, w: np.ndarray, stride: int = 1) -> 
     z = np.zeros((n, f, ho, wo), dtype=np.result_type(x, w))
     for i in range(ho):
         for j in range(wo):
-            window = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]   # (N, C, kh, kw)
+            window = x[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]  # (N, C, kh, kw)
             for k in range(f):
                 z[:, k, i, j] = (window * w[k]).sum(axis=(1, 2, 3))
     return z
@@ -156,11 +169,12 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndar
     ho, wo = output_size(h, kh, stride), output_size(wd, kw, stride)
     if cols is None:
         cols = im2col(x, kh, kw, stride)
-    z = w.reshape(f, c * kh * kw) @ cols                      # (F, Ho·Wo·N)
-    return z.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)      # (N, F, Ho, Wo), a view: no copy
+    z = w.reshape(f, c * kh * kw) @ cols  # (F, Ho·Wo·N)
+    return z.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)  # (N, F, Ho, Wo), a view: no copy
 
 
 # --- backward to the input: δ^{l-1} = δ^l ∗_full rot180(w) -------------------------------
+
 
 def full_padding(delta: np.ndarray, stride: int, kh: int, kw: int, in_shape: tuple[int, int]) -> np.ndarray:
     """Dilate the delta by the stride and zero-pad it so that a *valid* correlation
@@ -177,8 +191,9 @@ def full_padding(delta: np.ndarray, stride: int, kh: int, kw: int, in_shape: tup
     return np.pad(d, ((0, 0), (0, 0), (kh - 1, kh - 1 + extra_h), (kw - 1, kw - 1 + extra_w)))
 
 
-def convolve_full_rotated_reference(delta: np.ndarray, w_rot: np.ndarray, stride: int,
-                                    in_shape: tuple[int, int]) -> np.ndarray:
+def convolve_full_rotated_reference(
+    delta: np.ndarray, w_rot: np.ndarray, stride: int, in_shape: tuple[int, int]
+) -> np.ndarray:
     """The error passed back, as a loop: full convolution of δ with the rotated kernel.
 
     ``δ^{l-1}[n,c,y,x] = Σ_{f,u,v} δ̃[n,f,y+u,x+v] · rot180(w)[f,c,u,v]`` where
@@ -193,7 +208,7 @@ def convolve_full_rotated_reference(delta: np.ndarray, w_rot: np.ndarray, stride
     out = np.zeros((n, c, h, wd), dtype=np.result_type(delta, w_rot))
     for y in range(h):
         for x in range(wd):
-            window = d[:, :, y:y + kh, x:x + kw]   # (N, F, kh, kw)
+            window = d[:, :, y : y + kh, x : x + kw]  # (N, F, kh, kw)
             for ch in range(c):
                 out[:, ch, y, x] = (window * w_rot[:, ch]).sum(axis=(1, 2, 3))
     return out
@@ -207,9 +222,9 @@ def delta_rows(delta: np.ndarray) -> np.ndarray:
     return delta.transpose(1, 2, 3, 0).reshape(delta.shape[1], -1)
 
 
-
-def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
-                          in_shape: tuple[int, int], rows: np.ndarray | None = None) -> np.ndarray:
+def convolve_full_rotated(
+    delta: np.ndarray, w_rot: np.ndarray, stride: int, in_shape: tuple[int, int], rows: np.ndarray | None = None
+) -> np.ndarray:
     """The error passed back (fast): ``δ^l ∗_full rot180(w)``, the sum of the reference, reordered.
 
     The reference sums ``δ̃[n,f,y+u,x+v] · w_rot[f,c,u,v]`` over ``f, u, v``,
@@ -224,17 +239,17 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
     f, c, kh, kw = w_rot.shape
     n, _, ho, wo = delta.shape
     h, wd = in_shape
-    d = delta_rows(delta) if rows is None else rows                   # (F, Ho·Wo·N)
-    w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)   # (w_rot)^T, rows (c, u, v)
-    taps = (w_t @ d).reshape(c, kh, kw, ho, wo, n)                    # (w_rot)^T δ, per tap: one GEMM
-    out = np.zeros((c, h, wd, n), dtype=taps.dtype)                   # δ^{l-1}, batch innermost
+    d = delta_rows(delta) if rows is None else rows  # (F, Ho·Wo·N)
+    w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)  # (w_rot)^T, rows (c, u, v)
+    taps = (w_t @ d).reshape(c, kh, kw, ho, wo, n)  # (w_rot)^T δ, per tap: one GEMM
+    out = np.zeros((c, h, wd, n), dtype=taps.dtype)  # δ^{l-1}, batch innermost
     s = stride
 
-    def add_taps(lo, hi):          # channels lo..hi: disjoint parts of out, so blocks may run in parallel
+    def add_taps(lo, hi):  # channels lo..hi: disjoint parts of out, so blocks may run in parallel
         for u in range(kh):
             for v in range(kw):
                 y0, x0 = kh - 1 - u, kw - 1 - v
-                out[lo:hi, y0:y0 + s * (ho - 1) + 1:s, x0:x0 + s * (wo - 1) + 1:s] += taps[lo:hi, u, v]
+                out[lo:hi, y0 : y0 + s * (ho - 1) + 1 : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[lo:hi, u, v]
 
     parallel.over_blocks(add_taps, c, taps.size)
     return out.transpose(3, 0, 1, 2)
@@ -242,8 +257,10 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int,
 
 # --- weight gradient: ∂C/∂w = a ⋆ δ (valid correlation of input and delta) -----------------
 
-def weight_gradient_reference(x: np.ndarray, delta: np.ndarray, stride: int,
-                              kernel_shape: tuple[int, int]) -> np.ndarray:
+
+def weight_gradient_reference(
+    x: np.ndarray, delta: np.ndarray, stride: int, kernel_shape: tuple[int, int]
+) -> np.ndarray:
     """∂C/∂w as a loop: valid correlation of the layer input with the (dilated) delta.
 
     ``∂C/∂w[f,c,u,v] = Σ_{n,i,j} x[n,c,i·s+u,j·s+v] · δ[n,f,i,j]``, summed over the batch.
@@ -257,14 +274,20 @@ def weight_gradient_reference(x: np.ndarray, delta: np.ndarray, stride: int,
     grad = np.zeros((f, c, kh, kw), dtype=np.result_type(x, delta))
     for u in range(kh):
         for v in range(kw):
-            patch = x[:, :, u:u + dh, v:v + dw]   # (N, C, dh, dw): the inputs that met w[., ., u, v]
+            patch = x[:, :, u : u + dh, v : v + dw]  # (N, C, dh, dw): the inputs that met w[., ., u, v]
             for k in range(f):
-                grad[k, :, u, v] = (patch * d[:, k:k + 1]).sum(axis=(0, 2, 3))
+                grad[k, :, u, v] = (patch * d[:, k : k + 1]).sum(axis=(0, 2, 3))
     return grad
 
 
-def weight_gradient(x: np.ndarray | None, delta: np.ndarray, stride: int, kernel_shape: tuple[int, int],
-                    cols: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+def weight_gradient(
+    x: np.ndarray | None,
+    delta: np.ndarray,
+    stride: int,
+    kernel_shape: tuple[int, int],
+    cols: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """∂C/∂w = a^{l-1} ⋆ δ^l (fast), one GEMM over batch and positions.
 
     The windows of the input that the forward pass met (``im2col``, reused

@@ -112,6 +112,7 @@ _INTEGER_KINDS = "iu"
 # Built-in datasets
 # ---------------------------------------------------------------------------
 
+
 def load_builtin(name: str, seed: int = 0) -> Dataset:
     """Load a built-in dataset by name.
 
@@ -141,9 +142,7 @@ def load_builtin(name: str, seed: int = 0) -> Dataset:
             raise DatasetError(f"seed must be >= 0, got {seed}")
         X, y, classes = _synthetic_arrays(seed)
     else:
-        raise DatasetError(
-            f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTIN)}"
-        )
+        raise DatasetError(f"unknown built-in dataset {name!r}; choose one of {', '.join(BUILTIN)}")
     return Dataset(X=X, y=y, classes=classes, name=name)
 
 
@@ -170,10 +169,11 @@ def _bundled_arrays(name: str) -> tuple[np.ndarray, np.ndarray, int]:
         X, y = z["X"], z["y"]
     # Package data, not user input: a mismatch is a broken build or regeneration,
     # which must fail loudly rather than train on something else.
-    if X.dtype != np.uint8 or X.shape[1:] != info["shape"] or y.shape != X.shape[:1] \
-            or int(y.max()) >= info["classes"]:
-        raise RuntimeError(f"bundled dataset {resource} is not what engine.builtin_datasets describes; "
-                           "regenerate it with scripts/bundle_datasets.py")
+    if X.dtype != np.uint8 or X.shape[1:] != info["shape"] or y.shape != X.shape[:1] or int(y.max()) >= info["classes"]:
+        raise RuntimeError(
+            f"bundled dataset {resource} is not what engine.builtin_datasets describes; "
+            "regenerate it with scripts/bundle_datasets.py"
+        )
     X, y = _freeze(X.astype(np.float64) / float(_BUNDLED[name]), y)
     return X, y, info["classes"]
 
@@ -218,7 +218,7 @@ def make_synthetic(seed: int, n: int = SYNTHETIC_SAMPLES, side: int = SYNTHETIC_
     intensity = rng.uniform(0.6, 1.0, size=n)
     for i in range(n):
         r, c = positions[i]
-        X[i, 0, r:r + 3, c:c + 3] = SYNTHETIC_SHAPES[y[i]] * intensity[i]
+        X[i, 0, r : r + 3, c : c + 3] = SYNTHETIC_SHAPES[y[i]] * intensity[i]
     X += rng.normal(0.0, SYNTHETIC_NOISE, size=X.shape)
     np.clip(X, 0.0, 1.0, out=X)
     return X, y
@@ -235,6 +235,7 @@ def _synthetic_arrays(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
 # Validation of user arrays
 # ---------------------------------------------------------------------------
 
+
 def _fmt_index(idx: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(int(i)) for i in idx) + "]"
 
@@ -246,9 +247,7 @@ def _check_dtype(name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
             "(pickled); only numeric arrays are accepted"
         )
     if dtype.kind not in _NUMERIC_KINDS:
-        raise DatasetError(
-            f"array {name!r} has dtype {dtype}; only bool, integer and float arrays are accepted"
-        )
+        raise DatasetError(f"array {name!r} has dtype {dtype}; only bool, integer and float arrays are accepted")
 
 
 def _as_array(name: str, a) -> np.ndarray:
@@ -323,9 +322,7 @@ def dataset_from_arrays(X, y, limits: DatasetLimits = DatasetLimits(), name: str
 
     # --- shapes and limits (cheap checks before touching values) ---
     if X.ndim not in (3, 4):
-        raise DatasetError(
-            f"X must have shape (N, H, W) or (N, C, H, W); got shape {X.shape} ({X.ndim}-D)"
-        )
+        raise DatasetError(f"X must have shape (N, H, W) or (N, C, H, W); got shape {X.shape} ({X.ndim}-D)")
     n = X.shape[0]
     if n == 0:
         raise DatasetError(f"X has no samples (shape {X.shape})")
@@ -335,15 +332,12 @@ def dataset_from_arrays(X, y, limits: DatasetLimits = DatasetLimits(), name: str
         c, h, w = X.shape[1:]
         if not 1 <= c <= limits.max_channels:
             raise DatasetError(
-                f"X has {c} channels (shape {X.shape}, read as N, C, H, W); "
-                f"allowed: 1..{limits.max_channels}"
+                f"X has {c} channels (shape {X.shape}, read as N, C, H, W); allowed: 1..{limits.max_channels}"
             )
     else:
         h, w = X.shape[1:]
     if not (1 <= h <= limits.max_side and 1 <= w <= limits.max_side):
-        raise DatasetError(
-            f"X images are {h}x{w} (shape {X.shape}); each side must be 1..{limits.max_side}"
-        )
+        raise DatasetError(f"X images are {h}x{w} (shape {X.shape}); each side must be 1..{limits.max_side}")
     if X.size > limits.max_values:
         raise DatasetError(
             f"X holds {X.size:,} pixel values (shape {X.shape}); the limit is {limits.max_values:,} "
@@ -351,21 +345,16 @@ def dataset_from_arrays(X, y, limits: DatasetLimits = DatasetLimits(), name: str
         )
     total = X.nbytes + y.nbytes
     if total > limits.max_bytes:
-        raise DatasetError(
-            f"X and y hold {total} bytes; the limit is {limits.max_bytes} bytes"
-        )
+        raise DatasetError(f"X and y hold {total} bytes; the limit is {limits.max_bytes} bytes")
 
     if y.ndim != 1:
         raise DatasetError(f"y must be 1-D with shape ({n},); got shape {y.shape}")
     if y.dtype.kind not in _INTEGER_KINDS:
         raise DatasetError(
-            f"y has dtype {y.dtype}; labels must be an integer array "
-            "(e.g. y.astype(np.int64)), not float or bool"
+            f"y has dtype {y.dtype}; labels must be an integer array (e.g. y.astype(np.int64)), not float or bool"
         )
     if y.shape[0] != n:
-        raise DatasetError(
-            f"X has {n} samples but y has {y.shape[0]} labels (X shape {X.shape}, y shape {y.shape})"
-        )
+        raise DatasetError(f"X has {n} samples but y has {y.shape[0]} labels (X shape {X.shape}, y shape {y.shape})")
 
     # --- values ---
     if X.dtype.kind == "f":
@@ -381,24 +370,18 @@ def dataset_from_arrays(X, y, limits: DatasetLimits = DatasetLimits(), name: str
         del finite
 
     if y.dtype.kind == "i" and (neg := np.flatnonzero(y < 0)).size:
-        raise DatasetError(
-            f"y contains negative labels: the first is {int(y[neg[0]])} at index {int(neg[0])}"
-        )
+        raise DatasetError(f"y contains negative labels: the first is {int(y[neg[0]])} at index {int(neg[0])}")
     # Compare in the label's own dtype range: max_classes always fits an int64 / uint64.
     too_big = np.flatnonzero(y >= limits.max_classes)
     if too_big.size:
         i = int(too_big[0])
-        raise DatasetError(
-            f"y contains label {int(y[i])} at index {i}; labels must be < {limits.max_classes}"
-        )
+        raise DatasetError(f"y contains label {int(y[i])} at index {i}; labels must be < {limits.max_classes}")
     y64 = y.astype(np.int64)  # copy; safe now that 0 <= y < max_classes
     counts = np.bincount(y64)
     classes = int(counts.size)
     present = np.flatnonzero(counts)
     if present.size < 2:
-        raise DatasetError(
-            f"y has only one distinct label ({int(present[0])}); at least 2 classes are needed"
-        )
+        raise DatasetError(f"y has only one distinct label ({int(present[0])}); at least 2 classes are needed")
     rare = present[counts[present] < 2]
     if rare.size:
         raise DatasetError(
@@ -444,8 +427,7 @@ def _open_source(source, limits: DatasetLimits) -> tuple[BinaryIO, bool]:
         return f, True
     if not hasattr(source, "read"):
         raise DatasetError(
-            f"cannot read a dataset from {type(source).__name__}; "
-            "pass a path, bytes or a binary file object"
+            f"cannot read a dataset from {type(source).__name__}; pass a path, bytes or a binary file object"
         )
     seekable = False
     try:
@@ -487,9 +469,9 @@ def _read_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
             raise DatasetError(f"not a valid .npz file: member {info.filename!r}: {exc}") from None
 
 
-def load_npz(source: str | os.PathLike | bytes | BinaryIO,
-             limits: DatasetLimits = DatasetLimits(),
-             name: str = "upload") -> Dataset:
+def load_npz(
+    source: str | os.PathLike | bytes | BinaryIO, limits: DatasetLimits = DatasetLimits(), name: str = "upload"
+) -> Dataset:
     """Load an uploaded ``.npz`` holding exactly the arrays ``X`` and ``y``.
 
     ``X`` is ``(N, H, W)`` or ``(N, C, H, W)`` and ``y`` is ``(N,)``; the
@@ -545,8 +527,7 @@ def _read_members(zf: zipfile.ZipFile, limits: DatasetLimits) -> dict[str, np.nd
     missing = [k for k in _REQUIRED if k + ".npy" not in names]
     if missing:
         raise DatasetError(
-            f"the .npz must hold arrays 'X' and 'y'; missing {missing}; "
-            f"present: {sorted(keys) if keys else 'none'}"
+            f"the .npz must hold arrays 'X' and 'y'; missing {missing}; present: {sorted(keys) if keys else 'none'}"
         )
     extra = sorted(n for n in names if n not in ("X.npy", "y.npy"))
     if extra:
@@ -560,10 +541,7 @@ def _read_members(zf: zipfile.ZipFile, limits: DatasetLimits) -> dict[str, np.nd
     # stops and CRC-checks), so these bound the decompressed bytes.
     declared = sum(i.file_size for i in infos)
     if declared > limits.max_bytes:
-        raise DatasetError(
-            f"the arrays would be {declared} bytes uncompressed; the limit is "
-            f"{limits.max_bytes} bytes"
-        )
+        raise DatasetError(f"the arrays would be {declared} bytes uncompressed; the limit is {limits.max_bytes} bytes")
 
     out: dict[str, np.ndarray] = {}
     for info in infos:
@@ -583,8 +561,16 @@ def _read_members(zf: zipfile.ZipFile, limits: DatasetLimits) -> dict[str, np.nd
                 arr = np.load(m, allow_pickle=False)
         except DatasetError:
             raise
-        except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError,
-                ValueError, RuntimeError, NotImplementedError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            lzma.LZMAError,
+            EOFError,
+            OSError,
+            ValueError,
+            RuntimeError,
+            NotImplementedError,
+        ) as exc:
             # BadZipFile: CRC mismatch; zlib/lzma/OSError(bz2): corrupt compressed
             # data; ValueError: truncated data or bad .npy header; RuntimeError:
             # encrypted member; NotImplementedError: unknown compression method.
@@ -598,6 +584,7 @@ def _read_members(zf: zipfile.ZipFile, limits: DatasetLimits) -> dict[str, np.nd
 # ---------------------------------------------------------------------------
 # Splits
 # ---------------------------------------------------------------------------
+
 
 def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
     """Split ``n`` samples of one class into ``[remainder, *parts]`` counts.
@@ -613,13 +600,12 @@ def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
     # Hand out the rest by largest fractional part; ties go to the earlier part
     # (train first) so the result is deterministic.
     order = sorted(range(len(targets)), key=lambda i: (-(targets[i] - counts[i]), i))
-    for i in order[:max(left, 0)]:
+    for i in order[: max(left, 0)]:
         counts[i] += 1
     while sum(counts) > n:  # only if the float fudge above over-rounded
         counts[max(range(len(counts)), key=lambda j: counts[j])] -= 1
     # Guarantee presence: train first, then parts by decreasing fraction.
-    wanted = [i for i in sorted(range(len(targets)), key=lambda i: (-targets[i], i))
-              if targets[i] > 0]
+    wanted = [i for i in sorted(range(len(targets)), key=lambda i: (-targets[i], i)) if targets[i] > 0]
     for i in wanted:
         if counts[i] > 0:
             continue
@@ -674,14 +660,14 @@ def stratified_split(y: np.ndarray, fractions: Sequence[float], seed: int) -> li
         counts = _allocate(idx.size, fractions)
         start = 0
         for p, c in enumerate(counts):
-            parts[p].append(idx[start:start + c])
+            parts[p].append(idx[start : start + c])
             start += c
-    return [rng.permutation(np.concatenate(p)).astype(np.int64) if p
-            else np.empty(0, dtype=np.int64) for p in parts]
+    return [rng.permutation(np.concatenate(p)).astype(np.int64) if p else np.empty(0, dtype=np.int64) for p in parts]
 
 
-def split_dataset(ds: Dataset, test_fraction: float, validation_fraction: float,
-                  seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def split_dataset(
+    ds: Dataset, test_fraction: float, validation_fraction: float, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Split a dataset into train / val / test with :func:`stratified_split`.
 
     Returns:

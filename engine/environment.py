@@ -4,6 +4,7 @@ A reproduction certificate names the differences between two runs'
 environments; the BLAS library, its version and its thread count matter
 most (a GEMM's reduction order depends on how it is split over threads).
 """
+
 from __future__ import annotations
 
 import platform
@@ -52,8 +53,12 @@ def environment(worker: str | None = None) -> dict:
         "convlab": _version(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "blas": (f"{first.get('internal_api')} {first.get('version')}"
-                 + (f" ({first['architecture']})" if first.get("architecture") else "")) if first else None,
+        "blas": (
+            f"{first.get('internal_api')} {first.get('version')}"
+            + (f" ({first['architecture']})" if first.get("architecture") else "")
+        )
+        if first
+        else None,
         "blas_threads": first.get("num_threads"),
         "cpu": model,
         "cpu_flags": flags,

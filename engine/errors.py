@@ -4,6 +4,7 @@ Validation reports every problem at once, so checks add ``(path, message)``
 pairs to an :class:`ErrorList` and the caller raises them together as one
 :class:`SpecError`.  Standard library only.
 """
+
 from __future__ import annotations
 
 

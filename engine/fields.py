@@ -15,6 +15,7 @@ published schema follow it.
 A bound may be a number or the name of a :class:`engine.spec.Limits`
 attribute, resolved against the limits in force.  Standard library only.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,6 +39,7 @@ REQUIRED: Any = _Required()
 
 
 # --------------------------------------------------------------------------- message helpers
+
 
 def join(parent: str, key: str) -> str:
     """The path of ``key`` inside ``parent`` (``""`` is the root)."""
@@ -103,6 +105,7 @@ def _bound(value: int | str | None, limits: Any) -> Any:
 
 # --------------------------------------------------------------------------- fields
 
+
 @dataclass(frozen=True)
 class Field:
     """One field of an object: how to check a value and how to state the rule in JSON Schema.
@@ -115,8 +118,16 @@ class Field:
     default: Any = REQUIRED
     description: str | None = None
 
-    def read(self, errs: ErrorList, obj: Mapping, key: str, path: str, limits: Any,
-             default: Any = None, before: Mapping | None = None) -> Any:
+    def read(
+        self,
+        errs: ErrorList,
+        obj: Mapping,
+        key: str,
+        path: str,
+        limits: Any,
+        default: Any = None,
+        before: Mapping | None = None,
+    ) -> Any:
         """``obj[key]`` checked, or the default when absent; None when invalid or required and missing.
 
         ``default`` overrides the field's own (a caller's context may change
@@ -295,8 +306,15 @@ def check_object(errs: ErrorList, obj: Any, path: str, allowed, what: str = "an 
     return obj
 
 
-def read_table(errs: ErrorList, obj: Mapping, path: str, table: Table, limits: Any,
-               defaults: Mapping[str, Any] | None = None, skip: tuple[str, ...] = ()) -> dict:
+def read_table(
+    errs: ErrorList,
+    obj: Mapping,
+    path: str,
+    table: Table,
+    limits: Any,
+    defaults: Mapping[str, Any] | None = None,
+    skip: tuple[str, ...] = (),
+) -> dict:
     """Read every field of ``table`` from ``obj`` in table order (unknown keys are the caller's check).
 
     ``defaults`` overrides some fields' defaults; ``skip`` names fields the
@@ -310,17 +328,21 @@ def read_table(errs: ErrorList, obj: Mapping, path: str, table: Table, limits: A
     return out
 
 
-def table_schema(table: Table, limits: Any, description: str | None = None,
-                 overrides: Mapping[str, dict] | None = None) -> dict:
+def table_schema(
+    table: Table, limits: Any, description: str | None = None, overrides: Mapping[str, dict] | None = None
+) -> dict:
     """A closed object schema (``additionalProperties: false``) of a table.
 
     ``overrides`` gives the schema of fields the table cannot state itself
     (nested objects, arrays of variants).
     """
     props = {key: (overrides or {}).get(key) or field.schema(limits) for key, field in table.items()}
-    s: dict[str, Any] = {"type": "object", "properties": props,
-                         "required": [key for key, field in table.items() if field.default is REQUIRED],
-                         "additionalProperties": False}
+    s: dict[str, Any] = {
+        "type": "object",
+        "properties": props,
+        "required": [key for key, field in table.items() if field.default is REQUIRED],
+        "additionalProperties": False,
+    }
     if description:
         s["description"] = description
     return s

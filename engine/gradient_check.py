@@ -20,6 +20,7 @@ derivative, so such entries are counted as kinks and left out of the verdict.
 ``rotate_kernels=False`` runs the same check with the backward pass using the
 kernel unrotated: it must fail, which shows the rotation is not a convention.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,9 +30,9 @@ import numpy as np
 from .constants import GRADCHECK_DEFAULTS, GRADCHECK_DTYPE
 from .network import Network
 
-TINY = 1e-12           # below this both gradients are zero for all that float64 can tell
-TOLERANCE = 1e-6       # a float64 centred difference with eps=1e-6 lands far below this where smooth
-NOISE_ULPS = 64        # rounding in one loss evaluation, in units of the loss's last place (generous)
+TINY = 1e-12  # below this both gradients are zero for all that float64 can tell
+TOLERANCE = 1e-6  # a float64 centred difference with eps=1e-6 lands far below this where smooth
+NOISE_ULPS = 64  # rounding in one loss evaluation, in units of the loss's last place (generous)
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray, tiny: float = TINY) -> np.ndarray:
@@ -71,14 +72,22 @@ def _numeric(target: np.ndarray, loss_at: Callable[[], tuple[float, list]], eps:
     return numeric, kinks
 
 
-def _entry(layer: int, param: str, analytic: np.ndarray, numeric: np.ndarray, kinks: np.ndarray,
-           tolerance: float, noise_floor: float) -> dict:
+def _entry(
+    layer: int,
+    param: str,
+    analytic: np.ndarray,
+    numeric: np.ndarray,
+    kinks: np.ndarray,
+    tolerance: float,
+    noise_floor: float,
+) -> dict:
     err = relative_error(analytic, numeric)
     err[kinks] = 0.0
     failures = (err > tolerance) & (np.abs(analytic - numeric) > noise_floor)
     worst = np.unravel_index(int(np.argmax(err)), err.shape) if err.size else ()
     return {
-        "layer": layer, "param": param,
+        "layer": layer,
+        "param": param,
         "max_relative_error": float(err.max()) if err.size else 0.0,
         "worst_index": [int(i) for i in worst],
         "checked": int(err.size - kinks.sum()),
@@ -88,10 +97,15 @@ def _entry(layer: int, param: str, analytic: np.ndarray, numeric: np.ndarray, ki
     }
 
 
-def gradcheck(model_spec: dict, batch_size: int = GRADCHECK_DEFAULTS["batch_size"],
-              eps: float = GRADCHECK_DEFAULTS["eps"], seed: int = GRADCHECK_DEFAULTS["seed"],
-              rotate_kernels: bool = GRADCHECK_DEFAULTS["rotate_kernels"], tolerance: float = TOLERANCE,
-              should_stop: Callable[[], bool] | None = None) -> dict:
+def gradcheck(
+    model_spec: dict,
+    batch_size: int = GRADCHECK_DEFAULTS["batch_size"],
+    eps: float = GRADCHECK_DEFAULTS["eps"],
+    seed: int = GRADCHECK_DEFAULTS["seed"],
+    rotate_kernels: bool = GRADCHECK_DEFAULTS["rotate_kernels"],
+    tolerance: float = TOLERANCE,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
     """Check every gradient of the network of ``model_spec`` on a random batch (report: docs/reference/results.md).
 
     The batch is drawn from ``seed``: inputs uniform in [0, 1), labels uniform

@@ -5,6 +5,7 @@ caller wants to hear about goes through :class:`Hooks`: metric points,
 progress, per-epoch checkpoints, and a stop flag that is read between
 batches.  Nothing here knows about HTTP, Celery or databases.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,8 @@ class Hooks:
     """What a running job reports, and how it is told to stop.  Every hook is optional."""
 
     on_metric: Callable[[str, int, float], None] | None = None
-    on_progress: Callable[[int, int, int], None] | None = None           # epoch, step, total_steps
-    on_checkpoint: Callable[[bytes, int], None] | None = None            # checkpoint bytes, epochs done
+    on_progress: Callable[[int, int, int], None] | None = None  # epoch, step, total_steps
+    on_checkpoint: Callable[[bytes, int], None] | None = None  # checkpoint bytes, epochs done
     should_stop: Callable[[], bool] | None = None
 
 
@@ -70,15 +71,26 @@ def load_data(data: dict, seed: int, resolve: Callable[[str], Dataset] | None = 
     return resolve(name)
 
 
-def run_job(spec: dict, hooks: Hooks | None = None, *, checkpoint: bytes | None = None,
-            resolve_dataset: Callable[[str], Dataset] | None = None) -> Outcome:
+def run_job(
+    spec: dict,
+    hooks: Hooks | None = None,
+    *,
+    checkpoint: bytes | None = None,
+    resolve_dataset: Callable[[str], Dataset] | None = None,
+) -> Outcome:
     """Run a validated train or gradcheck spec to its end (or until ``hooks.should_stop``)."""
     hooks = hooks or Hooks()
     if spec["type"] == "gradcheck":
         gc = spec["gradcheck"]
         try:
-            report = gradcheck(spec["model"], batch_size=gc["batch_size"], eps=gc["eps"], seed=gc["seed"],
-                               rotate_kernels=gc["rotate_kernels"], should_stop=hooks.should_stop)
+            report = gradcheck(
+                spec["model"],
+                batch_size=gc["batch_size"],
+                eps=gc["eps"],
+                seed=gc["seed"],
+                rotate_kernels=gc["rotate_kernels"],
+                should_stop=hooks.should_stop,
+            )
         except Stopped:
             return Outcome("cancelled")
         report["trace"] = _trace_for(spec["model"], gc["seed"])
@@ -101,8 +113,12 @@ def _train(spec: dict, hooks: Hooks, checkpoint: bytes | None, resolve) -> Outco
     seed = train["seed"]
     net = Network(spec["model"], seed=seed, dtype=train["dtype"])
     ds = load_data(spec["data"], seed, resolve)
-    splits = {k: (x.astype(net.dtype, copy=False), y) for k, (x, y) in
-              split_dataset(ds, spec["data"]["test_fraction"], spec["data"]["validation_fraction"], seed).items()}
+    splits = {
+        k: (x.astype(net.dtype, copy=False), y)
+        for k, (x, y) in split_dataset(
+            ds, spec["data"]["test_fraction"], spec["data"]["validation_fraction"], seed
+        ).items()
+    }
     optimizer = make_optimizer(train["optimizer"], net.params, train["weight_decay"])
     trainer = Trainer(net, optimizer, epochs=train["epochs"], batch_size=train["batch_size"], seed=seed)
     if checkpoint is not None:
@@ -129,8 +145,14 @@ def _train(spec: dict, hooks: Hooks, checkpoint: bytes | None, resolve) -> Outco
         return bool(hooks.should_stop and hooks.should_stop())
 
     try:
-        finished = trainer.run(x_train, y_train, *splits["val"], on_metric=hooks.on_metric,
-                               on_epoch_end=on_epoch_end, on_batch_end=on_batch_end)
+        finished = trainer.run(
+            x_train,
+            y_train,
+            *splits["val"],
+            on_metric=hooks.on_metric,
+            on_epoch_end=on_epoch_end,
+            on_batch_end=on_batch_end,
+        )
     except Diverged as exc:
         triage = build_triage(exc, net, spec, trainer.watch.report_history(), trainer.last_finite)
         return Outcome("failed", error=f"diverged: {exc}", triage=triage)
@@ -148,14 +170,16 @@ def _train_result(net: Network, trainer: Trainer, splits: dict) -> dict:
     if len(x_test):
         test_loss, test_acc, pred = net.evaluate(x_test, y_test)
         np.add.at(confusion, (y_test, pred), 1)
-    return json_safe({
-        "test_accuracy": test_acc,
-        "test_loss": test_loss,
-        "val_accuracy": trainer.state.history.get("val_accuracy"),
-        "val_loss": trainer.state.history.get("val_loss"),
-        "train_loss": trainer.state.history.get("train_loss"),
-        "epochs_completed": trainer.state.epoch,
-        "train_seconds": round(trainer.state.seconds, 3),
-        "parameter_count": net.parameter_count,
-        "confusion_matrix": confusion.tolist(),
-    })
+    return json_safe(
+        {
+            "test_accuracy": test_acc,
+            "test_loss": test_loss,
+            "val_accuracy": trainer.state.history.get("val_accuracy"),
+            "val_loss": trainer.state.history.get("val_loss"),
+            "train_loss": trainer.state.history.get("train_loss"),
+            "epochs_completed": trainer.state.epoch,
+            "train_seconds": round(trainer.state.seconds, 3),
+            "parameter_count": net.parameter_count,
+            "confusion_matrix": confusion.tolist(),
+        }
+    )

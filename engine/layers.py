@@ -9,6 +9,7 @@ updates in place).  Layers with an activation turn ∂C/∂a into δ = ∂C/∂z
 first (BP2's ⊙ σ'(z)).  Shapes are batched: spatial ``(N, C, H, W)``, flat
 ``(N, D)``.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -36,8 +37,9 @@ class Layer:
         """The layer's output for ``x``, and the cache its ``backward`` takes."""
         raise NotImplementedError
 
-    def backward(self, grad_out: np.ndarray, cache: Any,
-                 need_input_grad: bool = True) -> tuple[np.ndarray | None, Grads]:
+    def backward(
+        self, grad_out: np.ndarray, cache: Any, need_input_grad: bool = True
+    ) -> tuple[np.ndarray | None, Grads]:
         """(∂C/∂input or None when not needed, parameter gradients) from ∂C/∂output and ``forward``'s cache."""
         raise NotImplementedError
 
@@ -51,8 +53,9 @@ class Layer:
         return []
 
 
-def _init_weights(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int,
-                  activation: str, dtype) -> np.ndarray:
+def _init_weights(
+    rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int, activation: str, dtype
+) -> np.ndarray:
     """He normal for ReLU (keeps the activations' variance through ReLUs), Glorot uniform otherwise."""
     if activation == "relu":
         w = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
@@ -65,9 +68,9 @@ def _init_weights(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
 class ConvCache(NamedTuple):
     """What a conv layer's backward pass needs from its forward pass."""
 
-    cols: np.ndarray                   # im2col of the padded input, (C·kh·kw, Ho·Wo·N): reused by ∂C/∂w
-    padded_shape: tuple[int, int]      # (H + 2p, W + 2p), the size the full convolution must give back
-    act: Any                           # the activation's cache
+    cols: np.ndarray  # im2col of the padded input, (C·kh·kw, Ho·Wo·N): reused by ∂C/∂w
+    padded_shape: tuple[int, int]  # (H + 2p, W + 2p), the size the full convolution must give back
+    act: Any  # the activation's cache
 
 
 class Conv2D(Layer):
@@ -96,26 +99,30 @@ class Conv2D(Layer):
         z = conv.correlate_valid(xp, w, self.stride, cols=cols)
         b = self.params["b"]
 
-        def add_bias(lo, hi):                          # filters lo..hi
+        def add_bias(lo, hi):  # filters lo..hi
             np.add(z[:, lo:hi], b[lo:hi, None, None], out=z[:, lo:hi])
 
         parallel.over_blocks(add_bias, z.shape[1], z.size)
-        a, act_cache = self.act.forward(z, out=z)      # z is this layer's own and needed no more
+        a, act_cache = self.act.forward(z, out=z)  # z is this layer's own and needed no more
         return a, ConvCache(cols, xp.shape[2:], act_cache)
 
     def backward(self, grad_out, cache, need_input_grad=True):
         """grad_out: (N, F, Ho, Wo) → ∂C/∂x (N, C, H, W) or None, and {"W": (F, C, kh, kw), "b": (F,)}."""
         w = self.params["W"]
-        delta = self.act.backward(grad_out, cache.act)                         # δ^l = ∂C/∂a ⊙ σ'(z^l)
-        rows = conv.delta_rows(delta)                                          # laid out once for both GEMMs
-        grads = {"W": conv.weight_gradient(None, delta, self.stride, w.shape[2:],
-                                           cols=cache.cols, rows=rows),        # ∂C/∂w = a^{l-1} ⋆ δ^l
-                 "b": rows.sum(axis=1)}                                        # ∂C/∂b = Σ δ^l
+        delta = self.act.backward(grad_out, cache.act)  # δ^l = ∂C/∂a ⊙ σ'(z^l)
+        rows = conv.delta_rows(delta)  # laid out once for both GEMMs
+        grads = {
+            "W": conv.weight_gradient(
+                None, delta, self.stride, w.shape[2:], cols=cache.cols, rows=rows
+            ),  # ∂C/∂w = a^{l-1} ⋆ δ^l
+            "b": rows.sum(axis=1),
+        }  # ∂C/∂b = Σ δ^l
         if not need_input_grad:
             return None, grads
         kernel = conv.rot180(w) if self.rotate_kernels else w
-        grad_in = conv.convolve_full_rotated(delta, kernel, self.stride, cache.padded_shape,
-                                             rows=rows)                        # δ^l ∗_full rot180(w)
+        grad_in = conv.convolve_full_rotated(
+            delta, kernel, self.stride, cache.padded_shape, rows=rows
+        )  # δ^l ∗_full rot180(w)
         return conv.unpad(grad_in, self.padding), grads
 
     def signature(self, cache):
@@ -126,10 +133,10 @@ class Conv2D(Layer):
 class DenseCache(NamedTuple):
     """What a dense layer's backward pass (and the loss, when it is the last layer) needs."""
 
-    x: np.ndarray                      # the input flattened, (N, inputs)
-    x_shape: tuple[int, ...]           # the input's own shape, to hand ∂C/∂x back in it
-    z: np.ndarray                      # the weighted input, (N, units)
-    act: Any                           # the activation's cache
+    x: np.ndarray  # the input flattened, (N, inputs)
+    x_shape: tuple[int, ...]  # the input's own shape, to hand ∂C/∂x back in it
+    z: np.ndarray  # the weighted input, (N, units)
+    act: Any  # the activation's cache
 
 
 class Dense(Layer):
@@ -154,18 +161,21 @@ class Dense(Layer):
 
     def backward(self, grad_out, cache, need_input_grad=True):
         """grad_out: (N, units) → ∂C/∂x in the input's shape or None, and {"W": (units, inputs), "b": (units,)}."""
-        return self.backward_from_delta(self.act.backward(grad_out, cache.act), cache,
-                                        need_input_grad)                       # BP2: ⊙ σ'(z^l)
+        return self.backward_from_delta(
+            self.act.backward(grad_out, cache.act), cache, need_input_grad
+        )  # BP2: ⊙ σ'(z^l)
 
     def backward_from_delta(self, delta, cache, need_input_grad=True):
         """The backward pass from δ^l = ∂C/∂z^l (N, units) itself (the last layer gets δ^L from the loss)."""
-        grads = {"W": delta.T @ cache.x,                  # BP4: ∂C/∂w_jk = a_k^{l-1} δ_j^l
-                 "b": delta.sum(axis=0)}                  # BP3
+        grads = {
+            "W": delta.T @ cache.x,  # BP4: ∂C/∂w_jk = a_k^{l-1} δ_j^l
+            "b": delta.sum(axis=0),
+        }  # BP3
         if not need_input_grad:
             return None, grads
         w = self.params["W"]
         if cache.x.flags.c_contiguous:
-            return (delta @ w).reshape(cache.x_shape), grads                  # (w^l)^T δ^l
+            return (delta @ w).reshape(cache.x_shape), grads  # (w^l)^T δ^l
         # The input was a view of a batch-innermost conv or pool output: hand ∂C/∂x back in that
         # memory order, computed as the transposed product, so the layer below reads it contiguously.
         return (w.T @ delta.T).T.reshape(cache.x_shape), grads
@@ -197,7 +207,7 @@ class _Pool(Layer):
         s = self.stride
         ho = output_size(x.shape[2], self.size, s)
         wo = output_size(x.shape[3], self.size, s)
-        return x[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s]
+        return x[:, :, u : u + s * (ho - 1) + 1 : s, v : v + s * (wo - 1) + 1 : s]
 
     def _taps(self):
         """Every window offset (u, v), row-major."""
@@ -227,10 +237,10 @@ class MaxPool(_Pool):
     def forward(self, x, training):
         """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, winners)``."""
         taps = [self._tap(x, u, v) for u, v in self._taps()]
-        out = np.empty_like(taps[0])                      # in the input's memory order
+        out = np.empty_like(taps[0])  # in the input's memory order
         winners = np.empty_like(out, dtype=np.uint8)
 
-        def max_block(lo, hi):                            # channels lo..hi
+        def max_block(lo, hi):  # channels lo..hi
             t = [tap[:, lo:hi] for tap in taps]
             o, won = out[:, lo:hi], winners[:, lo:hi]
             if len(t) == 1:
@@ -259,9 +269,8 @@ class MaxPool(_Pool):
         shape, winners = cache
         if self.stride == self.size:
             return self._tiled_backward(grad_out, shape, winners), {}
-        grad = np.zeros_like(winners, dtype=grad_out.dtype, shape=shape)     # in the input's memory order
-        return self._scatter(((u, v, grad_out * (winners == t)) for t, (u, v) in enumerate(self._taps())),
-                             grad), {}
+        grad = np.zeros_like(winners, dtype=grad_out.dtype, shape=shape)  # in the input's memory order
+        return self._scatter(((u, v, grad_out * (winners == t)) for t, (u, v) in enumerate(self._taps())), grad), {}
 
     def _tiled_backward(self, grad_out, shape, winners):
         """∂C/∂x when the windows tile the input (stride = size): one pass, no accumulation.
@@ -272,12 +281,12 @@ class MaxPool(_Pool):
         k, (n, c, ho, wo) = self.size, winners.shape
         h, w = shape[2:]
         covered = (h, w) == (ho * k, wo * k)
-        make = np.empty_like if covered else np.zeros_like      # floored-away rows and columns get zero
-        grad = make(winners, dtype=grad_out.dtype, shape=shape)               # in the input's memory order
-        windows = grad[:, :, :ho * k, :wo * k].reshape(n, c, ho, k, wo, k)
-        tap = np.arange(k * k, dtype=winners.dtype).reshape(k, 1, k)          # u·k + v on the (u, ·, v) axes
+        make = np.empty_like if covered else np.zeros_like  # floored-away rows and columns get zero
+        grad = make(winners, dtype=grad_out.dtype, shape=shape)  # in the input's memory order
+        windows = grad[:, :, : ho * k, : wo * k].reshape(n, c, ho, k, wo, k)
+        tap = np.arange(k * k, dtype=winners.dtype).reshape(k, 1, k)  # u·k + v on the (u, ·, v) axes
 
-        def winners_block(lo, hi):                                             # channels lo..hi
+        def winners_block(lo, hi):  # channels lo..hi
             part = windows[:, lo:hi]
             won = np.empty_like(part, dtype=bool)
             np.equal(winners[:, lo:hi, :, None, :, None], tap, out=won)
@@ -311,8 +320,9 @@ class AvgPool(_Pool):
             return None, {}
         shape, dtype = cache
         share = grad_out / (self.size * self.size)
-        return self._scatter(((u, v, share) for u, v in self._taps()),
-                             np.zeros_like(share, dtype=dtype, shape=shape)), {}
+        return self._scatter(
+            ((u, v, share) for u, v in self._taps()), np.zeros_like(share, dtype=dtype, shape=shape)
+        ), {}
 
 
 class Dropout(Layer):

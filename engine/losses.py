@@ -4,6 +4,7 @@ Nielsen's BP1 is δ^L = ∇_a C ⊙ σ'(z^L).  For the two cross-entropies the �
 factor cancels and δ^L = (a − y)/n, which is both cheaper and stable, so
 those pairs are computed from z directly (log-sum-exp, softplus).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,9 @@ def one_hot(y: np.ndarray, classes: int, dtype) -> np.ndarray:
     return out
 
 
-def loss_and_delta(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray,
-                   activation: Activation, act_cache: Any) -> tuple[float, np.ndarray]:
+def loss_and_delta(
+    loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray, activation: Activation, act_cache: Any
+) -> tuple[float, np.ndarray]:
     """C and δ^L = ∂C/∂z^L (N, K) for labels ``y`` (N,), the last layer's z and a = σ(z) (N, K).
 
     ``act_cache`` is what ``activation.forward(z)`` returned with ``a``.

@@ -9,6 +9,7 @@ in ``params`` under ``"layers.{i}.W"`` / ``"layers.{i}.b"`` (docs/reference/weig
 PyTorch's layouts), as the same arrays the layers compute with, so an
 optimizer updates them in place.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,16 @@ def _build_layer(plan, rng: np.random.Generator, dtype) -> Layer:
     spec = plan.layer
     kind = spec["type"]
     if kind == "conv":
-        return Conv2D(plan.in_shape, spec["filters"], tuple(spec["kernel"]), spec["stride"], spec["padding"],
-                      spec["activation"], rng, dtype)
+        return Conv2D(
+            plan.in_shape,
+            spec["filters"],
+            tuple(spec["kernel"]),
+            spec["stride"],
+            spec["padding"],
+            spec["activation"],
+            rng,
+            dtype,
+        )
     if kind == "dense":
         return Dense(plan.in_shape, spec["units"], spec["activation"], rng, dtype)
     if kind == "maxpool":
@@ -56,8 +65,9 @@ class Network:
         self.plan = plan_model(model)
         self.layers = [_build_layer(p, self.rng, self.dtype) for p in self.plan]
         self.loss = model["loss"]
-        self.params = {f"layers.{i}.{name}": arr
-                       for i, layer in enumerate(self.layers) for name, arr in layer.params.items()}
+        self.params = {
+            f"layers.{i}.{name}": arr for i, layer in enumerate(self.layers) for name, arr in layer.params.items()
+        }
 
     @classmethod
     def from_spec(cls, model_spec: dict, seed: int = 0, dtype: str = DEFAULT_DTYPE) -> Network:
@@ -84,8 +94,9 @@ class Network:
         """x: (N, C, H, W) → the last layer's activations (N, units)."""
         return self.forward_cached(x, training, start)[0]
 
-    def forward_cached(self, x: np.ndarray, training: bool = False, start: int = 0,
-                       observe=None) -> tuple[np.ndarray, list]:
+    def forward_cached(
+        self, x: np.ndarray, training: bool = False, start: int = 0, observe=None
+    ) -> tuple[np.ndarray, list]:
         """x: (N, C, H, W) → (the last layer's activations (N, units), the cache of every layer run).
 
         ``start`` feeds ``x`` to layer ``start`` instead of the first (the
@@ -107,24 +118,27 @@ class Network:
         """C and δ^L = ∂C/∂z^L (N, units) for labels ``y`` (N,), from a forward pass's output and caches."""
         return self.layers[-1].loss_and_delta(self.loss, out, np.asarray(y), caches[-1])
 
-    def loss_and_gradients(self, x: np.ndarray, y: np.ndarray,
-                           training: bool = False) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_gradients(
+        self, x: np.ndarray, y: np.ndarray, training: bool = False
+    ) -> tuple[float, dict[str, np.ndarray]]:
         """The batch-mean loss for x (N, C, H, W), y (N,) and its exact gradients, keyed like ``params``."""
         out, caches = self.forward_cached(x, training)
         value, delta = self.loss_and_delta(out, y, caches)
         grads, _ = self.backward(delta, caches)
         return value, grads
 
-    def loss_and_all_gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray],
-                                                                             dict[int, np.ndarray]]:
+    def loss_and_all_gradients(
+        self, x: np.ndarray, y: np.ndarray
+    ) -> tuple[float, dict[str, np.ndarray], dict[int, np.ndarray]]:
         """As :meth:`loss_and_gradients` (not training), plus ∂C/∂(input of layer i) for every layer i."""
         out, caches = self.forward_cached(x)
         value, delta = self.loss_and_delta(out, y, caches)
         grads, input_grads = self.backward(delta, caches, input_grads=True)
         return value, grads, input_grads
 
-    def backward(self, delta: np.ndarray, caches: list, input_grads: bool = False,
-                 observe=None) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
+    def backward(
+        self, delta: np.ndarray, caches: list, input_grads: bool = False, observe=None
+    ) -> tuple[dict[str, np.ndarray], dict[int, np.ndarray]]:
         """Backpropagate δ^L = ∂C/∂z^L of the last layer through every layer, with the caches of a full forward pass.
 
         The last layer receives δ^L itself (its activation's factor is already
@@ -140,8 +154,9 @@ class Network:
         inputs: dict[int, np.ndarray] = {}
         if observe is not None:
             observe.delta(last, delta)
-        grad, per_layer[last] = self.layers[last].backward_from_delta(delta, caches[last],
-                                                                      need_input_grad=last > 0 or input_grads)
+        grad, per_layer[last] = self.layers[last].backward_from_delta(
+            delta, caches[last], need_input_grad=last > 0 or input_grads
+        )
         if observe is not None:
             observe.grads(last, per_layer[last])
         if input_grads:
@@ -167,14 +182,14 @@ class Network:
 
     def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Last-layer activations (N, units) for many samples x (N, C, H, W), in batches to bound memory."""
-        return np.concatenate([self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return np.concatenate([self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> tuple[float, float, np.ndarray]:
         """Mean loss, accuracy and predicted labels over a whole split (x (N, C, H, W), y (N,))."""
         total, predictions = 0.0, []
         for i in range(0, len(x), batch_size):
-            out, caches = self.forward_cached(x[i:i + batch_size])
-            value, _ = self.loss_and_delta(out, y[i:i + batch_size], caches)
+            out, caches = self.forward_cached(x[i : i + batch_size])
+            value, _ = self.loss_and_delta(out, y[i : i + batch_size], caches)
             total += value * len(out)
             predictions.append(out.argmax(axis=1))
         pred = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)

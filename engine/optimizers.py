@@ -4,6 +4,7 @@ L2 weight decay adds ``λ·w`` to each weight gradient (biases are not
 decayed), which is the gradient of ``(λ/2)‖w‖²``.  ``state()`` and
 ``load_state()`` carry everything an exact resume needs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,13 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with (heavy-ball) momentum: v ← μv − η g; w ← w + v."""
 
-    def __init__(self, params, lr: float, momentum: float = SGD_DEFAULTS["momentum"],
-                 weight_decay: float = TRAIN_DEFAULTS["weight_decay"]):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = SGD_DEFAULTS["momentum"],
+        weight_decay: float = TRAIN_DEFAULTS["weight_decay"],
+    ):
         super().__init__(params, weight_decay)
         self.lr, self.momentum = lr, momentum
         self.velocity = {k: np.zeros_like(p) for k, p in params.items()} if momentum else {}
@@ -70,8 +76,15 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias-corrected first and second moments."""
 
-    def __init__(self, params, lr: float, beta1: float = ADAM_DEFAULTS["beta1"], beta2: float = ADAM_DEFAULTS["beta2"],
-                 eps: float = ADAM_DEFAULTS["eps"], weight_decay: float = TRAIN_DEFAULTS["weight_decay"]):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        beta1: float = ADAM_DEFAULTS["beta1"],
+        beta2: float = ADAM_DEFAULTS["beta2"],
+        eps: float = ADAM_DEFAULTS["eps"],
+        weight_decay: float = TRAIN_DEFAULTS["weight_decay"],
+    ):
         super().__init__(params, weight_decay)
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = {k: np.zeros_like(p) for k, p in params.items()}
@@ -80,7 +93,7 @@ class Adam(Optimizer):
     def step(self, grads):
         self.t += 1
         # A Python float, so a float32 model's update stays in float32.
-        self._lr_t = float(self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t))
+        self._lr_t = float(self.lr * np.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t))
         for key, g in grads.items():
             self._update(key, self.params[key], self._grad(key, g))
 
@@ -93,8 +106,11 @@ class Adam(Optimizer):
         w -= self._lr_t * m / (np.sqrt(v) + self.eps)
 
     def state(self):
-        return {**super().state(), **{f"m/{k}": a for k, a in self.m.items()},
-                **{f"v/{k}": a for k, a in self.v.items()}}
+        return {
+            **super().state(),
+            **{f"m/{k}": a for k, a in self.m.items()},
+            **{f"v/{k}": a for k, a in self.v.items()},
+        }
 
     def load_state(self, state):
         super().load_state(state)
@@ -103,8 +119,9 @@ class Adam(Optimizer):
             self.v[k][...] = state[f"v/{k}"]
 
 
-def make_optimizer(spec: dict, params: dict[str, np.ndarray],
-                   weight_decay: float = TRAIN_DEFAULTS["weight_decay"]) -> Optimizer:
+def make_optimizer(
+    spec: dict, params: dict[str, np.ndarray], weight_decay: float = TRAIN_DEFAULTS["weight_decay"]
+) -> Optimizer:
     """The optimizer of a ``train.optimizer`` spec (omitted settings take the defaults of engine.constants)."""
     settings = {k: v for k, v in spec.items() if k != "type"}
     kind = spec["type"]

@@ -11,6 +11,7 @@ The budget is the BLAS thread count of the moment (``threadpoolctl`` reads it
 from the library, so a worker's ``threadpool_limits`` applies here too): a
 worker limited to one BLAS thread runs everything on one.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,6 +39,7 @@ def budget() -> int:
     controller = _state["controller"]
     if controller is None:
         from threadpoolctl import ThreadpoolController
+
         controller = _state["controller"] = ThreadpoolController().select(user_api="blas")
     return max([lib.num_threads for lib in controller.lib_controllers] or [1])
 

@@ -7,6 +7,7 @@ plans; the convolution and pooling code compute their output sides with
 
 Shapes are per sample: spatial ``(C, H, W)`` or flat ``(D,)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,12 +17,22 @@ from dataclasses import dataclass
 from .constants import ITEMSIZE
 from .errors import SpecError
 
-__all__ = ["LayerPlan", "output_size", "infer_shapes", "plan_model", "parameter_count", "estimate_batch_memory",
-           "layer_batch_elements", "multiply_adds", "SPATIAL_LAYERS", "PARAM_COPIES"]
+__all__ = [
+    "LayerPlan",
+    "output_size",
+    "infer_shapes",
+    "plan_model",
+    "parameter_count",
+    "estimate_batch_memory",
+    "layer_batch_elements",
+    "multiply_adds",
+    "SPATIAL_LAYERS",
+    "PARAM_COPIES",
+]
 
 #: Layers that need a spatial (C, H, W) input.
 SPATIAL_LAYERS = ("conv", "maxpool", "avgpool")
-PARAM_COPIES = 4                # params, grads and up to two optimizer moments (Adam)
+PARAM_COPIES = 4  # params, grads and up to two optimizer moments (Adam)
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -60,8 +71,11 @@ def infer_shapes(model: Mapping, path: str = "model") -> tuple[list[LayerPlan], 
         lpath = f"{path}.layers[{i}]"
         t = layer["type"]
         if t in SPATIAL_LAYERS and len(shape) != 3:
-            return plans, {"path": lpath, "message": f"{t} needs a spatial (C, H, W) input, but the previous layer "
-                                                     f"outputs a flat vector of {shape[0]}"}
+            return plans, {
+                "path": lpath,
+                "message": f"{t} needs a spatial (C, H, W) input, but the previous layer "
+                f"outputs a flat vector of {shape[0]}",
+            }
         params: dict[str, tuple[int, ...]] = {}
         if t == "conv":
             c, h, w = shape
@@ -78,12 +92,12 @@ def infer_shapes(model: Mapping, path: str = "model") -> tuple[list[LayerPlan], 
                 return plans, {"path": f"{lpath}.size", "message": _too_large(k, k, h, w, 0)}
             out = (c, output_size(h, k, s), output_size(w, k, s))
         elif t == "dense":
-            inputs = math.prod(shape)       # implicit flatten in (C, H, W) order
+            inputs = math.prod(shape)  # implicit flatten in (C, H, W) order
             out = (layer["units"],)
             params = {"W": (layer["units"], inputs), "b": (layer["units"],)}
         elif t == "flatten":
             out = (math.prod(shape),)
-        else:                               # dropout keeps the shape
+        else:  # dropout keeps the shape
             out = shape
         plans.append(LayerPlan(i, dict(layer), shape, out, params))
         shape = out
@@ -97,8 +111,10 @@ def _side(h: int, w: int) -> str:
 def _too_large(kh: int, kw: int, h: int, w: int, padding: int) -> str:
     k = str(kh) if kh == kw else _side(kh, kw)
     if padding:
-        return (f"{k} is larger than the {_side(h, w)} input with padding {padding} "
-                f"({_side(h + 2 * padding, w + 2 * padding)})")
+        return (
+            f"{k} is larger than the {_side(h, w)} input with padding {padding} "
+            f"({_side(h + 2 * padding, w + 2 * padding)})"
+        )
     return f"{k} is larger than the {_side(h, w)} input"
 
 

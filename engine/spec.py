@@ -41,6 +41,7 @@ Shape inference lives in :mod:`engine.shapes`, the vocabulary and defaults in
 standard library only (no NumPy): the API process imports it without pulling
 in the numeric stack (``tests/test_spec.py`` checks this in a subprocess).
 """
+
 from __future__ import annotations
 
 import math
@@ -86,22 +87,32 @@ from .fields import (
 from .shapes import SPATIAL_LAYERS, LayerPlan, estimate_batch_memory, infer_shapes
 
 __all__ = [
-    "SpecError", "Limits",
-    "JOB_TYPES", "LAYER_TYPES", "ACTIVATIONS", "LOSSES", "OPTIMIZERS", "DTYPES",
-    "BUILTIN_DATASETS", "GRADCHECK_DEFAULTS",
-    "validate_job_spec", "validate_model_spec",
-    "job_spec_schema", "JOB_SPEC_SCHEMA",
+    "SpecError",
+    "Limits",
+    "JOB_TYPES",
+    "LAYER_TYPES",
+    "ACTIVATIONS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "DTYPES",
+    "BUILTIN_DATASETS",
+    "GRADCHECK_DEFAULTS",
+    "validate_job_spec",
+    "validate_model_spec",
+    "job_spec_schema",
+    "JOB_SPEC_SCHEMA",
 ]
 
 
 MAX_SEED = 2**32 - 1
 MAX_TAG_LENGTH = 64
-MAX_FRACTION_SUM = 0.9          # test + validation must leave at least 10 % to train on
+MAX_FRACTION_SUM = 0.9  # test + validation must leave at least 10 % to train on
 MAX_GRADCHECK_EPS = 1e-2
-MAX_PRIORITY = 10               # |priority|: orders one user's own jobs only (fair share orders the users)
+MAX_PRIORITY = 10  # |priority|: orders one user's own jobs only (fair share orders the users)
 
 
 # --------------------------------------------------------------------------- limits
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -160,6 +171,7 @@ class Limits:
 
 # --------------------------------------------------------------------------- fields of the spec's own shape
 
+
 @dataclass(frozen=True)
 class Kernel(Field):
     """``kernel``: an int k (meaning k×k) or [kh, kw]; normalised to [kh, kw]."""
@@ -185,21 +197,31 @@ class Kernel(Field):
 class InputShape(Field):
     """``input_shape``: [C, H, W], each an integer within its own limit."""
 
-    items: tuple[Int, ...] = (Int(lo=1, hi="max_input_channels"), Int(lo=1, hi="max_input_side"),
-                              Int(lo=1, hi="max_input_side"))
+    items: tuple[Int, ...] = (
+        Int(lo=1, hi="max_input_channels"),
+        Int(lo=1, hi="max_input_side"),
+        Int(lo=1, hi="max_input_side"),
+    )
 
     def check(self, errs, shape, path, limits):
         if not isinstance(shape, (list, tuple)) or len(shape) != len(self.items):
             errs.add(path, f"must be an array [C, H, W] of three integers, got {json_type(shape)} {short_repr(shape)}")
             return None
-        vals = [item.check(errs, v, f"{path}[{i}]", limits)
-                for i, (v, item) in enumerate(zip(shape, self.items, strict=True))]
+        vals = [
+            item.check(errs, v, f"{path}[{i}]", limits)
+            for i, (v, item) in enumerate(zip(shape, self.items, strict=True))
+        ]
         return None if None in vals else vals
 
     def value_schema(self, limits):
         n = len(self.items)
-        return {"type": "array", "minItems": n, "maxItems": n,
-                "prefixItems": [item.schema(limits) for item in self.items], "items": False}
+        return {
+            "type": "array",
+            "minItems": n,
+            "maxItems": n,
+            "prefixItems": [item.schema(limits) for item in self.items],
+            "items": False,
+        }
 
 
 @dataclass(frozen=True)
@@ -235,13 +257,21 @@ class Tags(Field):
 # --------------------------------------------------------------------------- the tables: every per-field rule
 
 SEED = Int(default=TRAIN_DEFAULTS["seed"], lo=0, hi=MAX_SEED)
-ACTIVATION = Enum(default="relu", choices=ACTIVATIONS,
-                  description="default relu; required on the last layer; softmax only on the last layer")
+ACTIVATION = Enum(
+    default="relu",
+    choices=ACTIVATIONS,
+    description="default relu; required on the last layer; softmax only on the last layer",
+)
 # Strides are bounded by the input side (a longer stride sees one window); the message does not name the limit.
 CONV_STRIDE = Int(default=1, lo=1, hi="max_input_side", cite_limit=False)
 # A pool's stride defaults to its size (non-overlapping windows), as in PyTorch.
-POOL_STRIDE = Int(default=lambda layer: layer.get("size") or 1, lo=1, hi="max_input_side", cite_limit=False,
-                  description="default: the pool size")
+POOL_STRIDE = Int(
+    default=lambda layer: layer.get("size") or 1,
+    lo=1,
+    hi="max_input_side",
+    cite_limit=False,
+    description="default: the pool size",
+)
 
 
 def _fraction(default: float | None = None) -> Number:
@@ -253,9 +283,14 @@ def _pool(kind: str) -> Table:
 
 
 LAYER_FIELDS: dict[str, Table] = {
-    "conv": {"type": Const(choices=("conv",)), "filters": Int(lo=1, hi="max_filters"),
-             "kernel": Kernel(description="k (k×k) or [kh, kw]"), "stride": CONV_STRIDE,
-             "padding": Int(default=0, lo=0, hi="max_kernel", cite_limit=False), "activation": ACTIVATION},
+    "conv": {
+        "type": Const(choices=("conv",)),
+        "filters": Int(lo=1, hi="max_filters"),
+        "kernel": Kernel(description="k (k×k) or [kh, kw]"),
+        "stride": CONV_STRIDE,
+        "padding": Int(default=0, lo=0, hi="max_kernel", cite_limit=False),
+        "activation": ACTIVATION,
+    },
     "maxpool": _pool("maxpool"),
     "avgpool": _pool("avgpool"),
     "dense": {"type": Const(choices=("dense",)), "units": Int(lo=1, hi="max_units"), "activation": ACTIVATION},
@@ -267,29 +302,40 @@ LAYER_TYPE = Enum(choices=LAYER_TYPES)
 
 MODEL_FIELDS: Table = {
     "input_shape": InputShape(description="[C, H, W]"),
-    "layers": Field(description="the last layer must be dense"),      # a list of layers: see _check_layers
+    "layers": Field(description="the last layer must be dense"),  # a list of layers: see _check_layers
     "loss": Enum(choices=LOSSES, description="cross_entropy needs a softmax or sigmoid last layer"),
 }
 
 DATA_FIELDS: Table = {
-    "dataset": Str(max_length="max_name_length", allow_empty=False,
-                   description=f"built-in ({', '.join(BUILTIN_DATASETS)}) or the id of an uploaded dataset"),
+    "dataset": Str(
+        max_length="max_name_length",
+        allow_empty=False,
+        description=f"built-in ({', '.join(BUILTIN_DATASETS)}) or the id of an uploaded dataset",
+    ),
     "test_fraction": _fraction(DATA_DEFAULTS["test_fraction"]),
     "validation_fraction": _fraction(DATA_DEFAULTS["validation_fraction"]),
 }
 
 OPTIMIZER_FIELDS: dict[str, Table] = {
-    "sgd": {"type": Const(choices=("sgd",)), "lr": Number(lo=0.0, lo_open=True),
-            "momentum": _fraction(SGD_DEFAULTS["momentum"])},
-    "adam": {"type": Const(choices=("adam",)), "lr": Number(lo=0.0, lo_open=True),
-             "beta1": _fraction(ADAM_DEFAULTS["beta1"]), "beta2": _fraction(ADAM_DEFAULTS["beta2"]),
-             "eps": Number(default=ADAM_DEFAULTS["eps"], lo=0.0, lo_open=True)},
+    "sgd": {
+        "type": Const(choices=("sgd",)),
+        "lr": Number(lo=0.0, lo_open=True),
+        "momentum": _fraction(SGD_DEFAULTS["momentum"]),
+    },
+    "adam": {
+        "type": Const(choices=("adam",)),
+        "lr": Number(lo=0.0, lo_open=True),
+        "beta1": _fraction(ADAM_DEFAULTS["beta1"]),
+        "beta2": _fraction(ADAM_DEFAULTS["beta2"]),
+        "eps": Number(default=ADAM_DEFAULTS["eps"], lo=0.0, lo_open=True),
+    },
 }
 
 TRAIN_FIELDS: Table = {
     "epochs": Int(lo=1, hi="max_epochs"),
-    "batch_size": Int(lo=1, hi="max_batch_size",
-                      description="estimated batch memory at most {limits.max_batch_memory_bytes} bytes"),
+    "batch_size": Int(
+        lo=1, hi="max_batch_size", description="estimated batch memory at most {limits.max_batch_memory_bytes} bytes"
+    ),
     "seed": SEED,
     "dtype": Enum(default=TRAIN_DEFAULTS["dtype"], choices=DTYPES),
     "optimizer": Variants(variants=OPTIMIZER_FIELDS),
@@ -308,8 +354,9 @@ JOB_FIELDS: Table = {
     "type": Enum(choices=JOB_TYPES),
     "name": Str(default="", max_length="max_name_length", description="empty: derived from type and dataset"),
     "tags": Tags(default=[]),
-    "priority": Int(default=0, lo=-MAX_PRIORITY, hi=MAX_PRIORITY,
-                    description="higher runs first among the same user's queued jobs"),
+    "priority": Int(
+        default=0, lo=-MAX_PRIORITY, hi=MAX_PRIORITY, description="higher runs first among the same user's queued jobs"
+    ),
     "model": Field(),
     "data": Field(),
     "train": Field(),
@@ -319,8 +366,10 @@ JOB_FIELDS: Table = {
 
 # --------------------------------------------------------------------------- layers
 
-def _check_layer(errs: ErrorList, layer: Any, path: str, limits: Limits,
-                 is_last: bool) -> tuple[str | None, dict | None]:
+
+def _check_layer(
+    errs: ErrorList, layer: Any, path: str, limits: Limits, is_last: bool
+) -> tuple[str | None, dict | None]:
     """Validate one layer's own fields. Returns (type or None, normalised layer or None).
 
     The type is returned even when other fields are invalid so that the
@@ -357,8 +406,7 @@ def _check_layers(errs: ErrorList, m: Mapping, path: str, limits: Limits) -> tup
     if len(layers) > limits.max_layers:
         errs.add(p, f"{len(layers)} layers is over the limit of {limits.max_layers}")
         return None, []
-    checked = [_check_layer(errs, layer, f"{p}[{i}]", limits, i == len(layers) - 1)
-               for i, layer in enumerate(layers)]
+    checked = [_check_layer(errs, layer, f"{p}[{i}]", limits, i == len(layers) - 1) for i, layer in enumerate(layers)]
     return [c[1] for c in checked], [c[0] for c in checked]
 
 
@@ -370,9 +418,11 @@ def _check_order(errs: ErrorList, types: list[str | None], path: str) -> bool:
         if t in ("dense", "flatten") and flat_since is None:
             flat_since = i
         elif t in SPATIAL_LAYERS and flat_since is not None:
-            errs.add(f"{path}.layers[{i}]",
-                     f"{t} needs a spatial (C, H, W) input, but layer {flat_since} "
-                     f"({types[flat_since]}) already made it a flat vector")
+            errs.add(
+                f"{path}.layers[{i}]",
+                f"{t} needs a spatial (C, H, W) input, but layer {flat_since} "
+                f"({types[flat_since]}) already made it a flat vector",
+            )
             ok = False
     if types and types[-1] is not None and types[-1] != "dense":
         errs.add(f"{path}.layers[{len(types) - 1}]", f"the last layer must be dense, got {types[-1]}")
@@ -380,6 +430,7 @@ def _check_order(errs: ErrorList, types: list[str | None], path: str) -> bool:
 
 
 # --------------------------------------------------------------------------- model
+
 
 def _check_model(errs: ErrorList, model: Any, limits: Limits, path: str) -> tuple[dict | None, list[LayerPlan] | None]:
     """Validate and normalise a model; returns (model, plans), either None when invalid."""
@@ -415,9 +466,11 @@ def _check_loss(errs: ErrorList, loss: str, layers: list[dict], path: str) -> No
     last = layers[-1]
     act = last.get("activation")
     if loss == "cross_entropy" and last["type"] == "dense" and act not in ("softmax", "sigmoid"):
-        errs.add(join(path, "loss"),
-                 f"cross_entropy needs the last layer's activation to be softmax or sigmoid, "
-                 f"but layer {len(layers) - 1} uses {act} (use quadratic, or change the activation)")
+        errs.add(
+            join(path, "loss"),
+            f"cross_entropy needs the last layer's activation to be softmax or sigmoid, "
+            f"but layer {len(layers) - 1} uses {act} (use quadratic, or change the activation)",
+        )
 
 
 def validate_model_spec(model: Any, limits: Limits = Limits(), path: str = "model") -> dict:
@@ -434,6 +487,7 @@ def validate_model_spec(model: Any, limits: Limits = Limits(), path: str = "mode
 
 
 # --------------------------------------------------------------------------- job sections
+
 
 def _check_section(errs: ErrorList, obj: Any, path: str, table: Table, limits: Limits) -> dict | None:
     """An object whose keys are exactly a table's, read field by field; None if anything is invalid."""
@@ -467,8 +521,10 @@ def _check_gradcheck(errs: ErrorList, gc: Any, path: str, limits: Limits) -> dic
 
 # --------------------------------------------------------------------------- job
 
-def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
-                      datasets: Callable[[str], tuple[int, ...] | None] | None = None) -> dict:
+
+def validate_job_spec(
+    obj: Any, limits: Limits = Limits(), *, datasets: Callable[[str], tuple[int, ...] | None] | None = None
+) -> dict:
     """Validate a whole job spec (docs/reference/job-spec.md) and return a NEW normalised dict.
 
     Every default is filled in (see :func:`validate_model_spec` for the model;
@@ -538,8 +594,13 @@ def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
         _check_cost(errs, jtype, plans, model, section, limits)
 
     errs.raise_if_any()
-    out: dict[str, Any] = {"type": jtype, "name": name or _default_name(jtype, data, limits), "tags": tags,
-                           "priority": priority, "model": model}
+    out: dict[str, Any] = {
+        "type": jtype,
+        "name": name or _default_name(jtype, data, limits),
+        "tags": tags,
+        "priority": priority,
+        "model": model,
+    }
     if data is not None:
         out["data"] = data
     out[jtype] = section
@@ -548,10 +609,12 @@ def validate_job_spec(obj: Any, limits: Limits = Limits(), *,
 
 def _default_name(jtype: str, data: dict | None, limits: Limits) -> str:
     name = f"{jtype}-{data['dataset']}" if data else jtype
-    return name[:limits.max_name_length]
+    return name[: limits.max_name_length]
 
 
-def _dataset_info(dataset: str, datasets: Callable[[str], tuple[int, ...] | None] | None) -> tuple[bool, tuple | None, int | None]:
+def _dataset_info(
+    dataset: str, datasets: Callable[[str], tuple[int, ...] | None] | None
+) -> tuple[bool, tuple | None, int | None]:
     """(known, shape, classes) of a dataset id; known is True when no resolver is given."""
     if dataset in BUILTIN_DATASETS:
         info = BUILTIN_DATASETS[dataset]
@@ -569,21 +632,26 @@ def _check_dataset_fit(errs: ErrorList, model: dict, dataset: str, datasets) -> 
         errs.add("data.dataset", f"unknown dataset {dataset!r}")
         return
     if shape is not None and tuple(model["input_shape"]) != shape:
-        errs.add("model.input_shape",
-                 f"{list(model['input_shape'])} does not match the sample shape {list(shape)} of dataset {dataset!r}")
+        errs.add(
+            "model.input_shape",
+            f"{list(model['input_shape'])} does not match the sample shape {list(shape)} of dataset {dataset!r}",
+        )
     last = len(model["layers"]) - 1
     units = model["layers"][last]["units"]
     if classes is not None and units != classes:
-        errs.add(f"model.layers[{last}].units",
-                 f"the last layer has {units} units but dataset {dataset!r} has {classes} classes")
+        errs.add(
+            f"model.layers[{last}].units",
+            f"the last layer has {units} units but dataset {dataset!r} has {classes} classes",
+        )
 
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:,.1f} MB"
 
 
-def _check_cost(errs: ErrorList, jtype: str, plans: list[LayerPlan], model: dict, section: dict,
-                limits: Limits) -> None:
+def _check_cost(
+    errs: ErrorList, jtype: str, plans: list[LayerPlan], model: dict, section: dict, limits: Limits
+) -> None:
     """Bounds that depend on the model and the run together: batch memory, gradcheck size."""
     if jtype == "train":
         dtype, path = section["dtype"], "train.batch_size"
@@ -591,21 +659,31 @@ def _check_cost(errs: ErrorList, jtype: str, plans: list[LayerPlan], model: dict
         dtype, path = GRADCHECK_DTYPE, "gradcheck.batch_size"
         n_params = sum(p.parameter_count for p in plans)
         if n_params > limits.max_gradcheck_parameters:
-            errs.add("model", f"the model has {n_params:,} parameters, over the gradcheck limit of "
-                              f"{limits.max_gradcheck_parameters:,} (the check runs 2 forward passes per parameter)")
+            errs.add(
+                "model",
+                f"the model has {n_params:,} parameters, over the gradcheck limit of "
+                f"{limits.max_gradcheck_parameters:,} (the check runs 2 forward passes per parameter)",
+            )
         # Every entry of every layer's input is perturbed too, for each sample of the batch.
         inputs = section["batch_size"] * sum(math.prod(p.in_shape) for p in plans)
         if n_params + inputs > limits.max_gradcheck_entries:
-            errs.add(path, f"the check would perturb {n_params + inputs:,} entries ({n_params:,} parameters and "
-                           f"{inputs:,} layer-input entries for a batch of {section['batch_size']}), over the "
-                           f"limit of {limits.max_gradcheck_entries:,}")
+            errs.add(
+                path,
+                f"the check would perturb {n_params + inputs:,} entries ({n_params:,} parameters and "
+                f"{inputs:,} layer-input entries for a batch of {section['batch_size']}), over the "
+                f"limit of {limits.max_gradcheck_entries:,}",
+            )
     mem = estimate_batch_memory(model, section["batch_size"], dtype)
     if mem > limits.max_batch_memory_bytes:
-        errs.add(path, f"one batch of {section['batch_size']} needs an estimated {_mb(mem)} ({dtype}), "
-                       f"over the limit of {_mb(limits.max_batch_memory_bytes)}")
+        errs.add(
+            path,
+            f"one batch of {section['batch_size']} needs an estimated {_mb(mem)} ({dtype}), "
+            f"over the limit of {_mb(limits.max_batch_memory_bytes)}",
+        )
 
 
 # --------------------------------------------------------------------------- JSON Schema, from the same tables
+
 
 def _layer_schemas(limits: Limits) -> list[dict]:
     return [table_schema(table, limits, LAYER_DESCRIPTIONS.get(kind)) for kind, table in LAYER_FIELDS.items()]
@@ -622,26 +700,37 @@ def job_spec_schema(limits: Limits = Limits()) -> dict:
     enforced by :func:`validate_job_spec` only. Note that JSON Schema's
     ``integer`` admits ``5.0``; the validator does not.
     """
-    layers = {"type": "array", "minItems": 1, "maxItems": limits.max_layers,
-              "items": {"oneOf": _layer_schemas(limits)}, "description": MODEL_FIELDS["layers"].description}
+    layers = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": limits.max_layers,
+        "items": {"oneOf": _layer_schemas(limits)},
+        "description": MODEL_FIELDS["layers"].description,
+    }
     model = table_schema(MODEL_FIELDS, limits, f"at most {limits.max_parameters} parameters", {"layers": layers})
     data = table_schema(DATA_FIELDS, limits, f"test_fraction + validation_fraction < {MAX_FRACTION_SUM}")
     train = table_schema(TRAIN_FIELDS, limits)
-    gradcheck = table_schema(GRADCHECK_FIELDS, limits,
-                             f"runs in {GRADCHECK_DTYPE}; model at most {limits.max_gradcheck_parameters} parameters")
+    gradcheck = table_schema(
+        GRADCHECK_FIELDS,
+        limits,
+        f"runs in {GRADCHECK_DTYPE}; model at most {limits.max_gradcheck_parameters} parameters",
+    )
 
     def job(kind: str, section: dict, required: list[str], description: str) -> dict:
         table = {k: f for k, f in JOB_FIELDS.items() if k not in JOB_TYPES or k == kind}
-        s = table_schema(table, limits, description,
-                         {"type": {"const": kind}, "model": model, "data": data, kind: section})
+        s = table_schema(
+            table, limits, description, {"type": {"const": kind}, "model": model, "data": data, kind: section}
+        )
         s["required"] = required
         return s
 
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "convlab job spec",
-        "oneOf": [job("train", train, ["type", "model", "data", "train"], "train job"),
-                  job("gradcheck", gradcheck, ["type", "model", "gradcheck"], "gradcheck job (data optional, unused)")],
+        "oneOf": [
+            job("train", train, ["type", "model", "data", "train"], "train job"),
+            job("gradcheck", gradcheck, ["type", "model", "gradcheck"], "gradcheck job (data optional, unused)"),
+        ],
     }
 
 

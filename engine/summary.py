@@ -12,6 +12,7 @@ editor can mark the offending one as the user types.
 
 Standard library only, like :mod:`engine.spec`: the API process imports it.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,12 +45,15 @@ def _run_settings(spec: Mapping, limits: Limits) -> tuple[int | None, str]:
     section = spec.get("train") if isinstance(spec.get("train"), Mapping) else {}
     batch = section.get("batch_size")
     dtype = section.get("dtype", TRAIN_DEFAULTS["dtype"])
-    return ((batch if is_int(batch) and 1 <= batch <= limits.max_batch_size else None),
-            dtype if dtype in ITEMSIZE else TRAIN_DEFAULTS["dtype"])
+    return (
+        (batch if is_int(batch) and 1 <= batch <= limits.max_batch_size else None),
+        dtype if dtype in ITEMSIZE else TRAIN_DEFAULTS["dtype"],
+    )
 
 
-def model_summary(spec: Any, limits: Limits | None = None, *,
-                  datasets: Callable[[str], tuple[int, ...] | None] | None = None) -> dict[str, Any]:
+def model_summary(
+    spec: Any, limits: Limits | None = None, *, datasets: Callable[[str], tuple[int, ...] | None] | None = None
+) -> dict[str, Any]:
     """Summarise a job spec's model (docs/reference/http-api.md#model-summary).
 
     Returns ``{"valid", "errors", "input_shape", "batch_size", "dtype", "layers", "totals", "limits"}``.
@@ -71,20 +75,25 @@ def model_summary(spec: Any, limits: Limits | None = None, *,
     spec = spec if isinstance(spec, Mapping) else {}
     model = spec.get("model") if isinstance(spec.get("model"), Mapping) else {}
     batch, dtype = _run_settings(spec, limits)
-    scratch = ErrorList()           # the errors that matter are the validator's, above
-    input_shape = MODEL_FIELDS["input_shape"].read(scratch, model, "input_shape", "model", limits) \
-        if "input_shape" in model else None
+    scratch = ErrorList()  # the errors that matter are the validator's, above
+    input_shape = (
+        MODEL_FIELDS["input_shape"].read(scratch, model, "input_shape", "model", limits)
+        if "input_shape" in model
+        else None
+    )
     raw_layers = model.get("layers")
-    raw_layers = list(raw_layers)[:limits.max_layers] if isinstance(raw_layers, (list, tuple)) else []
-    layers = [_check_layer(scratch, layer, f"model.layers[{i}]", limits, i == len(raw_layers) - 1)[1]
-              for i, layer in enumerate(raw_layers)]
+    raw_layers = list(raw_layers)[: limits.max_layers] if isinstance(raw_layers, (list, tuple)) else []
+    layers = [
+        _check_layer(scratch, layer, f"model.layers[{i}]", limits, i == len(raw_layers) - 1)[1]
+        for i, layer in enumerate(raw_layers)
+    ]
     readable = next((i for i, layer in enumerate(layers) if layer is None), len(layers))
 
     plans = []
     if input_shape is not None and readable:
         plans, geometry = infer_shapes({"input_shape": input_shape, "layers": layers[:readable]}, "model")
         if geometry and geometry not in errors:
-            errors.append(geometry)     # found even where the validator stops early (a later layer is invalid)
+            errors.append(geometry)  # found even where the validator stops early (a later layer is invalid)
 
     by_layer: dict[int, list[dict[str, str]]] = {}
     for e in errors:
@@ -97,26 +106,48 @@ def model_summary(spec: Any, limits: Limits | None = None, *,
     rows = []
     for i, raw in enumerate(raw_layers):
         row: dict[str, Any] = {
-            "index": i, "path": f"model.layers[{i}]",
+            "index": i,
+            "path": f"model.layers[{i}]",
             "type": raw.get("type") if isinstance(raw, Mapping) and isinstance(raw.get("type"), str) else None,
-            "layer": layers[i], "output_shape": None, "parameters": None, "multiply_adds": None,
-            "memory_bytes": None, "errors": by_layer.get(i, [])}
+            "layer": layers[i],
+            "output_shape": None,
+            "parameters": None,
+            "multiply_adds": None,
+            "memory_bytes": None,
+            "errors": by_layer.get(i, []),
+        }
         if i < len(plans):
             p = plans[i]
-            row.update(output_shape=list(p.out_shape), parameters=p.parameter_count, multiply_adds=multiply_adds(p),
-                       memory_bytes=layer_batch_elements(p, n) * itemsize)
+            row.update(
+                output_shape=list(p.out_shape),
+                parameters=p.parameter_count,
+                multiply_adds=multiply_adds(p),
+                memory_bytes=layer_batch_elements(p, n) * itemsize,
+            )
         rows.append(row)
 
     params = sum(p.parameter_count for p in plans)
-    totals = {"parameters": params,
-              "multiply_adds": sum(multiply_adds(p) for p in plans),
-              "memory_bytes": (sum(layer_batch_elements(p, n) for p in plans) + PARAM_COPIES * params) * itemsize,
-              "complete": bool(raw_layers) and len(plans) == len(raw_layers)}
-    shown_limits = {"max_parameters": limits.max_parameters, "max_batch_memory_bytes": limits.max_batch_memory_bytes,
-                    "max_layers": limits.max_layers}
+    totals = {
+        "parameters": params,
+        "multiply_adds": sum(multiply_adds(p) for p in plans),
+        "memory_bytes": (sum(layer_batch_elements(p, n) for p in plans) + PARAM_COPIES * params) * itemsize,
+        "complete": bool(raw_layers) and len(plans) == len(raw_layers),
+    }
+    shown_limits = {
+        "max_parameters": limits.max_parameters,
+        "max_batch_memory_bytes": limits.max_batch_memory_bytes,
+        "max_layers": limits.max_layers,
+    }
     if spec.get("type") == "gradcheck":
         shown_limits["max_gradcheck_parameters"] = limits.max_gradcheck_parameters
         shown_limits["max_gradcheck_entries"] = limits.max_gradcheck_entries
-    return {"valid": not errors, "errors": errors, "input_shape": input_shape, "batch_size": batch, "dtype": dtype,
-            "layers": rows, "totals": totals, "limits": shown_limits}
-
+    return {
+        "valid": not errors,
+        "errors": errors,
+        "input_shape": input_shape,
+        "batch_size": batch,
+        "dtype": dtype,
+        "layers": rows,
+        "totals": totals,
+        "limits": shown_limits,
+    }

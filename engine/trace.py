@@ -6,6 +6,7 @@ kernel, the kernel rotated by 180°, the incoming delta δ^l, the outgoing delta
 contrast, the outgoing delta computed *without* the rotation.  Computed with
 the loop references, which read like the equations.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,7 @@ def backward_trace(size: int = 5, kernel: int = 3, stride: int = 1, padding: int
     # Small integers keep the arithmetic easy to follow by hand.
     x = rng.integers(0, 4, (1, 1, size, size)).astype(np.float64)
     w = rng.integers(-2, 3, (1, 1, kernel, kernel)).astype(np.float64)
-    while np.array_equal(w, conv.rot180(w)):      # a symmetric kernel would hide the rotation
+    while np.array_equal(w, conv.rot180(w)):  # a symmetric kernel would hide the rotation
         w = rng.integers(-2, 3, (1, 1, kernel, kernel)).astype(np.float64)
     xp = conv.pad(x, padding)
     z = conv.correlate_valid_reference(xp, w, stride)
@@ -34,9 +35,10 @@ def backward_trace(size: int = 5, kernel: int = 3, stride: int = 1, padding: int
     delta_out = conv.unpad(conv.convolve_full_rotated_reference(delta, conv.rot180(w), stride, in_shape), padding)
     unrotated = conv.unpad(conv.convolve_full_rotated_reference(delta, w, stride, in_shape), padding)
     grad_w = conv.weight_gradient_reference(xp, delta, stride, (kernel, kernel))
-    as_list = lambda a: a[0, 0].tolist()   # noqa: E731
+    as_list = lambda a: a[0, 0].tolist()  # noqa: E731
     return {
-        "stride": stride, "padding": padding,
+        "stride": stride,
+        "padding": padding,
         "input": as_list(x),
         "kernel": as_list(w),
         "kernel_rotated": as_list(conv.rot180(w)),

@@ -17,6 +17,7 @@ was never computed), with the batch and the last finite parameters attached
 for the triage report (engine.triage).  At the last step of each epoch the
 layer-health series are emitted (:data:`HEALTH_SERIES`, docs/trust.md).
 """
+
 from __future__ import annotations
 
 import io
@@ -44,9 +45,9 @@ class TrainState:
     epoch: int = 0
     batch: int = 0
     step: int = 0
-    order: np.ndarray | None = None     # this epoch's shuffle, while an epoch is under way
-    seconds: float = 0.0                # training time so far, across resumes
-    history: dict = field(default_factory=dict)   # last values of each series
+    order: np.ndarray | None = None  # this epoch's shuffle, while an epoch is under way
+    seconds: float = 0.0  # training time so far, across resumes
+    history: dict = field(default_factory=dict)  # last values of each series
 
 
 class Trainer:
@@ -60,7 +61,7 @@ class Trainer:
         self.rng = np.random.default_rng([seed, 1])
         self.state = TrainState()
         self.watch = Watch(len(net.layers), watched={i for i, layer in enumerate(net.layers) if layer.params})
-        self.last_finite: tuple[int, dict[str, np.ndarray]] | None = None   # (step, params) at an epoch's end
+        self.last_finite: tuple[int, dict[str, np.ndarray]] | None = None  # (step, params) at an epoch's end
 
     def _keep_finite(self) -> None:
         """Remember the parameters as they are now (checked finite): the triage's gradient check starts there."""
@@ -69,7 +70,7 @@ class Trainer:
     def _step(self, x: np.ndarray, y: np.ndarray, health: bool) -> tuple[float, dict[str, float]]:
         """One watched optimizer step on batch (x, y); the layer-health values when ``health``."""
         net, watch, st = self.net, self.watch, self.state
-        watch.begin(st.step + 1, st.epoch + 1)     # 1-based, as people count epochs
+        watch.begin(st.step + 1, st.epoch + 1)  # 1-based, as people count epochs
         out, caches = net.forward_cached(x, training=True, observe=watch)
         loss, delta = net.loss_and_delta(out, y, caches)
         watch.loss(loss)
@@ -82,7 +83,7 @@ class Trainer:
             return loss, {}
         values: dict[str, float] = {}
         for key, w0 in before.items():
-            prefix = key[:-len(".W")]
+            prefix = key[: -len(".W")]
             values[f"{prefix}.weight_norm"] = norms[key]
             values[f"{prefix}.grad_norm"] = watch.grad_norms[key]
             w0_norm = float(np.linalg.norm(w0))
@@ -91,14 +92,22 @@ class Trainer:
         for i, (layer, cache) in enumerate(zip(net.layers, caches, strict=True)):
             act = getattr(layer, "act", None)
             if act is not None and act.name == "relu":
-                mask = cache.act                     # z > 0, (N, F, Ho, Wo) or (N, units)
+                mask = cache.act  # z > 0, (N, F, Ho, Wo) or (N, units)
                 alive = mask.any(axis=tuple(a for a in range(mask.ndim) if a != 1))
                 values[f"layers.{i}.dead_relu"] = float(1.0 - alive.mean())
         return loss, values
 
-    def run(self, x_train, y_train, x_val=None, y_val=None, *, on_metric: MetricCallback | None = None,
-            on_epoch_end: Callable[[Trainer], object] | None = None,
-            on_batch_end: Callable[[Trainer], object] | None = None) -> bool:
+    def run(
+        self,
+        x_train,
+        y_train,
+        x_val=None,
+        y_val=None,
+        *,
+        on_metric: MetricCallback | None = None,
+        on_epoch_end: Callable[[Trainer], object] | None = None,
+        on_batch_end: Callable[[Trainer], object] | None = None,
+    ) -> bool:
         """Train until ``epochs`` are complete; True when finished, False when asked to stop.
 
         ``on_epoch_end`` runs after each epoch's validation (a worker saves its
@@ -115,7 +124,7 @@ class Trainer:
             started = time.perf_counter()
             stop = False
             while st.batch < batches and not stop:
-                idx = st.order[st.batch * self.batch_size:(st.batch + 1) * self.batch_size]
+                idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
                 try:
                     # Overflow is what the watch reports, in its own words: no RuntimeWarning per step.
                     with np.errstate(over="ignore", invalid="ignore"):
@@ -161,7 +170,10 @@ class Trainer:
         """The complete state as ``.npz`` bytes (plain arrays and JSON text: no pickle)."""
         st = self.state
         meta = {
-            "epoch": st.epoch, "batch": st.batch, "step": st.step, "seconds": st.seconds,
+            "epoch": st.epoch,
+            "batch": st.batch,
+            "step": st.step,
+            "seconds": st.seconds,
             "history": st.history,
             "net_rng": self.net.rng.bit_generator.state,
             "train_rng": self.rng.bit_generator.state,
@@ -180,9 +192,15 @@ class Trainer:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-        self.net.load_params({k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")})
-        self.optimizer.load_state({k[len("opt/"):]: v for k, v in arrays.items() if k.startswith("opt/")})
+        self.net.load_params({k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")})
+        self.optimizer.load_state({k[len("opt/") :]: v for k, v in arrays.items() if k.startswith("opt/")})
         self.net.rng.bit_generator.state = meta["net_rng"]
         self.rng.bit_generator.state = meta["train_rng"]
-        self.state = TrainState(epoch=meta["epoch"], batch=meta["batch"], step=meta["step"],
-                                order=arrays.get("order"), seconds=meta["seconds"], history=meta["history"])
+        self.state = TrainState(
+            epoch=meta["epoch"],
+            batch=meta["batch"],
+            step=meta["step"],
+            order=arrays.get("order"),
+            seconds=meta["seconds"],
+            history=meta["history"],
+        )

@@ -6,6 +6,7 @@ watch's ring buffer), a spot gradient check at the last finite parameters
 (is the backward pass right, or is the step too big?) and a plain-language
 hint.  Everything in it is JSON-safe (non-finite numbers as strings).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,15 +17,22 @@ from .gradient_check import NOISE_ULPS, TOLERANCE, relative_error
 from .network import Network
 from .watch import Diverged, json_safe
 
-SPOT_BATCH = 4              # samples of the diverging batch the spot check uses
-SPOT_ENTRIES = 12           # entries checked per parameter tensor (the largest gradients, then random)
+SPOT_BATCH = 4  # samples of the diverging batch the spot check uses
+SPOT_ENTRIES = 12  # entries checked per parameter tensor (the largest gradients, then random)
 SPOT_EPS = 1e-6
-INPUT_SCALE_LIMIT = 100.0   # |x| beyond this is an input-scale problem, not a learning-rate one
-SATURATED = 0.9             # fraction of sigmoid/tanh outputs within 1e-3 of a bound that counts as saturated
+INPUT_SCALE_LIMIT = 100.0  # |x| beyond this is an input-scale problem, not a learning-rate one
+SATURATED = 0.9  # fraction of sigmoid/tanh outputs within 1e-3 of a bound that counts as saturated
 
 
-def spot_gradcheck(model: dict, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                   seed: int = 0, entries: int = SPOT_ENTRIES, eps: float = SPOT_EPS) -> dict:
+def spot_gradcheck(
+    model: dict,
+    params: dict[str, np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int = 0,
+    entries: int = SPOT_ENTRIES,
+    eps: float = SPOT_EPS,
+) -> dict:
     """engine.gradcheck's centred differences in float64 on a few entries of every parameter tensor.
 
     The network of ``model`` gets ``params``; the loss is that of batch (x, y)
@@ -38,8 +46,11 @@ def spot_gradcheck(model: dict, params: dict[str, np.ndarray], x: np.ndarray, y:
     x = np.asarray(x, dtype=np.float64)
     loss, grads = net.loss_and_gradients(x, y)
     if not math.isfinite(loss):
-        return {"passed": None, "loss": json_safe(loss), "reason": "the loss at the last finite parameters is "
-                "itself not finite on this batch"}
+        return {
+            "passed": None,
+            "loss": json_safe(loss),
+            "reason": "the loss at the last finite parameters is itself not finite on this batch",
+        }
     _, caches = net.forward_cached(x)
     base_sig = net.signature(caches)
     noise_floor = NOISE_ULPS * np.finfo(np.float64).eps * max(abs(loss), 1.0) / eps
@@ -53,8 +64,9 @@ def spot_gradcheck(model: dict, params: dict[str, np.ndarray], x: np.ndarray, y:
     for key, param in net.params.items():
         flat, g = param.reshape(-1), grads[key].reshape(-1)
         order = np.argsort(-np.abs(g), kind="stable")
-        pick = list(order[:entries // 2]) + list(rng.choice(g.size, size=min(g.size, entries - entries // 2),
-                                                            replace=False))
+        pick = list(order[: entries // 2]) + list(
+            rng.choice(g.size, size=min(g.size, entries - entries // 2), replace=False)
+        )
         pick = list(dict.fromkeys(int(k) for k in pick))
         errs = []
         for k in pick:
@@ -64,8 +76,9 @@ def spot_gradcheck(model: dict, params: dict[str, np.ndarray], x: np.ndarray, y:
             flat[k] = old - eps
             minus, sig_m = loss_sig()
             flat[k] = old
-            same = all(np.array_equal(a, b) for a, b in zip(sig_p, base_sig, strict=True)) and \
-                all(np.array_equal(a, b) for a, b in zip(sig_m, base_sig, strict=True))
+            same = all(np.array_equal(a, b) for a, b in zip(sig_p, base_sig, strict=True)) and all(
+                np.array_equal(a, b) for a, b in zip(sig_m, base_sig, strict=True)
+            )
             if not same:
                 kinks += 1
                 continue
@@ -76,12 +89,29 @@ def spot_gradcheck(model: dict, params: dict[str, np.ndarray], x: np.ndarray, y:
             errs.append(err)
         tensor_worst = max(errs, default=0.0)
         worst = max(worst, tensor_worst)
-        tensors.append({"param": key, "checked": len(errs), "max_relative_error": tensor_worst,
-                        "grad_norm": float(np.linalg.norm(g))})
+        tensors.append(
+            {
+                "param": key,
+                "checked": len(errs),
+                "max_relative_error": tensor_worst,
+                "grad_norm": float(np.linalg.norm(g)),
+            }
+        )
     grad_norm = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in grads.values()))
-    return json_safe({"passed": failures == 0, "max_relative_error": worst, "failures": failures, "kinks": kinks,
-                      "tolerance": TOLERANCE, "eps": eps, "batch_size": int(len(x)), "loss": loss,
-                      "grad_norm": grad_norm, "params": tensors})
+    return json_safe(
+        {
+            "passed": failures == 0,
+            "max_relative_error": worst,
+            "failures": failures,
+            "kinks": kinks,
+            "tolerance": TOLERANCE,
+            "eps": eps,
+            "batch_size": int(len(x)),
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "params": tensors,
+        }
+    )
 
 
 def _saturation(net: Network, x: np.ndarray) -> dict[int, float]:
@@ -111,17 +141,27 @@ def _growth(history: list[dict]) -> tuple[float | None, int]:
     return totals[-1] / totals[0], len(totals)
 
 
-def build_triage(exc: Diverged, net: Network, spec: dict, history: list[dict],
-                 last_finite: tuple[int, dict[str, np.ndarray]] | None) -> dict:
+def build_triage(
+    exc: Diverged, net: Network, spec: dict, history: list[dict], last_finite: tuple[int, dict[str, np.ndarray]] | None
+) -> dict:
     """The triage report of SPEC §7 for a run stopped by ``exc`` (with ``exc.batch`` attached by the trainer)."""
     train = spec["train"]
     lr = train["optimizer"].get("lr")
     x, y = getattr(exc, "batch", (None, None))
     layer_spec = spec["model"]["layers"][exc.layer]
     report = {
-        "step": exc.step, "epoch": exc.epoch, "layer": exc.layer, "layer_type": layer_spec["type"],
-        "phase": exc.phase, "quantity": exc.quantity, "param": exc.param, "learning_rate": lr,
-        "optimizer": train["optimizer"]["type"], "history": history, "gradcheck": None, "hint": "",
+        "step": exc.step,
+        "epoch": exc.epoch,
+        "layer": exc.layer,
+        "layer_type": layer_spec["type"],
+        "phase": exc.phase,
+        "quantity": exc.quantity,
+        "param": exc.param,
+        "learning_rate": lr,
+        "optimizer": train["optimizer"]["type"],
+        "history": history,
+        "gradcheck": None,
+        "hint": "",
     }
     hints = []
     if x is not None:
@@ -132,33 +172,43 @@ def build_triage(exc: Diverged, net: Network, spec: dict, history: list[dict],
         if not finite_input:
             hints.append("The input batch itself holds non-finite values: check the dataset.")
         elif scale > INPUT_SCALE_LIMIT:
-            hints.append(f"Exploding input scale: inputs reach |x| = {scale:.3g}; scale them to [0, 1] or "
-                         "standardise them before training.")
+            hints.append(
+                f"Exploding input scale: inputs reach |x| = {scale:.3g}; scale them to [0, 1] or "
+                "standardise them before training."
+            )
     if last_finite is not None and x is not None and np.isfinite(x).all():
         step, params = last_finite
         gc = spot_gradcheck(spec["model"], params, x[:SPOT_BATCH], y[:SPOT_BATCH], seed=train["seed"])
         report["gradcheck"] = {"at_step": step, **gc}
         if gc.get("passed") is False:
-            hints.append(f"The backward pass disagrees with finite differences at the last finite parameters "
-                         f"(max relative error {gc['max_relative_error']:.3g}): a gradient bug, not the step size.")
+            hints.append(
+                f"The backward pass disagrees with finite differences at the last finite parameters "
+                f"(max relative error {gc['max_relative_error']:.3g}): a gradient bug, not the step size."
+            )
         check = Network(spec["model"], seed=train["seed"], dtype=net.dtype.name)
         check.load_params(params)
         for i, frac in _saturation(check, x[:64]).items():
             if frac >= SATURATED:
                 act = spec["model"]["layers"][i].get("activation")
-                hints.append(f"Layer {i}'s {act} is saturated ({frac:.0%} of its outputs at a bound): its "
-                             "gradient vanishes while the weights feeding it keep growing; lower the learning "
-                             "rate, or use ReLU or a smaller initial scale.")
+                hints.append(
+                    f"Layer {i}'s {act} is saturated ({frac:.0%} of its outputs at a bound): its "
+                    "gradient vanishes while the weights feeding it keep growing; lower the learning "
+                    "rate, or use ReLU or a smaller initial scale."
+                )
     growth, steps = _growth(history)
     if growth is not None:
         report["grad_norm_growth"] = growth
     if not any(h.startswith(("The input", "Exploding", "The backward")) for h in hints):
         if growth is not None and growth > 10:
-            hints.append(f"The gradient norm grew ×{growth:.3g} over the last {steps} steps while the "
-                         f"learning rate stayed {lr}: each step overshoots and feeds the next; lower the "
-                         f"learning rate (try {lr / 10:g}) or clip gradients.")
+            hints.append(
+                f"The gradient norm grew ×{growth:.3g} over the last {steps} steps while the "
+                f"learning rate stayed {lr}: each step overshoots and feeds the next; lower the "
+                f"learning rate (try {lr / 10:g}) or clip gradients."
+            )
         else:
-            hints.append(f"The learning rate {lr} is too large for these gradients: one update moved the "
-                         f"weights past where the loss is finite; lower it (try {lr / 10:g}).")
+            hints.append(
+                f"The learning rate {lr} is too large for these gradients: one update moved the "
+                f"weights past where the loss is finite; lower it (try {lr / 10:g})."
+            )
     report["hint"] = " ".join(hints)
     return json_safe(report)

@@ -14,6 +14,7 @@ so the step stops in the layer and phase (``forward``, ``backward``,
 ``update``) that produced it.  The norms of the last
 :data:`HISTORY_STEPS` steps stay in a ring buffer for the triage report.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,7 @@ from collections import deque
 
 import numpy as np
 
-HISTORY_STEPS = 16     # steps of per-layer norms kept for a triage report (a bounded ring buffer)
+HISTORY_STEPS = 16  # steps of per-layer norms kept for a triage report (a bounded ring buffer)
 
 
 def nonfinite_kind(x: float) -> str | None:
@@ -99,13 +100,19 @@ class Watch:
         self.watched = set(range(layers)) if watched is None else set(watched) | {layers - 1}
         self.history: deque[dict] = deque(maxlen=history)
         self.current: dict | None = None
-        self.grad_norms: dict[str, float] = {}     # this step's parameter-gradient norms, by params key
+        self.grad_norms: dict[str, float] = {}  # this step's parameter-gradient norms, by params key
 
     def begin(self, step: int, epoch: int) -> None:
         """Start recording step ``step`` (1-based, the step the optimizer is about to take) of ``epoch``."""
-        self.current = {"step": step, "epoch": epoch, "loss": None,
-                        "layers": [{"layer": i, "activation": None, "delta": None, "grad": None, "weight": None}
-                                   for i in range(self.n_layers)]}
+        self.current = {
+            "step": step,
+            "epoch": epoch,
+            "loss": None,
+            "layers": [
+                {"layer": i, "activation": None, "delta": None, "grad": None, "weight": None}
+                for i in range(self.n_layers)
+            ],
+        }
         self.grad_norms = {}
 
     def _fail(self, layer: int, phase: str, quantity: str, param: str | None = None):

@@ -7,6 +7,7 @@ multiply-adds of the layers that dominate (convolutions and dense layers as 2 op
 multiply-add, pooling as one per window element, activations one per output), never running
 anything.  Standard library only (the API imports it).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ def forward_flops(plans: list[LayerPlan]) -> int:
             total += 2 * out * math.prod(p.in_shape)
         elif t in ("maxpool", "avgpool"):
             total += out * p.layer["size"] ** 2
-        total += out                       # activation, dropout mask, bias
+        total += out  # activation, dropout mask, bias
     return total
 
 

@@ -4,6 +4,7 @@ The database URL comes from ``migrations.runner.alembic_config(url)`` (never an
 ini file); a caller may instead pass an open Connection in
 ``config.attributes["connection"]``.
 """
+
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.types import TypeDecorator
@@ -33,8 +34,9 @@ def _configure(**kwargs) -> None:
 def run_migrations_offline() -> None:
     """Emit SQL to stdout (``alembic upgrade --sql``) for the configured URL."""
     url = config.get_main_option("sqlalchemy.url")
-    _configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"},
-               render_as_batch=url.startswith("sqlite"))
+    _configure(
+        url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, render_as_batch=url.startswith("sqlite")
+    )
     with context.begin_transaction():
         context.run_migrations()
 

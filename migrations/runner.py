@@ -3,6 +3,7 @@
 It lives beside the revisions, not in ``store``: the migrations import the
 store's engine factory, and the store imports nothing of theirs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

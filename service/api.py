@@ -1,5 +1,6 @@
 """The JSON API blueprint (``/api/v1``, docs/reference/http-api.md): token auth for every route, the resource
 blueprints nested in it, and the small routes of its own (workers, OpenAPI document)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g
@@ -12,7 +13,7 @@ from .extension import API_PREFIX, convlab
 from .openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
-bp.before_request(require_token)        # runs for the nested blueprints too
+bp.before_request(require_token)  # runs for the nested blueprints too
 bp.register_blueprint(jobs_api.bp)
 bp.register_blueprint(datasets_api.bp)
 bp.register_blueprint(predict_api.bp)

@@ -1,4 +1,5 @@
 """Bearer-token authentication of the API (RFC 6750): ``Authorization: Bearer <token>``."""
+
 from __future__ import annotations
 
 from flask import g, request
@@ -26,8 +27,9 @@ def require_token() -> None:
     """
     token = bearer_token()
     if token is None:
-        raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'",
-                       headers={"WWW-Authenticate": REALM})
+        raise ApiError(
+            401, "missing bearer token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": REALM}
+        )
     user = store.authenticate(convlab().store, token)
     if user is None:
         raise ApiError(401, "invalid token", headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'})

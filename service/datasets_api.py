@@ -1,4 +1,5 @@
 """``/api/v1/datasets``: upload ``.npz`` datasets (checked by the engine, never unpickled) and list them."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,12 @@ def _name(filename: str | None) -> str:
         base = os.path.basename((filename or "").replace("\\", "/"))
         name = (base[:-4] if base.lower().endswith(".npz") else base).strip() or "upload"
     if len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        raise ApiError(422, "invalid dataset name", code="invalid_dataset", details=[
-            {"path": "name", "message": f"must be printable and at most {MAX_NAME_LENGTH} characters"}])
+        raise ApiError(
+            422,
+            "invalid dataset name",
+            code="invalid_dataset",
+            details=[{"path": "name", "message": f"must be printable and at most {MAX_NAME_LENGTH} characters"}],
+        )
     return name
 
 
@@ -56,13 +61,20 @@ def upload_dataset():
     With an ``Idempotency-Key`` header a retry returns the first answer and stores nothing.
     """
     if request.mimetype != "multipart/form-data":
-        raise ApiError(415, "expected multipart/form-data with a file field 'file', "
-                            f"got {request.mimetype or 'none'!r}")
+        raise ApiError(
+            415, f"expected multipart/form-data with a file field 'file', got {request.mimetype or 'none'!r}"
+        )
     ext = convlab()
     cost = upload_cost(request.content_length, current_app.config["MAX_CONTENT_LENGTH"], ext.dataset_limits)
-    with ext.upload_memory.reserved(cost, lambda: ApiError(
-            503, "too many uploads are being checked at once: retry in a few seconds", code="busy",
-            headers={"Retry-After": str(UPLOAD_RETRY_AFTER_S)})):
+    with ext.upload_memory.reserved(
+        cost,
+        lambda: ApiError(
+            503,
+            "too many uploads are being checked at once: retry in a few seconds",
+            code="busy",
+            headers={"Retry-After": str(UPLOAD_RETRY_AFTER_S)},
+        ),
+    ):
         return _upload(ext)
 
 
@@ -78,10 +90,14 @@ def upload_cost(content_length: int | None, max_request: int | None, limits: Dat
 def _upload(ext):
     """The upload once its memory is reserved."""
     limits = ext.dataset_limits
-    upload = request.files.get("file")      # a body over MAX_CONTENT_LENGTH raises 413 here
+    upload = request.files.get("file")  # a body over MAX_CONTENT_LENGTH raises 413 here
     if upload is None:
-        raise ApiError(422, "no file uploaded", code="invalid_dataset",
-                       details=[{"path": "file", "message": "required: a multipart file field 'file'"}])
+        raise ApiError(
+            422,
+            "no file uploaded",
+            code="invalid_dataset",
+            details=[{"path": "file", "message": "required: a multipart file field 'file'"}],
+        )
     name = _name(upload.filename)
     data = upload.stream.read(limits.max_bytes + 1)
     if len(data) > limits.max_bytes:
@@ -92,11 +108,21 @@ def _upload(ext):
         return make_response((dataset_json(info), 201, {"Location": location}))
 
     def create(idempotency):
-        dataset = load_npz(data, limits, name=name)     # DatasetError -> 422 (errors.py)
+        dataset = load_npz(data, limits, name=name)  # DatasetError -> 422 (errors.py)
         try:
-            return answer(store.save_dataset(ext.store, g.user.id, name, data, samples=int(len(dataset.y)),
-                                             shape=dataset.input_shape, classes=int(dataset.classes),
-                                             idempotency=idempotency, quota=ext.quota))
+            return answer(
+                store.save_dataset(
+                    ext.store,
+                    g.user.id,
+                    name,
+                    data,
+                    samples=int(len(dataset.y)),
+                    shape=dataset.input_shape,
+                    classes=int(dataset.classes),
+                    idempotency=idempotency,
+                    quota=ext.quota,
+                )
+            )
         except store.QuotaExceeded as e:
             raise quota_error(e, "file") from None
 

@@ -5,6 +5,7 @@ is chosen) and answer JSON for ``/api/...`` and ``/healthz``; other paths
 (the dashboard) keep Flask's default pages.  An unreachable database is a
 ``503`` everywhere (``service.outage``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -22,18 +23,34 @@ from .extension import API_PREFIX
 from .schemas import error_json
 
 # error.code of each HTTP status; 422s carry a more specific code (invalid_spec, invalid_query...).
-CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-         405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-         415: "unsupported_media_type", 422: "unprocessable", 429: "too_many_requests",
-         500: "internal_error", 503: "unavailable"}
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
 # (503 "busy": the API's upload memory budget is full, service.datasets_api)
 
 
 class ApiError(Exception):
     """Raised by a view to answer with the API's error body."""
 
-    def __init__(self, status: int, message: str, details: Iterable[dict] = (), code: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: Iterable[dict] = (),
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         """``code`` defaults to the status's name in :data:`CODES`."""
         super().__init__(message)
         self.status, self.message, self.details = status, message, list(details)
@@ -41,8 +58,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str, details: Iterable[dict] = (),
-                   headers: dict[str, str] | None = None):
+def error_response(
+    status: int, code: str, message: str, details: Iterable[dict] = (), headers: dict[str, str] | None = None
+):
     """A JSON error response."""
     response = jsonify(error_json(code, message, details))
     response.status_code = status
@@ -81,8 +99,7 @@ def _http_error(e: HTTPException):
 
 def _spec_error(e: SpecError):
     """An invalid job spec: 422 with one detail per problem (field paths)."""
-    return error_response(422, "invalid_spec", f"the job spec is invalid ({len(e.details)} problem(s))",
-                          e.details)
+    return error_response(422, "invalid_spec", f"the job spec is invalid ({len(e.details)} problem(s))", e.details)
 
 
 def _dataset_error(e: DatasetError):
@@ -103,8 +120,9 @@ def _database_error(e: Exception):
     refused (``DataError``: input checks are meant to stop these first, see ``service.params``) is 422;
     other database errors 500."""
     if isinstance(e, DataError):
-        current_app.logger.warning("the database refused a value in %s %s: %s", request.method, request.path,
-                                   str(e.orig)[:200])
+        current_app.logger.warning(
+            "the database refused a value in %s %s: %s", request.method, request.path, str(e.orig)[:200]
+        )
         return error_response(422, "invalid_value", "a value of the request cannot be stored")
     if not outage.is_unavailable(e):
         return _unexpected(e)

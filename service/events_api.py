@@ -1,5 +1,6 @@
 """``GET /api/v1/jobs/{id}/events``: the job's Server-Sent Events, as the dashboard gets them, with token auth
 (the Python client's ``Job.stream()``)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, g

@@ -1,4 +1,5 @@
 """The service's shared objects, kept on the app as ``app.extensions["convlab"]`` (no globals)."""
+
 from __future__ import annotations
 
 import threading
@@ -39,12 +40,14 @@ class CeleryPublisher:
             if self._celery is None:
                 # Imported here: Celery is only needed once a job is actually published.
                 from workers.celery_app import make_celery
+
                 self._celery = make_celery(self._settings)
             return self._celery
 
     def __call__(self, job_id: str) -> None:
         """Put ``job_id`` on the queue (only the id travels; the database holds the job)."""
         from workers.celery_app import publish_job
+
         publish_job(self._app(), job_id)
 
 
@@ -55,10 +58,10 @@ class Convlab:
     settings: Settings
     store: Store
     publish: Publisher
-    limits: Limits                  # job specs (built once from the settings' overrides)
-    dataset_limits: DatasetLimits   # uploaded datasets
-    upload_memory: MemoryBudget     # bytes that uploads being checked may hold at once in this process
-    quota: Quota = Quota()          # the deployment's default per-user limits (an admin overrides them per user)
+    limits: Limits  # job specs (built once from the settings' overrides)
+    dataset_limits: DatasetLimits  # uploaded datasets
+    upload_memory: MemoryBudget  # bytes that uploads being checked may hold at once in this process
+    quota: Quota = Quota()  # the deployment's default per-user limits (an admin overrides them per user)
 
 
 def convlab() -> Convlab:

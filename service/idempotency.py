@@ -15,6 +15,7 @@ as Stripe does it): a retried request with the same key returns the first answer
   key lets one commit; the other rolls back and replays it (no ``409`` needed).
 - Keys are remembered ``CONVLAB_IDEMPOTENCY_TTL_S`` (24 h); older ones are swept.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,12 @@ REPLAYED = "Idempotent-Replayed"
 
 
 def _bad_key(message: str) -> ApiError:
-    return ApiError(400, f"invalid {HEADER} header: {message}", code="invalid_idempotency_key",
-                    details=[{"path": f"headers.{HEADER}", "message": message}])
+    return ApiError(
+        400,
+        f"invalid {HEADER} header: {message}",
+        code="invalid_idempotency_key",
+        details=[{"path": f"headers.{HEADER}", "message": message}],
+    )
 
 
 def request_key() -> str | None:
@@ -60,8 +65,12 @@ def canonical_json(body: Any) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def once(operation: str, payload: bytes, create: Callable[[store.IdempotentRequest | None], Any],
-         replay: Callable[[list[str]], Any]):
+def once(
+    operation: str,
+    payload: bytes,
+    create: Callable[[store.IdempotentRequest | None], Any],
+    replay: Callable[[list[str]], Any],
+):
     """Answer a creating request at most once per ``Idempotency-Key``.
 
     ``create(idempotency)`` does the work, passing ``idempotency`` to the store
@@ -74,21 +83,31 @@ def once(operation: str, payload: bytes, create: Callable[[store.IdempotentReque
         return create(None)
     ext = convlab()
     ttl = ext.settings.idempotency_ttl_s
-    attempt = store.IdempotentRequest(user_id=g.user.id, key=key, operation=operation, ttl_s=ttl,
-                                      fingerprint=hashlib.sha256(operation.encode() + b"\0" + payload).hexdigest())
+    attempt = store.IdempotentRequest(
+        user_id=g.user.id,
+        key=key,
+        operation=operation,
+        ttl_s=ttl,
+        fingerprint=hashlib.sha256(operation.encode() + b"\0" + payload).hexdigest(),
+    )
     prior = store.find_idempotency_key(ext.store, attempt)
     if prior is None:
-        store.sweep_idempotency_keys(ext.store, ttl)        # bounded storage: an indexed delete, often of nothing
+        store.sweep_idempotency_keys(ext.store, ttl)  # bounded storage: an indexed delete, often of nothing
         try:
             return create(attempt)
         except IntegrityError:
-            prior = store.find_idempotency_key(ext.store, attempt)     # a concurrent retry committed first
+            prior = store.find_idempotency_key(ext.store, attempt)  # a concurrent retry committed first
             if prior is None:
                 raise
     if prior["fingerprint"] != attempt.fingerprint:
-        raise ApiError(422, f"this {HEADER} was used for another request", code="idempotency_key_reused",
-                       details=[{"path": f"headers.{HEADER}",
-                                 "message": "already used with a different body or call; use a new key"}])
+        raise ApiError(
+            422,
+            f"this {HEADER} was used for another request",
+            code="idempotency_key_reused",
+            details=[
+                {"path": f"headers.{HEADER}", "message": "already used with a different body or call; use a new key"}
+            ],
+        )
     response = replay(prior["resources"])
     response.headers[REPLAYED] = "true"
     return response

@@ -1,4 +1,5 @@
 """``/api/v1/jobs``: submit, list, read, cancel; a job's metric series and trained weights."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, make_response, url_for
@@ -35,8 +36,9 @@ def _shown(job: dict, positions: dict[str, int] | None = None, etas: dict[str, f
     """The job as answered, with its queue position and start estimate while queued (``positions``,
     ``etas``: looked up for a page at once)."""
     if positions is None:
-        positions = store.queue_positions(convlab().store, [job["id"]] if job["status"] == "queued" else [],
-                                          convlab().settings.max_running_jobs)
+        positions = store.queue_positions(
+            convlab().store, [job["id"]] if job["status"] == "queued" else [], convlab().settings.max_running_jobs
+        )
         etas = queue_etas(convlab().store, convlab().settings.worker_alive_s, positions)
     return job_json(job, positions.get(job["id"]), (etas or {}).get(job["id"]))
 
@@ -57,9 +59,12 @@ def submit_job():
     def answer(job: dict):
         return make_response((_shown(job), 201, {"Location": url_for(".get_job", job_id=job["id"])}))
 
-    return once("jobs.submit", canonical_json(body),
-                create=lambda idem: answer(enqueue([validate(body)], g.user, idem)[0]),
-                replay=lambda ids: answer(_visible_job(ids[0])))
+    return once(
+        "jobs.submit",
+        canonical_json(body),
+        create=lambda idem: answer(enqueue([validate(body)], g.user, idem)[0]),
+        replay=lambda ids: answer(_visible_job(ids[0])),
+    )
 
 
 @bp.get("")
@@ -77,10 +82,12 @@ def list_jobs():
     limit = q.integer("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = q.integer("offset", 0, 0, MAX_OFFSET)
     q.check()
-    jobs, total = store.list_jobs(convlab().store, g.user, status=status, type=job_type, tag=tag,
-                                  search=search, limit=limit, offset=offset)
-    positions = store.queue_positions(convlab().store, [j["id"] for j in jobs if j["status"] == "queued"],
-                                      convlab().settings.max_running_jobs)
+    jobs, total = store.list_jobs(
+        convlab().store, g.user, status=status, type=job_type, tag=tag, search=search, limit=limit, offset=offset
+    )
+    positions = store.queue_positions(
+        convlab().store, [j["id"] for j in jobs if j["status"] == "queued"], convlab().settings.max_running_jobs
+    )
     etas = queue_etas(convlab().store, convlab().settings.worker_alive_s, positions)
     return {"jobs": [_shown(j, positions, etas) for j in jobs], "total": total}
 
@@ -106,8 +113,10 @@ def job_metrics(job_id: str):
     q.check()
     selected = None if names is None else [n.strip() for n in names.split(",") if n.strip()]
     db = convlab().store
-    return {"series": store.get_metrics(db, job_id, selected, max_points),
-            "nonfinite": store.get_nonfinite(db, job_id, selected)}
+    return {
+        "series": store.get_metrics(db, job_id, selected, max_points),
+        "nonfinite": store.get_nonfinite(db, job_id, selected),
+    }
 
 
 @bp.post("/<job_id>/cancel")
@@ -134,8 +143,9 @@ def delete_job(job_id: str):
     if outcome is None:
         raise ApiError(404, f"no job {job_id[:64]!r}")
     if outcome == "running":
-        raise ApiError(409, "the job is running: cancel it first (POST /jobs/{id}/cancel), "
-                            "then delete it once it has stopped")
+        raise ApiError(
+            409, "the job is running: cancel it first (POST /jobs/{id}/cancel), then delete it once it has stopped"
+        )
     return Response(status=204)
 
 
@@ -146,6 +156,8 @@ def job_weights(job_id: str):
     data = store.load_artifact(convlab().store, job_id, WEIGHTS)
     if data is None:
         raise ApiError(404, "the job has no weights yet")
-    return Response(data, mimetype="application/octet-stream", headers={
-        "Content-Disposition": f'attachment; filename="{job_id}-{WEIGHTS}"',
-        "Cache-Control": "no-store"})
+    return Response(
+        data,
+        mimetype="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-{WEIGHTS}"', "Cache-Control": "no-store"},
+    )

@@ -5,6 +5,7 @@ when it is answered; one that does not fit is refused at once (``503`` with
 ``Retry-After``) rather than queued, so a burst of uploads can never hold more
 than the budget, and a slow client cannot make others wait behind it.
 """
+
 from __future__ import annotations
 
 import threading

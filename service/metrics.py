@@ -3,6 +3,7 @@
 Every value is read from the database at scrape time, so any number of API
 processes report the same numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def _number(x: float) -> str:
 
 def _label_value(value: str) -> str:
     """A label value escaped for the text format."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, dict, float]]) -> list[str]:
@@ -40,8 +41,9 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, d
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for suffix, labels, value in samples:
         label_text = ",".join(f'{k}="{_label_value(str(v))}"' for k, v in labels.items())
-        lines.append(f"{name}{suffix}{{{label_text}}} {_number(value)}" if labels
-                     else f"{name}{suffix} {_number(value)}")
+        lines.append(
+            f"{name}{suffix}{{{label_text}}} {_number(value)}" if labels else f"{name}{suffix} {_number(value)}"
+        )
     return lines
 
 
@@ -56,13 +58,22 @@ def _histogram(durations: list[float]) -> list[tuple[str, dict, float]]:
 def render(db: store.Store, worker_alive_s: float) -> str:
     """The whole exposition for the database ``db``."""
     counts = store.count_by_status(db)
-    lines = _family("convlab_jobs", "gauge", "Jobs by status.",
-                    [("", {"status": s}, counts[s]) for s in store.STATUSES])
+    lines = _family(
+        "convlab_jobs", "gauge", "Jobs by status.", [("", {"status": s}, counts[s]) for s in store.STATUSES]
+    )
     lines += _family("convlab_queue_depth", "gauge", "Jobs waiting for a worker.", [("", {}, counts["queued"])])
-    lines += _family("convlab_job_duration_seconds", "histogram",
-                     "Run time of finished jobs, first start to finish.", _histogram(store.job_durations(db)))
-    lines += _family("convlab_workers_live", "gauge", "Workers heard from recently.",
-                     [("", {}, len(store.live_workers(db, worker_alive_s)))])
+    lines += _family(
+        "convlab_job_duration_seconds",
+        "histogram",
+        "Run time of finished jobs, first start to finish.",
+        _histogram(store.job_durations(db)),
+    )
+    lines += _family(
+        "convlab_workers_live",
+        "gauge",
+        "Workers heard from recently.",
+        [("", {}, len(store.live_workers(db, worker_alive_s)))],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -70,5 +81,6 @@ def render(db: store.Store, worker_alive_s: float) -> str:
 def prometheus():
     """Job counts by status, queue depth, job durations and live workers, for Prometheus (no auth)."""
     ext = convlab()
-    return Response(render(ext.store, ext.settings.worker_alive_s), content_type=CONTENT_TYPE,
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        render(ext.store, ext.settings.worker_alive_s), content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"}
+    )

@@ -8,6 +8,7 @@ is answered ``503 database_unavailable``; any other database error stays a
 keeps its own :class:`DatabaseState` (``app.extensions[STATE_KEY]``): it flips
 to "down" on such an error and back to "up" on the next statement that runs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 STATE_KEY = "convlab.database_state"
-RETRY_AFTER_S = 5           # a restart of PostgreSQL takes seconds; clients should not hammer it meanwhile
+RETRY_AFTER_S = 5  # a restart of PostgreSQL takes seconds; clients should not hammer it meanwhile
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -61,7 +62,7 @@ class DatabaseState:
 
     def succeeded(self) -> None:
         """A statement ran; if the database was down, say that it is back."""
-        if self._down_since is None:        # the common case: no lock on every statement
+        if self._down_since is None:  # the common case: no lock on every statement
             return
         with self._lock:
             since, self._down_since = self._down_since, None
@@ -77,15 +78,21 @@ def database_state() -> DatabaseState:
 def unavailable_response():
     """The 503 answer: the API's JSON error (an HTML page for a browser navigating the dashboard)."""
     from .errors import error_response, is_api_request
+
     headers = {"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"}
     message = "the database is unreachable; retry later"
-    page = (request.method == "GET" and not is_api_request()
-            and request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html")
+    page = (
+        request.method == "GET"
+        and not is_api_request()
+        and request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+    )
     if page:
-        body = ("<!doctype html><meta charset=utf-8><title>convlab: unavailable</title>"
-                f"<meta http-equiv=refresh content={RETRY_AFTER_S}>"
-                f"<h1>Service unavailable</h1><p>The database is unreachable. This page retries in "
-                f"{RETRY_AFTER_S} seconds.</p>")
+        body = (
+            "<!doctype html><meta charset=utf-8><title>convlab: unavailable</title>"
+            f"<meta http-equiv=refresh content={RETRY_AFTER_S}>"
+            f"<h1>Service unavailable</h1><p>The database is unreachable. This page retries in "
+            f"{RETRY_AFTER_S} seconds.</p>"
+        )
         return current_app.response_class(body, 503, headers, mimetype="text/html")
     return error_response(503, "database_unavailable", message, headers=headers)
 

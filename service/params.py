@@ -1,4 +1,5 @@
 """Reading request input strictly: JSON bodies and query parameters, with API errors for bad ones."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,11 @@ def unstorable(text: str) -> str | None:
     m = _UNSTORABLE.search(text)
     if m is None:
         return None
-    return "must not contain NUL characters" if m.group() == "\x00" else \
-        "must not contain lone UTF-16 surrogates (invalid Unicode)"
+    return (
+        "must not contain NUL characters"
+        if m.group() == "\x00"
+        else "must not contain lone UTF-16 surrogates (invalid Unicode)"
+    )
 
 
 def check_text(text: str, path: str, status: int = 422, code: str = "invalid_text") -> str:
@@ -62,9 +66,12 @@ def check_json_value(body: Any) -> None:
         value, path, depth = stack.pop()
         if isinstance(value, (dict, list)):
             if depth >= MAX_JSON_DEPTH:
-                raise ApiError(400, f"malformed JSON: nested more than {MAX_JSON_DEPTH} levels deep",
-                               [{"path": path or "body", "message": f"nested more than {MAX_JSON_DEPTH} levels"}],
-                               code="malformed_json")
+                raise ApiError(
+                    400,
+                    f"malformed JSON: nested more than {MAX_JSON_DEPTH} levels deep",
+                    [{"path": path or "body", "message": f"nested more than {MAX_JSON_DEPTH} levels"}],
+                    code="malformed_json",
+                )
             if isinstance(value, dict):
                 for key, item in value.items():
                     item_path = _key_path(path, key)
@@ -100,11 +107,12 @@ def parse_json(raw: bytes) -> Any:
     or nesting too deep, 422 ``invalid_value`` for values no store can hold (:func:`check_json_value`)."""
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
-    except ValueError as exc:           # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ApiError(400, f"malformed JSON: {str(exc)[:200]}", code="malformed_json") from None
     except RecursionError:
-        raise ApiError(400, f"malformed JSON: nested more than {MAX_JSON_DEPTH} levels deep",
-                       code="malformed_json") from None
+        raise ApiError(
+            400, f"malformed JSON: nested more than {MAX_JSON_DEPTH} levels deep", code="malformed_json"
+        ) from None
     check_json_value(body)
     return body
 

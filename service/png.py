@@ -7,6 +7,7 @@ header implies (``zlib``'s ``max_length``), so a decompression bomb costs at
 most that bound.  Chunk CRCs are checked.  Pure Python and NumPy: no image
 library is imported by the service for this.
 """
+
 from __future__ import annotations
 
 import struct
@@ -15,7 +16,7 @@ import zlib
 import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}        # colour type -> samples per pixel (palette: one index)
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel (palette: one index)
 COLOUR_NAMES = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
 # A 1 × 1,000,000 strip is within a pixel budget, but resizing it would need a matrix per side.
 MAX_SIDE = 4096
@@ -31,12 +32,12 @@ def _chunks(data: bytes):
     while True:
         if pos + 8 > len(data):
             raise PngError("truncated PNG: no IEND chunk")
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         end = pos + 8 + length
         if end + 4 > len(data):
             raise PngError(f"truncated PNG: chunk {kind!r} runs past the end")
-        body = data[pos + 8:end]
-        (crc,) = struct.unpack(">I", data[end:end + 4])
+        body = data[pos + 8 : end]
+        (crc,) = struct.unpack(">I", data[end : end + 4])
         if zlib.crc32(kind + body) != crc:
             raise PngError(f"corrupt PNG: bad CRC in chunk {kind.decode('latin-1')!r}")
         yield kind, body
@@ -111,8 +112,10 @@ def _inflate(compressed: bytes, expected: int) -> bytes:
         raise PngError(f"corrupt PNG image data: {exc}") from None
     if len(raw) != expected:
         more = len(raw) > expected
-        raise PngError(f"corrupt PNG: the image data holds {'more' if more else 'fewer'} bytes than its "
-                       f"header's size needs ({expected})")
+        raise PngError(
+            f"corrupt PNG: the image data holds {'more' if more else 'fewer'} bytes than its "
+            f"header's size needs ({expected})"
+        )
     return raw
 
 
@@ -169,7 +172,7 @@ def _expand_palette(index: np.ndarray, palette: bytes | None, transparency: byte
     table[:entries, :3] = np.frombuffer(palette, dtype=np.uint8).reshape(entries, 3)
     if transparency:
         alpha = np.frombuffer(transparency[:entries], dtype=np.uint8)
-        table[:len(alpha), 3] = alpha
+        table[: len(alpha), 3] = alpha
     if int(index.max()) >= entries:
         raise PngError(f"corrupt PNG: a pixel uses palette entry {int(index.max())} of {entries}")
     return table[index]

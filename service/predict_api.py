@@ -1,4 +1,5 @@
 """``POST /api/v1/jobs/{id}/predict``: what a trained job's network makes of new inputs (docs/predictions.md)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, g

@@ -9,6 +9,7 @@ by area averaging (how ``digits`` was made from 32×32 bitmaps).  Problems are
 422 with a field path each (``inputs[3]``, ``inputs[0][0][5]``); too many
 inputs is 413.  docs/predictions.md.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,7 @@ from .errors import ApiError
 from .png import PngError, decode_png
 
 DATA_URL = "data:image/png;base64,"
-MAX_DETAILS = 20                    # a body of 10,000 bad values answers with the first few
+MAX_DETAILS = 20  # a body of 10,000 bad values answers with the first few
 # Values of one request's batch (64 MiB as float64): a tiny PNG becomes a whole C×H×W input, so the
 # batch bound alone would let 256 small images of a 3×128×128 model take 100 MB.
 MAX_VALUES = 2**23
@@ -47,16 +48,32 @@ def parse_inputs(body: dict[str, Any], shape: tuple[int, int, int], max_batch: i
     """
     unknown = sorted(set(body) - {"inputs"})
     if unknown:
-        raise ApiError(422, "invalid prediction request", [{"path": k[:64], "message": "unknown field"}
-                                                          for k in unknown[:MAX_DETAILS]], code="invalid_inputs")
+        raise ApiError(
+            422,
+            "invalid prediction request",
+            [{"path": k[:64], "message": "unknown field"} for k in unknown[:MAX_DETAILS]],
+            code="invalid_inputs",
+        )
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise ApiError(422, "invalid prediction request", [{"path": "inputs", "message": (
-            "a non-empty list of inputs is required (each C×H×W numbers or a base64 PNG)")}], code="invalid_inputs")
+        raise ApiError(
+            422,
+            "invalid prediction request",
+            [
+                {
+                    "path": "inputs",
+                    "message": ("a non-empty list of inputs is required (each C×H×W numbers or a base64 PNG)"),
+                }
+            ],
+            code="invalid_inputs",
+        )
     limit = max(1, min(max_batch, MAX_VALUES // math.prod(shape)))
     if len(inputs) > limit:
-        raise ApiError(413, f"{len(inputs)} inputs are over the limit of {limit} per request for this model: "
-                            f"send fewer", [{"path": "inputs", "message": f"at most {limit} inputs"}])
+        raise ApiError(
+            413,
+            f"{len(inputs)} inputs are over the limit of {limit} per request for this model: send fewer",
+            [{"path": "inputs", "message": f"at most {limit} inputs"}],
+        )
     out = np.empty((len(inputs), *shape), dtype=np.float64)
     details: list[dict[str, str]] = []
     budget = [max_pixels]
@@ -71,8 +88,12 @@ def parse_inputs(body: dict[str, Any], shape: tuple[int, int, int], max_batch: i
             if len(details) >= MAX_DETAILS:
                 break
     if details:
-        raise ApiError(422, f"{len(details)}{'+' if len(details) >= MAX_DETAILS else ''} invalid input(s)",
-                       details, code="invalid_inputs")
+        raise ApiError(
+            422,
+            f"{len(details)}{'+' if len(details) >= MAX_DETAILS else ''} invalid input(s)",
+            details,
+            code="invalid_inputs",
+        )
     return out
 
 
@@ -84,14 +105,19 @@ def number_input(item: Any, shape: tuple[int, int, int], path: str) -> np.ndarra
         _expect_list(plane, h, f"{path}[{ci}]", "rows")
         for y, row in enumerate(plane):
             _expect_list(row, w, f"{path}[{ci}][{y}]", "values")
-            if not set(map(type, row)) <= _NUMBER:     # bool is not a number here, nor None, nor a string
+            if not set(map(type, row)) <= _NUMBER:  # bool is not a number here, nor None, nor a string
                 x = next(x for x, v in enumerate(row) if type(v) not in _NUMBER)
                 raise InputError(f"{path}[{ci}][{y}][{x}]", f"must be a number, not {_kind(row[x])}")
     try:
         arr = np.array(item, dtype=np.float64)
     except OverflowError:
-        arr = np.array([[[float(v) if not isinstance(v, int) or abs(v) < 2**1000 else math.inf for v in row]
-                         for row in plane] for plane in item], dtype=np.float64)
+        arr = np.array(
+            [
+                [[float(v) if not isinstance(v, int) or abs(v) < 2**1000 else math.inf for v in row] for row in plane]
+                for plane in item
+            ],
+            dtype=np.float64,
+        )
     bad = ~np.isfinite(arr)
     if bad.any():
         at = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -99,24 +125,34 @@ def number_input(item: Any, shape: tuple[int, int, int], path: str) -> np.ndarra
     outside = (arr < 0) | (arr > 1)
     if outside.any():
         at = tuple(int(i) for i in np.argwhere(outside)[0])
-        raise InputError(path + "".join(f"[{i}]" for i in at),
-                         f"{arr[at]!r} is outside [0, 1]: inputs are scaled as the job's dataset (pixel / 255)")
+        raise InputError(
+            path + "".join(f"[{i}]" for i in at),
+            f"{arr[at]!r} is outside [0, 1]: inputs are scaled as the job's dataset (pixel / 255)",
+        )
     return arr
 
 
 def _expect_list(value: Any, length: int, path: str, what: str) -> None:
     """``value`` must be a list of ``length`` items."""
     if not isinstance(value, list):
-        raise InputError(path, f"must be a list of {length} {what} (or, for a whole input, a base64 PNG), "
-                               f"not {_kind(value)}")
+        raise InputError(
+            path, f"must be a list of {length} {what} (or, for a whole input, a base64 PNG), not {_kind(value)}"
+        )
     if len(value) != length:
         raise InputError(path, f"must have {length} {what}, not {len(value)}")
 
 
 def _kind(value: Any) -> str:
     """The JSON name of ``value``'s type."""
-    return {bool: "a boolean", str: "a string", type(None): "null", dict: "an object", list: "a list",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        str: "a string",
+        type(None): "null",
+        dict: "an object",
+        list: "a list",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def image_input(text: str, shape: tuple[int, int, int], budget: list[int], path: str) -> np.ndarray:
@@ -128,15 +164,17 @@ def image_input(text: str, shape: tuple[int, int, int], budget: list[int], path:
     if text.startswith("data:"):
         if not text.startswith(DATA_URL):
             raise InputError(path, "only data:image/png;base64 URLs are read")
-        text = text[len(DATA_URL):]
+        text = text[len(DATA_URL) :]
     try:
-        data = base64.b64decode("".join(text.split()), validate=True)     # line-wrapped base64 is fine
+        data = base64.b64decode("".join(text.split()), validate=True)  # line-wrapped base64 is fine
     except (binascii.Error, ValueError):
         raise InputError(path, "is neither a list of numbers nor valid base64 (of a PNG image)") from None
     try:
         pixels = decode_png(data, budget[0])
     except PngError as exc:
-        raise InputError(path, f"{exc}" + (" (for the whole request)" if "over the limit" in str(exc) else "")) from None
+        raise InputError(
+            path, f"{exc}" + (" (for the whole request)" if "over the limit" in str(exc) else "")
+        ) from None
     budget[0] -= pixels.shape[0] * pixels.shape[1]
     return image_to_input(pixels, shape, path)
 
@@ -147,14 +185,14 @@ def image_to_input(pixels: np.ndarray, shape: tuple[int, int, int], path: str = 
     if c not in (1, 3):
         raise InputError(path, f"images feed models of 1 or 3 input channels; this model takes {c}: send numbers")
     img = pixels.astype(np.float64) / 255.0
-    if img.shape[2] in (2, 4):              # alpha: composite onto black, the datasets' background
+    if img.shape[2] in (2, 4):  # alpha: composite onto black, the datasets' background
         img = img[:, :, :-1] * img[:, :, -1:]
     if c == 1 and img.shape[2] == 3:
         img = img @ LUMA[:, None]
     elif c == 3 and img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     resized = area_matrix(img.shape[0], h) @ img.transpose(2, 0, 1) @ area_matrix(img.shape[1], w).T
-    return np.clip(resized, 0.0, 1.0)       # sums of weights are 1 up to rounding: keep [0, 1] exact
+    return np.clip(resized, 0.0, 1.0)  # sums of weights are 1 up to rounding: keep [0, 1] exact
 
 
 def area_matrix(n_in: int, n_out: int) -> np.ndarray:

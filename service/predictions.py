@@ -7,6 +7,7 @@ written once, with its terminal status (``store.finish_job``), so a cached
 network never goes stale.  Everything is computed in the job's own dtype
 (docs/predictions.md says why).
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,7 +29,7 @@ from .errors import ApiError
 from .extension import convlab
 
 CACHE_KEY = "convlab.models"
-CHUNK = 64                  # samples per forward pass: bounds the activations a cached network keeps
+CHUNK = 64  # samples per forward pass: bounds the activations a cached network keeps
 
 
 @dataclass
@@ -43,7 +44,7 @@ class LoadedModel:
     net: Network
     nbytes: int
     lock: threading.Lock = field(default_factory=threading.Lock)
-    mistakes: dict | None = None            # the gallery, computed once
+    mistakes: dict | None = None  # the gallery, computed once
 
 
 class ModelCache:
@@ -59,7 +60,7 @@ class ModelCache:
         self._entries: OrderedDict[str, LoadedModel] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self.loads = 0                      # networks built (tests read it: loaded once)
+        self.loads = 0  # networks built (tests read it: loaded once)
 
     def get(self, job_id: str, load: Callable[[], LoadedModel]) -> LoadedModel:
         """The cached model of ``job_id``, or ``load()``'s (kept if it fits)."""
@@ -72,7 +73,7 @@ class ModelCache:
         with gate:
             with self._lock:
                 entry = self._entries.get(job_id)
-                if entry is not None:       # loaded by the thread we waited for
+                if entry is not None:  # loaded by the thread we waited for
                     self._entries.move_to_end(job_id)
                     return entry
             try:
@@ -122,7 +123,8 @@ def trained_model(job: dict[str, Any]) -> LoadedModel:
         blob = store.load_artifact(convlab().store, job["id"], WEIGHTS)
         if blob is None:
             state = {"queued": "is queued", "running": "is still running", "failed": "failed"}.get(
-                job["status"], f"is {job['status']}")
+                job["status"], f"is {job['status']}"
+            )
             raise ApiError(409, f"the job {state} and has no trained weights yet")
         net = Network.from_spec(job["spec"]["model"], seed=0, dtype=job["spec"]["train"]["dtype"])
         net.load_params(weights_from_bytes(blob))
@@ -142,7 +144,7 @@ def predict(job: dict[str, Any], x: np.ndarray) -> dict[str, list]:
     """``{"predictions": [argmax], "probabilities": [[last-layer activations]]}`` for ``x`` (N, C, H, W)."""
     out = forward(trained_model(job), x)
     probabilities = out.astype(np.float64).tolist()
-    if not np.isfinite(out).all():      # a diverged network: JSON has no NaN, so null (as metric series do)
+    if not np.isfinite(out).all():  # a diverged network: JSON has no NaN, so null (as metric series do)
         probabilities = [[v if np.isfinite(v) else None for v in row] for row in probabilities]
     return {"predictions": out.argmax(axis=1).tolist(), "probabilities": probabilities}
 
@@ -181,8 +183,19 @@ def mistakes(job: dict[str, Any], limit: int) -> dict[str, Any]:
         wrong = np.flatnonzero(predicted != y)
         confidence = out[wrong, predicted[wrong]]
         order = wrong[np.argsort(-confidence, kind="stable")]
-        model.mistakes = {"tested": len(y), "wrong": len(wrong), "shape": list(x.shape[1:]),
-                          "images": [{"index": int(i), "label": int(y[i]), "predicted": int(predicted[i]),
-                                      "confidence": float(out[i, predicted[i]]),
-                                      "pixels": np.round(x[i], 3).tolist()} for i in order[:limit]]}
+        model.mistakes = {
+            "tested": len(y),
+            "wrong": len(wrong),
+            "shape": list(x.shape[1:]),
+            "images": [
+                {
+                    "index": int(i),
+                    "label": int(y[i]),
+                    "predicted": int(predicted[i]),
+                    "confidence": float(out[i, predicted[i]]),
+                    "pixels": np.round(x[i], 3).tolist(),
+                }
+                for i in order[:limit]
+            ],
+        }
     return model.mistakes

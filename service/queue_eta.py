@@ -1,6 +1,7 @@
 """When a queued job may start: its place in the dispatch order (``store.queue_order``), the live
 workers, and how long recent jobs ran.  An estimate for people (the API's ``queue_eta_s``, the
 dashboard's "starts in ~"), never used to decide anything."""
+
 from __future__ import annotations
 
 import store

@@ -1,4 +1,5 @@
 """``POST /api/v1/specs/summary``: a job spec's model summary, without submitting anything."""
+
 from __future__ import annotations
 
 from flask import Blueprint

@@ -1,5 +1,6 @@
 """``/api/v1/studies``: create a study (every trial spec checked first), list, read with its trials and best,
 download the trials as CSV or JSON, cancel (docs/reference/studies.md, docs/studies.md)."""
+
 from __future__ import annotations
 
 import csv
@@ -65,15 +66,15 @@ def create_study():
     def create(idem):
         workers = len(store.live_workers(ext.store, ext.settings.worker_alive_s))
         spec = validate_study(body, validate, workers)
-        study, created = store.create_study(ext.store, g.user.id, spec, plan, spec_maker(validate),
-                                            ext.settings.max_attempts, idempotency=idem)
+        study, created = store.create_study(
+            ext.store, g.user.id, spec, plan, spec_maker(validate), ext.settings.max_attempts, idempotency=idem
+        )
         _publish(created)
         return answer(study["id"])
 
     def answer(study_id: str):
         study, trials = _visible_study(study_id)
-        return make_response((shown_study(study, trials), 201,
-                              {"Location": url_for(".get_study", study_id=study_id)}))
+        return make_response((shown_study(study, trials), 201, {"Location": url_for(".get_study", study_id=study_id)}))
 
     return once("studies.create", canonical_json(body), create=create, replay=lambda ids: answer(ids[0]))
 
@@ -89,7 +90,7 @@ def list_studies():
     shown = []
     for s in studies:
         found = store.get_study(convlab().store, s["id"], g.user)
-        if found is not None:                       # not deleted between the two reads
+        if found is not None:  # not deleted between the two reads
             shown.append(shown_study(*found, full=False))
     return {"studies": shown, "total": total}
 
@@ -118,10 +119,22 @@ def study_trials_csv(study_id: str):
     writer.writerow(["number", "job_id", "status", "seed", "value", "epochs_completed", *keys])
     for t in trials:
         value = "" if t["value"] is None else repr(float(t["value"]))
-        writer.writerow([t["number"], t["job_id"], t["status"], t["seed"], value, t["epochs_completed"],
-                         *(json.dumps(t["params"].get(k)) for k in keys)])
-    return Response(out.getvalue(), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="study-{study_id}-trials.csv"'})
+        writer.writerow(
+            [
+                t["number"],
+                t["job_id"],
+                t["status"],
+                t["seed"],
+                value,
+                t["epochs_completed"],
+                *(json.dumps(t["params"].get(k)) for k in keys),
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="study-{study_id}-trials.csv"'},
+    )
 
 
 @bp.post("/<study_id>/cancel")

@@ -1,4 +1,5 @@
 """Submitting a job, one way for the API and the dashboard: validate, store (commit), publish."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,13 @@ def validate(body: Any) -> dict[str, Any]:
 def quota_error(e: store.QuotaExceeded, path: str = "") -> ApiError:
     """A limit the request would pass: 429 with the limit's name and numbers (and Retry-After when waiting helps)."""
     headers = {"Retry-After": str(e.retry_after_s)} if e.retry_after_s else None
-    return ApiError(429, e.message, details=[{"path": path or e.limit, "message": e.message}],
-                    code="quota_exceeded", headers=headers)
+    return ApiError(
+        429,
+        e.message,
+        details=[{"path": path or e.limit, "message": e.message}],
+        code="quota_exceeded",
+        headers=headers,
+    )
 
 
 def job_flops(spec: dict[str, Any]) -> int:
@@ -51,16 +57,20 @@ def check_compute(specs: list[dict[str, Any]], user: store.UserInfo) -> None:
     for i, spec in enumerate(specs):
         flops = job_flops(spec)
         if flops > limit:
-            section = spec["type"]                  # "train" or "gradcheck": where the work is asked for
+            section = spec["type"]  # "train" or "gradcheck": where the work is asked for
             prefix = f"[{i}]." if len(specs) > 1 else ""
-            message = (f"the job would take an estimated {flops:.3g} floating-point operations, over your "
-                       f"compute limit of {limit:.3g} per job (fewer epochs, a smaller model or dataset)")
-            raise ApiError(429, message, code="quota_exceeded",
-                           details=[{"path": prefix + section, "message": message}])
+            message = (
+                f"the job would take an estimated {flops:.3g} floating-point operations, over your "
+                f"compute limit of {limit:.3g} per job (fewer epochs, a smaller model or dataset)"
+            )
+            raise ApiError(
+                429, message, code="quota_exceeded", details=[{"path": prefix + section, "message": message}]
+            )
 
 
-def enqueue(specs: list[dict[str, Any]], user: store.UserInfo,
-            idempotency: store.IdempotentRequest | None = None) -> list[dict[str, Any]]:
+def enqueue(
+    specs: list[dict[str, Any]], user: store.UserInfo, idempotency: store.IdempotentRequest | None = None
+) -> list[dict[str, Any]]:
     """Store validated specs as queued jobs (one transaction, with the request's idempotency key),
     then publish a wake-up for each.
 
@@ -73,13 +83,14 @@ def enqueue(specs: list[dict[str, Any]], user: store.UserInfo,
     ext = convlab()
     check_compute(specs, user)
     try:
-        jobs = store.create_jobs(ext.store, user.id, specs, max_attempts=ext.settings.max_attempts,
-                                 idempotency=idempotency, quota=ext.quota)
+        jobs = store.create_jobs(
+            ext.store, user.id, specs, max_attempts=ext.settings.max_attempts, idempotency=idempotency, quota=ext.quota
+        )
     except store.QuotaExceeded as e:
         raise quota_error(e) from None
     for job in jobs:
         try:
-            ext.publish(job["id"])          # only after the commit (docs/architecture.md)
+            ext.publish(job["id"])  # only after the commit (docs/architecture.md)
         except Exception:
             current_app.logger.exception("publishing job %s failed; it stays queued", job["id"])
     return jobs

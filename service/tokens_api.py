@@ -3,6 +3,7 @@
 Tokens are created on the server (``convlab token create``): a token that
 could mint tokens over HTTP would outlive its own revocation.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, g
@@ -30,5 +31,5 @@ def revoke_token(token_id: int):
         visible = [t for t in store.list_tokens(convlab().store, g.user) if t["id"] == token_id]
         if not visible:
             raise ApiError(404, f"no token {token_id}, or not yours")
-        return {"token": visible[0]}          # revoked before: the same answer, nothing changes
+        return {"token": visible[0]}  # revoked before: the same answer, nothing changes
     return {"token": revoked[0]}

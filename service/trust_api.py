@@ -1,4 +1,5 @@
 """``POST /api/v1/jobs/{id}/reproduce`` and the certificate of a reproduction (docs/trust.md)."""
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,15 @@ def _run(job: dict) -> Run:
     """Everything of a finished job that a certificate compares, read at full resolution."""
     db = convlab().store
     blob = store.load_artifact(db, job["id"], WEIGHTS) if job["type"] == "train" else None
-    return Run(status=job["status"], metrics=store.get_metrics(db, job["id"]),
-               nonfinite=store.get_nonfinite(db, job["id"]), result=job["result"], triage=job.get("triage"),
-               weights=None if blob is None else weights_from_bytes(blob), environment=job.get("environment"))
+    return Run(
+        status=job["status"],
+        metrics=store.get_metrics(db, job["id"]),
+        nonfinite=store.get_nonfinite(db, job["id"]),
+        result=job["result"],
+        triage=job.get("triage"),
+        weights=None if blob is None else weights_from_bytes(blob),
+        environment=job.get("environment"),
+    )
 
 
 def with_certificate(job: dict) -> dict:
@@ -35,8 +42,9 @@ def with_certificate(job: dict) -> dict:
     if not job.get("reproduces") or job.get("certificate") is not None:
         return job
     ext = convlab()
-    cert = store.certify(ext.store, job, lambda a, b, tol: certify(_run(a), _run(b), tol),
-                         ext.settings.certificate_tolerance)
+    cert = store.certify(
+        ext.store, job, lambda a, b, tol: certify(_run(a), _run(b), tol), ext.settings.certificate_tolerance
+    )
     return {**job, "certificate": cert}
 
 
@@ -44,15 +52,27 @@ def _tolerance(body: dict) -> float | None:
     """The body's optional ``tolerance``: 422 naming the field unless a number in (0, 1]."""
     unknown = sorted(set(body) - {"tolerance"})
     if unknown:
-        raise ApiError(422, "unknown fields", code="invalid_request",
-                       details=[{"path": k, "message": "unknown field"} for k in unknown])
+        raise ApiError(
+            422,
+            "unknown fields",
+            code="invalid_request",
+            details=[{"path": k, "message": "unknown field"} for k in unknown],
+        )
     tol = body.get("tolerance")
     if tol is None:
         return None
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) \
-            or not 0 < tol <= MAX_TOLERANCE:
-        raise ApiError(422, "invalid tolerance", code="invalid_request",
-                       details=[{"path": "tolerance", "message": f"a number in (0, {MAX_TOLERANCE:g}]"}])
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float))
+        or not math.isfinite(tol)
+        or not 0 < tol <= MAX_TOLERANCE
+    ):
+        raise ApiError(
+            422,
+            "invalid tolerance",
+            code="invalid_request",
+            details=[{"path": "tolerance", "message": f"a number in (0, {MAX_TOLERANCE:g}]"}],
+        )
     return float(tol)
 
 
@@ -90,5 +110,9 @@ def reproduce_job(job_id: str):
             raise ApiError(404, f"no job {ids[0][:64]!r}")
         return answer(job)
 
-    return once("jobs.reproduce", job_id.encode() + b"\0" + canonical_json(body),
-                create=lambda idem: answer(reproduce(job_id, body, idem)), replay=replay)
+    return once(
+        "jobs.reproduce",
+        job_id.encode() + b"\0" + canonical_json(body),
+        create=lambda idem: answer(reproduce(job_id, body, idem)),
+        replay=replay,
+    )

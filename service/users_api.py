@@ -1,5 +1,6 @@
 """``/api/v1/users``: who am I, what do I use, and what may I use (``/users/me``); an admin reads
 and sets one user's limits (``/users/{name}/limits``, docs/reference/http-api.md "Users and limits")."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,9 +24,12 @@ _COMPUTE_MAX = 1e30
 def me():
     """The caller: name, admin or not, their effective limits and what they use now (jobs, storage bytes)."""
     ext = convlab()
-    return {"name": g.user.name, "is_admin": g.user.is_admin,
-            "limits": store.user_limits(ext.store, g.user.id, ext.quota).as_dict(),
-            "usage": store.usage(ext.store, g.user.id)}
+    return {
+        "name": g.user.name,
+        "is_admin": g.user.is_admin,
+        "limits": store.user_limits(ext.store, g.user.id, ext.quota).as_dict(),
+        "usage": store.usage(ext.store, g.user.id),
+    }
 
 
 def _admin() -> None:

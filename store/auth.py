@@ -4,6 +4,7 @@ A token is valid until it is revoked or expires; a dashboard session is a row
 naming the token it was signed in with, so it ends with that token, or when
 the user signs out, for every copy of its cookie.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,9 @@ def _valid(now: datetime) -> ColumnElement[bool]:
     return and_(ApiToken.revoked_at.is_(None), or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))
 
 
-def create_token(store: Store, name: str, admin: bool = False, *, expires_in: timedelta | None = None,
-                 label: str | None = None) -> str:
+def create_token(
+    store: Store, name: str, admin: bool = False, *, expires_in: timedelta | None = None, label: str | None = None
+) -> str:
     """Create a new API token for user ``name`` and return it (the only time it is visible).
 
     The user is created if missing; ``admin=True`` makes an existing user an
@@ -59,13 +61,23 @@ def create_token(store: Store, name: str, admin: bool = False, *, expires_in: ti
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with store.session() as s:
         # ON CONFLICT: two processes creating the same new user at once both succeed.
-        s.execute(upsert_insert(store, User).values(name=name, is_admin=admin)
-                  .on_conflict_do_nothing(index_elements=[User.name]))
+        s.execute(
+            upsert_insert(store, User)
+            .values(name=name, is_admin=admin)
+            .on_conflict_do_nothing(index_elements=[User.name])
+        )
         if admin:
             s.execute(update(User).where(User.name == name).values(is_admin=True))
         user_id = s.scalar(select(User.id).where(User.name == name))
-        s.add(ApiToken(user_id=user_id, token_hash=hash_token(token), prefix=token[:12], label=label,
-                       expires_at=None if expires_in is None else utcnow() + expires_in))
+        s.add(
+            ApiToken(
+                user_id=user_id,
+                token_hash=hash_token(token),
+                prefix=token[:12],
+                label=label,
+                expires_at=None if expires_in is None else utcnow() + expires_in,
+            )
+        )
     return token
 
 
@@ -97,10 +109,11 @@ def authenticate(store: Store, token: str | None) -> UserInfo | None:
         if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
             # Conditional, so concurrent requests of one client write it once.
             cutoff = now - LAST_USED_RESOLUTION
-            s.execute(update(ApiToken)
-                      .where(ApiToken.id == token_id,
-                             or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff))
-                      .values(last_used_at=now))
+            s.execute(
+                update(ApiToken)
+                .where(ApiToken.id == token_id, or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= cutoff))
+                .values(last_used_at=now)
+            )
     return UserInfo(id=user_id, name=user_name, is_admin=bool(is_admin), token_id=token_id)
 
 
@@ -113,17 +126,41 @@ def get_user(store: Store, user_id: int) -> UserInfo | None:
 
 def _token_json(row: Any, now: datetime) -> dict[str, Any]:
     """A token as ``token list`` and ``GET /tokens`` show it (never its hash)."""
-    state = ("revoked" if row.revoked_at is not None
-             else "expired" if row.expires_at is not None and row.expires_at <= now else "active")
-    return {"id": row.id, "user": row.user, "prefix": row.prefix, "label": row.label, "state": state,
-            "created_at": iso(row.created_at), "last_used_at": iso(row.last_used_at),
-            "expires_at": iso(row.expires_at), "revoked_at": iso(row.revoked_at)}
+    state = (
+        "revoked"
+        if row.revoked_at is not None
+        else "expired"
+        if row.expires_at is not None and row.expires_at <= now
+        else "active"
+    )
+    return {
+        "id": row.id,
+        "user": row.user,
+        "prefix": row.prefix,
+        "label": row.label,
+        "state": state,
+        "created_at": iso(row.created_at),
+        "last_used_at": iso(row.last_used_at),
+        "expires_at": iso(row.expires_at),
+        "revoked_at": iso(row.revoked_at),
+    }
 
 
 def _token_rows():
-    return (select(ApiToken.id, User.name.label("user"), ApiToken.prefix, ApiToken.label, ApiToken.created_at,
-                   ApiToken.last_used_at, ApiToken.expires_at, ApiToken.revoked_at)
-            .join(User, User.id == ApiToken.user_id).order_by(ApiToken.id))
+    return (
+        select(
+            ApiToken.id,
+            User.name.label("user"),
+            ApiToken.prefix,
+            ApiToken.label,
+            ApiToken.created_at,
+            ApiToken.last_used_at,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+        )
+        .join(User, User.id == ApiToken.user_id)
+        .order_by(ApiToken.id)
+    )
 
 
 def list_tokens(store: Store, viewer: UserInfo | None = None) -> list[dict[str, Any]]:
@@ -170,8 +207,13 @@ def start_session(store: Store, token_id: int) -> str:
     session_id = secrets.token_urlsafe(32)
     with store.session() as s:
         # Sessions of expired tokens can never be used again; each sign-in clears them away.
-        s.execute(delete(WebSession).where(WebSession.token_id.in_(
-            select(ApiToken.id).where(ApiToken.expires_at.is_not(None), ApiToken.expires_at <= utcnow()))))
+        s.execute(
+            delete(WebSession).where(
+                WebSession.token_id.in_(
+                    select(ApiToken.id).where(ApiToken.expires_at.is_not(None), ApiToken.expires_at <= utcnow())
+                )
+            )
+        )
         s.add(WebSession(id_hash=hash_token(session_id), token_id=token_id))
     return session_id
 
@@ -186,8 +228,9 @@ def session_user(store: Store, session_id: str) -> UserInfo | None:
             .join(User, User.id == ApiToken.user_id)
             .where(WebSession.id_hash == hash_token(session_id), _valid(utcnow()))
         ).first()
-    return None if row is None else UserInfo(id=row.id, name=row.name, is_admin=bool(row.is_admin),
-                                             token_id=row.token_id)
+    return (
+        None if row is None else UserInfo(id=row.id, name=row.name, is_admin=bool(row.is_admin), token_id=row.token_id)
+    )
 
 
 def end_session(store: Store, session_id: str) -> None:

@@ -1,4 +1,5 @@
 """Uploaded datasets: the ``.npz`` bytes in the database plus what a spec check needs."""
+
 from __future__ import annotations
 
 import uuid
@@ -13,15 +14,30 @@ from .models import Dataset, User, iso
 from .quotas import Quota, check_storage, effective_limits, lock_user
 
 # Everything but the bytes: listing must not read every upload.
-_INFO = (Dataset.id, Dataset.name, Dataset.samples, Dataset.shape, Dataset.classes,
-         Dataset.size_bytes, Dataset.created_at, User.name.label("user"))
+_INFO = (
+    Dataset.id,
+    Dataset.name,
+    Dataset.samples,
+    Dataset.shape,
+    Dataset.classes,
+    Dataset.size_bytes,
+    Dataset.created_at,
+    User.name.label("user"),
+)
 
 
 def _dataset_dict(row) -> dict[str, Any]:
     """A dataset row as the API shows it."""
-    return {"id": row.id, "name": row.name, "samples": row.samples, "shape": list(row.shape),
-            "classes": row.classes, "size_bytes": row.size_bytes, "created_at": iso(row.created_at),
-            "user": row.user}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "samples": row.samples,
+        "shape": list(row.shape),
+        "classes": row.classes,
+        "size_bytes": row.size_bytes,
+        "created_at": iso(row.created_at),
+        "user": row.user,
+    }
 
 
 def _info(user: UserInfo | None):
@@ -30,17 +46,33 @@ def _info(user: UserInfo | None):
     return q.where(true() if user is None or user.is_admin else Dataset.user_id == user.id)
 
 
-def save_dataset(store: Store, user_id: int, name: str, data: bytes, samples: int,
-                 shape: list[int] | tuple[int, ...], classes: int,
-                 idempotency: IdempotentRequest | None = None, quota: Quota | None = None) -> dict[str, Any]:
+def save_dataset(
+    store: Store,
+    user_id: int,
+    name: str,
+    data: bytes,
+    samples: int,
+    shape: list[int] | tuple[int, ...],
+    classes: int,
+    idempotency: IdempotentRequest | None = None,
+    quota: Quota | None = None,
+) -> dict[str, Any]:
     """Store an uploaded (already checked) dataset; returns its info with the new ``id``.
 
     ``idempotency``: the request's key, recorded in the same transaction.  ``quota``: the
     deployment's default limits; the user's storage limit is then checked under their lock
     (:class:`~store.quotas.QuotaExceeded`, nothing stored).
     """
-    ds = Dataset(id=uuid.uuid4().hex, user_id=user_id, name=name, samples=samples,
-                 shape=[int(x) for x in shape], classes=classes, size_bytes=len(data), data=data)
+    ds = Dataset(
+        id=uuid.uuid4().hex,
+        user_id=user_id,
+        name=name,
+        samples=samples,
+        shape=[int(x) for x in shape],
+        classes=classes,
+        size_bytes=len(data),
+        data=data,
+    )
     with store.session() as s:
         if quota is not None:
             lock_user(s, user_id)

@@ -1,4 +1,5 @@
 """Engines and sessions: one :class:`Store` per process, shared by API and workers."""
+
 from __future__ import annotations
 
 import json
@@ -81,9 +82,12 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 # gives up connecting after 5 s and probes the server likewise.  No server configuration needed.
 POSTGRES_CONNECT_ARGS = {
     "connect_timeout": 5,
-    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
     "options": "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
-               " -c idle_in_transaction_session_timeout=15000",
+    " -c idle_in_transaction_session_timeout=15000",
 }
 
 

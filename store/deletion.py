@@ -5,6 +5,7 @@ A job's tags, metric points and artifacts (weights, checkpoints) go by their for
 transaction: the idempotency keys whose request created it (a retry of that request then finds
 nothing to replay) and a worker row's stale mention of it.  Nothing is left that names it.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import delete, select, true, update
@@ -22,8 +23,9 @@ def _visible(model, user: UserInfo | None):
 def _forget_keys(s: Session, user_id: int, resource_id: str) -> None:
     """Delete the owner's idempotency keys that name ``resource_id`` (JSON lists: filtered here, a user
     holds at most a day's worth of keys)."""
-    rows = s.execute(select(IdempotencyKey.key, IdempotencyKey.resources)
-                     .where(IdempotencyKey.user_id == user_id)).all()
+    rows = s.execute(
+        select(IdempotencyKey.key, IdempotencyKey.resources).where(IdempotencyKey.user_id == user_id)
+    ).all()
     keys = [r.key for r in rows if resource_id in (r.resources or [])]
     if keys:
         s.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key.in_(keys)))
@@ -40,13 +42,17 @@ def delete_job(store: Store, job_id: str, user: UserInfo | None) -> str | None:
         owner = s.scalar(select(Job.user_id).where(Job.id == job_id, _visible(Job, user)))
         if owner is None:
             return None
-        gone = s.execute(delete(Job).where(Job.id == job_id, Job.status != "running").returning(Job.id),
-                         execution_options={"synchronize_session": False}).first()
+        gone = s.execute(
+            delete(Job).where(Job.id == job_id, Job.status != "running").returning(Job.id),
+            execution_options={"synchronize_session": False},
+        ).first()
         if gone is None:
             return "running"
         _forget_keys(s, owner, job_id)
-        s.execute(update(Worker).where(Worker.job_id == job_id).values(job_id=None),
-                  execution_options={"synchronize_session": False})
+        s.execute(
+            update(Worker).where(Worker.job_id == job_id).values(job_id=None),
+            execution_options={"synchronize_session": False},
+        )
     return "deleted"
 
 
@@ -57,8 +63,11 @@ def delete_dataset(store: Store, dataset_id: str, user: UserInfo | None) -> str 
         owner = s.scalar(select(Dataset.user_id).where(Dataset.id == dataset_id, _visible(Dataset, user)))
         if owner is None:
             return None
-        users = s.scalar(select(Job.id).where(Job.status.in_(("queued", "running")),
-                                              Job.spec["data"]["dataset"].as_string() == dataset_id).limit(1))
+        users = s.scalar(
+            select(Job.id)
+            .where(Job.status.in_(("queued", "running")), Job.spec["data"]["dataset"].as_string() == dataset_id)
+            .limit(1)
+        )
         if users is not None:
             return "in_use"
         s.execute(delete(Dataset).where(Dataset.id == dataset_id))

@@ -1,5 +1,6 @@
 """Idempotency keys of creating requests: found by (user, key), recorded inside the creating
 transaction, forgotten after their time to live (bounded storage)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,11 +32,18 @@ def find_idempotency_key(store: Store, request: IdempotentRequest) -> dict[str, 
     """
     cutoff = utcnow() - timedelta(seconds=request.ttl_s)
     with store.session() as s:
-        row = s.execute(select(IdempotencyKey.operation, IdempotencyKey.fingerprint, IdempotencyKey.resources)
-                        .where(IdempotencyKey.user_id == request.user_id, IdempotencyKey.key == request.key,
-                               IdempotencyKey.created_at >= cutoff)).first()
-    return None if row is None else {"operation": row.operation, "fingerprint": row.fingerprint,
-                                     "resources": list(row.resources)}
+        row = s.execute(
+            select(IdempotencyKey.operation, IdempotencyKey.fingerprint, IdempotencyKey.resources).where(
+                IdempotencyKey.user_id == request.user_id,
+                IdempotencyKey.key == request.key,
+                IdempotencyKey.created_at >= cutoff,
+            )
+        ).first()
+    return (
+        None
+        if row is None
+        else {"operation": row.operation, "fingerprint": row.fingerprint, "resources": list(row.resources)}
+    )
 
 
 def record_idempotency_key(s: Session, request: IdempotentRequest, resources: list[str]) -> None:
@@ -45,10 +53,22 @@ def record_idempotency_key(s: Session, request: IdempotentRequest, resources: li
     ``IntegrityError`` (a concurrent request with the same key won the race).
     """
     cutoff = utcnow() - timedelta(seconds=request.ttl_s)
-    s.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == request.user_id,
-                                           IdempotencyKey.key == request.key, IdempotencyKey.created_at < cutoff))
-    s.add(IdempotencyKey(user_id=request.user_id, key=request.key, operation=request.operation,
-                         fingerprint=request.fingerprint, resources=list(resources)))
+    s.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.user_id == request.user_id,
+            IdempotencyKey.key == request.key,
+            IdempotencyKey.created_at < cutoff,
+        )
+    )
+    s.add(
+        IdempotencyKey(
+            user_id=request.user_id,
+            key=request.key,
+            operation=request.operation,
+            fingerprint=request.fingerprint,
+            resources=list(resources),
+        )
+    )
     s.flush()
 
 

@@ -7,6 +7,7 @@ and a worker claims the next queued job here (:func:`claim_next_job`).
 Statuses only move ``queued -> running -> succeeded | failed | cancelled``
 (and ``running -> queued`` when a worker is lost); terminal ones never change.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -65,8 +66,9 @@ def _visible(user: UserInfo | None):
 
 def _load(s: Session, job_id: str, user: UserInfo | None = None) -> dict[str, Any] | None:
     """Read one job as a dict in session ``s``."""
-    row = s.execute(select(Job, User.name).join(User, User.id == Job.user_id)
-                    .where(Job.id == job_id, _visible(user))).first()
+    row = s.execute(
+        select(Job, User.name).join(User, User.id == Job.user_id).where(Job.id == job_id, _visible(user))
+    ).first()
     return None if row is None else _job_dict(*row)
 
 
@@ -81,8 +83,13 @@ def _now(now: datetime):
     return literal(now, UTCDateTime())
 
 
-def create_job(store: Store, user_id: int, spec: dict[str, Any], max_attempts: int = 3,
-               idempotency: IdempotentRequest | None = None) -> dict[str, Any]:
+def create_job(
+    store: Store,
+    user_id: int,
+    spec: dict[str, Any],
+    max_attempts: int = 3,
+    idempotency: IdempotentRequest | None = None,
+) -> dict[str, Any]:
     """Insert a queued job for a spec that the caller has already validated and normalised.
 
     Commits before returning: publish the task only after this returns (docs/architecture.md).
@@ -91,8 +98,14 @@ def create_job(store: Store, user_id: int, spec: dict[str, Any], max_attempts: i
     return create_jobs(store, user_id, [spec], max_attempts, idempotency)[0]
 
 
-def create_jobs(store: Store, user_id: int, specs: list[dict[str, Any]], max_attempts: int = 3,
-                idempotency: IdempotentRequest | None = None, quota: Quota | None = None) -> list[dict[str, Any]]:
+def create_jobs(
+    store: Store,
+    user_id: int,
+    specs: list[dict[str, Any]],
+    max_attempts: int = 3,
+    idempotency: IdempotentRequest | None = None,
+    quota: Quota | None = None,
+) -> list[dict[str, Any]]:
     """Insert queued jobs for validated specs in ONE transaction (all or none), with the request's
     idempotency key if it has one; ``IntegrityError`` if that key was recorded meanwhile.
 
@@ -100,9 +113,19 @@ def create_jobs(store: Store, user_id: int, specs: list[dict[str, Any]], max_att
     (with their overrides) are checked in the same transaction, under the user's lock (two
     concurrent submits cannot both slip under the limit), and :class:`QuotaExceeded` stores nothing.
     """
-    jobs = [Job(id=uuid.uuid4().hex, user_id=user_id, type=spec["type"], name=spec["name"],
-                status="queued", spec=spec, max_attempts=max_attempts, priority=int(spec.get("priority", 0)))
-            for spec in specs]
+    jobs = [
+        Job(
+            id=uuid.uuid4().hex,
+            user_id=user_id,
+            type=spec["type"],
+            name=spec["name"],
+            status="queued",
+            spec=spec,
+            max_attempts=max_attempts,
+            priority=int(spec.get("priority", 0)),
+        )
+        for spec in specs
+    ]
     with store.session() as s:
         if quota is not None:
             _check_submit_quota(s, user_id, len(specs), quota)
@@ -128,10 +151,13 @@ def _check_submit_quota(s: Session, user_id: int, adding: int, quota: Quota) -> 
     if limits.max_queued is not None:
         queued = s.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.status == "queued"))
         if queued + adding > limits.max_queued:
-            raise QuotaExceeded("max_queued", f"queued-jobs limit reached: {queued} queued"
-                                + (f" + {adding} new" if adding > 1 else " + 1 new")
-                                + f", the limit is {limits.max_queued}; wait for some to start, or cancel some",
-                                retry_after_s=QUEUED_RETRY_AFTER_S)
+            raise QuotaExceeded(
+                "max_queued",
+                f"queued-jobs limit reached: {queued} queued"
+                + (f" + {adding} new" if adding > 1 else " + 1 new")
+                + f", the limit is {limits.max_queued}; wait for some to start, or cancel some",
+                retry_after_s=QUEUED_RETRY_AFTER_S,
+            )
     check_storage(s, user_id, limits)
 
 
@@ -146,9 +172,16 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def list_jobs(store: Store, user: UserInfo | None, status: str | None = None, type: str | None = None,
-              tag: str | None = None, search: str | None = None, limit: int = 50,
-              offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def list_jobs(
+    store: Store,
+    user: UserInfo | None,
+    status: str | None = None,
+    type: str | None = None,
+    tag: str | None = None,
+    search: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
     """The jobs ``user`` may see, newest first, and how many match in all (for paging).
 
     ``search`` matches a case-insensitive substring of the name or a prefix of the id.
@@ -165,12 +198,17 @@ def list_jobs(store: Store, user: UserInfo | None, status: str | None = None, ty
         where.append(select(JobTag.job_id).where(JobTag.job_id == Job.id, JobTag.tag == tag).exists())
     if search:
         pattern = _like_escape(search)
-        where.append(or_(Job.name.ilike(f"%{pattern}%", escape="\\"),
-                         Job.id.like(f"{pattern.lower()}%", escape="\\")))
+        where.append(or_(Job.name.ilike(f"%{pattern}%", escape="\\"), Job.id.like(f"{pattern.lower()}%", escape="\\")))
     with store.session() as s:
         total = s.scalar(select(func.count()).select_from(Job).where(*where))
-        rows = s.execute(select(Job, User.name).join(User, User.id == Job.user_id).where(*where)
-                         .order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+        rows = s.execute(
+            select(Job, User.name)
+            .join(User, User.id == Job.user_id)
+            .where(*where)
+            .order_by(Job.created_at.desc(), Job.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
         return [_job_dict(job, name) for job, name in rows], total
 
 
@@ -198,29 +236,56 @@ def queue_order(max_running: int | None = None):
 
     ``max_running``: the deployment's running limit per user (a user's override wins).
     """
-    running = (select(Job.user_id.label("user_id"), func.count().label("n"))
-               .where(Job.status == "running").group_by(Job.user_id).subquery("running"))
-    k = func.row_number().over(partition_by=Job.user_id,
-                               order_by=(Job.priority.desc(), Job.created_at, Job.id)) - 1
+    running = (
+        select(Job.user_id.label("user_id"), func.count().label("n"))
+        .where(Job.status == "running")
+        .group_by(Job.user_id)
+        .subquery("running")
+    )
+    k = func.row_number().over(partition_by=Job.user_id, order_by=(Job.priority.desc(), Job.created_at, Job.id)) - 1
     limit = func.coalesce(UserLimit.max_running, _UNLIMITED if max_running is None else max_running)
-    ranked = (select(Job.id, Job.user_id, k.label("k"), func.coalesce(running.c.n, 0).label("r"),
-                     limit.label("lim"), User.last_claim_at.label("last"))
-              .select_from(Job).join(User, User.id == Job.user_id)
-              .outerjoin(running, running.c.user_id == Job.user_id)
-              .outerjoin(UserLimit, UserLimit.user_id == Job.user_id)
-              .where(Job.status == "queued")).subquery("ranked")
+    ranked = (
+        select(
+            Job.id,
+            Job.user_id,
+            k.label("k"),
+            func.coalesce(running.c.n, 0).label("r"),
+            limit.label("lim"),
+            User.last_claim_at.label("last"),
+        )
+        .select_from(Job)
+        .join(User, User.id == Job.user_id)
+        .outerjoin(running, running.c.user_id == Job.user_id)
+        .outerjoin(UserLimit, UserLimit.user_id == Job.user_id)
+        .where(Job.status == "queued")
+    ).subquery("ranked")
     blocked = case((ranked.c.r + ranked.c.k >= ranked.c.lim, 1), else_=0)
-    served = case((ranked.c.last.is_(None), 0), else_=1)      # never served first (portable NULLS FIRST)
-    place = func.row_number().over(order_by=(blocked, ranked.c.r + ranked.c.k, ranked.c.r.desc(), served,
-                                             ranked.c.last, ranked.c.user_id, ranked.c.k))
-    return select(ranked.c.id, ranked.c.user_id, ranked.c.k, place.label("place"),
-                  (1 - blocked).label("claimable")).subquery("queue")
+    served = case((ranked.c.last.is_(None), 0), else_=1)  # never served first (portable NULLS FIRST)
+    place = func.row_number().over(
+        order_by=(
+            blocked,
+            ranked.c.r + ranked.c.k,
+            ranked.c.r.desc(),
+            served,
+            ranked.c.last,
+            ranked.c.user_id,
+            ranked.c.k,
+        )
+    )
+    return select(
+        ranked.c.id, ranked.c.user_id, ranked.c.k, place.label("place"), (1 - blocked).label("claimable")
+    ).subquery("queue")
 
 
 def _claim_values(worker: str, now: datetime) -> dict[str, Any]:
     """SET clause of a claim: ``running`` on ``worker``, one more attempt, heartbeat now."""
-    return {"status": "running", "attempts": Job.attempts + 1, "worker": worker, "heartbeat_at": now,
-            "started_at": func.coalesce(Job.started_at, _now(now))}
+    return {
+        "status": "running",
+        "attempts": Job.attempts + 1,
+        "worker": worker,
+        "heartbeat_at": now,
+        "started_at": func.coalesce(Job.started_at, _now(now)),
+    }
 
 
 # Lost races in a row before a claimer gives up (its wake-up is then spent on nothing; the
@@ -239,8 +304,11 @@ def _hint_allows(worker: str, now: datetime, alive_s: float):
     a reproduction then waits for that one (it is a preference, never a reason
     to leave a job queued with no one else to run it).
     """
-    other_live = (select(Worker.name).where(Worker.name != worker,
-                                            Worker.heartbeat_at >= now - timedelta(seconds=alive_s)).exists())
+    other_live = (
+        select(Worker.name)
+        .where(Worker.name != worker, Worker.heartbeat_at >= now - timedelta(seconds=alive_s))
+        .exists()
+    )
     return or_(Job.not_worker.is_(None), Job.not_worker != worker, ~other_live)
 
 
@@ -248,14 +316,18 @@ def _next_in_line(s: Session, max_running: int | None, worker: str, alive_s: flo
     """Within ``s``: (job id, user id) of the first job in :func:`queue_order` that ``worker`` may claim
     (claimable, and no reproduction hint against it), or None."""
     q = queue_order(max_running)
-    return s.execute(select(q.c.id, q.c.user_id).join(Job, Job.id == q.c.id)
-                     .where(q.c.claimable == 1, _hint_allows(worker, utcnow(), alive_s))
-                     .order_by(q.c.place).limit(1)).first()
+    return s.execute(
+        select(q.c.id, q.c.user_id)
+        .join(Job, Job.id == q.c.id)
+        .where(q.c.claimable == 1, _hint_allows(worker, utcnow(), alive_s))
+        .order_by(q.c.place)
+        .limit(1)
+    ).first()
 
 
-
-def claim_next_job(store: Store, worker: str, resume_own: bool = False,
-                   max_running: int | None = None, alive_s: float = HINT_ALIVE_S) -> dict[str, Any] | None:
+def claim_next_job(
+    store: Store, worker: str, resume_own: bool = False, max_running: int | None = None, alive_s: float = HINT_ALIVE_S
+) -> dict[str, Any] | None:
     """Claim the first claimable job in :func:`queue_order` (fair share) for ``worker``; None if there is none.
 
     The order is read, the chosen job's USER is locked (:func:`~store.quotas.lock_user`: its row on
@@ -276,8 +348,12 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False,
     """
     if resume_own:
         with store.session() as s:
-            mine = s.scalar(select(Job.id).where(Job.status == "running", Job.worker == worker)
-                            .order_by(Job.created_at, Job.id).limit(1))
+            mine = s.scalar(
+                select(Job.id)
+                .where(Job.status == "running", Job.worker == worker)
+                .order_by(Job.created_at, Job.id)
+                .limit(1)
+            )
             if mine is not None:
                 return _load(s, mine)
     with store.session() as s:
@@ -288,15 +364,17 @@ def claim_next_job(store: Store, worker: str, resume_own: bool = False,
         with store.session() as s:
             lock_user(s, first.user_id)
             again = _next_in_line(s, max_running, worker, alive_s)
-            now = utcnow()          # after the read: a claim that a finish made possible starts after it
+            now = utcnow()  # after the read: a claim that a finish made possible starts after it
             same = again is not None and again.user_id == first.user_id
             if same and _update(s, Job.id == again.id, Job.status == "queued", **_claim_values(worker, now)):
-                s.execute(update(User).where(User.id == again.user_id).values(last_claim_at=now),
-                          execution_options={"synchronize_session": False})
+                s.execute(
+                    update(User).where(User.id == again.user_id).values(last_claim_at=now),
+                    execution_options={"synchronize_session": False},
+                )
                 return _load(s, again.id)
-            s.rollback()            # let go of the lock before waiting for another user's
+            s.rollback()  # let go of the lock before waiting for another user's
         first = again
-    return None             # lost every race: as many claimers won, and their wake-ups cover the rest
+    return None  # lost every race: as many claimers won, and their wake-ups cover the rest
 
 
 def claim_job(store: Store, job_id: str, worker: str) -> dict[str, Any] | None:
@@ -312,8 +390,12 @@ def claim_job(store: Store, job_id: str, worker: str) -> dict[str, Any] | None:
         won = _update(s, Job.id == job_id, Job.status == "queued", **_claim_values(worker, now))
         if won is None:
             return None
-        s.execute(update(User).where(User.id == select(Job.user_id).where(Job.id == job_id).scalar_subquery())
-                  .values(last_claim_at=now), execution_options={"synchronize_session": False})
+        s.execute(
+            update(User)
+            .where(User.id == select(Job.user_id).where(Job.id == job_id).scalar_subquery())
+            .values(last_claim_at=now),
+            execution_options={"synchronize_session": False},
+        )
         return _load(s, job_id)
 
 
@@ -339,16 +421,21 @@ def heartbeat(store: Store, job_id: str, worker: str) -> str:
     on this worker (reaped, finished): stop without writing a result.
     """
     with store.session() as s:
-        flag = s.execute(update(Job).where(Job.id == job_id, Job.status == "running", Job.worker == worker)
-                         .values(heartbeat_at=utcnow()).returning(Job.cancel_requested),
-                         execution_options={"synchronize_session": False}).scalar()
+        flag = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running", Job.worker == worker)
+            .values(heartbeat_at=utcnow())
+            .returning(Job.cancel_requested),
+            execution_options={"synchronize_session": False},
+        ).scalar()
     if flag is None:
         return "lost"
     return "cancel" if flag else "ok"
 
 
-def update_progress(store: Store, job_id: str, epoch: int, step: int, total_steps: int,
-                    worker: str | None = None) -> bool:
+def update_progress(
+    store: Store, job_id: str, epoch: int, step: int, total_steps: int, worker: str | None = None
+) -> bool:
     """Set the job's progress; only while it runs (on ``worker`` if given). True if written."""
     where = [Job.id == job_id, Job.status == "running"]
     if worker is not None:
@@ -363,8 +450,9 @@ def touch_if_owner(s: Session, job_id: str, worker: str) -> bool:
     The row stays locked (PostgreSQL) or the database write-locked (SQLite)
     until ``s`` commits, so what ``s`` writes next cannot race with a reaper.
     """
-    return _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker,
-                   heartbeat_at=utcnow()) is not None
+    return (
+        _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker, heartbeat_at=utcnow()) is not None
+    )
 
 
 def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str | None = None) -> bool:
@@ -383,9 +471,16 @@ def save_artifact(store: Store, job_id: str, name: str, data: bytes, worker: str
     return True
 
 
-def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | None = None,
-               error: str | None = None, worker: str | None = None,
-               artifacts: dict[str, bytes] | None = None, triage: dict[str, Any] | None = None) -> bool:
+def finish_job(
+    store: Store,
+    job_id: str,
+    status: str,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    worker: str | None = None,
+    artifacts: dict[str, bytes] | None = None,
+    triage: dict[str, Any] | None = None,
+) -> bool:
     """Write a terminal status, once: only if the job is running (on ``worker`` if given).
 
     ``artifacts`` (e.g. the weights) are stored in the same transaction, so
@@ -410,18 +505,25 @@ def finish_job(store: Store, job_id: str, status: str, result: dict[str, Any] | 
 def finished_by(store: Store, job_id: str, worker: str) -> str | None:
     """The job's terminal status if ``worker`` finished it (a retried finish checks its first try), else None."""
     with store.session() as s:
-        return s.scalar(select(Job.status).where(Job.id == job_id, Job.worker == worker,
-                                                 Job.status.in_(TERMINAL_STATUSES)))
+        return s.scalar(
+            select(Job.status).where(Job.id == job_id, Job.worker == worker, Job.status.in_(TERMINAL_STATUSES))
+        )
 
 
 def release_job(store: Store, job_id: str, worker: str) -> str | None:
     """A worker shutting down hands its running job back: ``queued`` again, this attempt not counted
     (``cancelled`` if a cancel was pending).  None if it was not running on ``worker``."""
     with store.session() as s:
-        row = _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker,
-                      status=case((Job.cancel_requested.is_(True), "cancelled"), else_="queued"),
-                      finished_at=case((Job.cancel_requested.is_(True), _now(utcnow())), else_=Job.finished_at),
-                      attempts=Job.attempts - 1, heartbeat_at=None)
+        row = _update(
+            s,
+            Job.id == job_id,
+            Job.status == "running",
+            Job.worker == worker,
+            status=case((Job.cancel_requested.is_(True), "cancelled"), else_="queued"),
+            finished_at=case((Job.cancel_requested.is_(True), _now(utcnow())), else_=Job.finished_at),
+            attempts=Job.attempts - 1,
+            heartbeat_at=None,
+        )
     return None if row is None else row.status
 
 
@@ -435,10 +537,14 @@ def request_cancel(store: Store, job_id: str, user: UserInfo | None) -> str | No
             return None
         # One statement for both cases, so a claim racing with the cancel cannot slip between.
         queued = Job.status == "queued"
-        row = _update(s, Job.id == job_id, Job.status.in_(("queued", "running")),
-                      cancel_requested=True,
-                      status=case((queued, "cancelled"), else_=Job.status),
-                      finished_at=case((queued, _now(now)), else_=Job.finished_at))
+        row = _update(
+            s,
+            Job.id == job_id,
+            Job.status.in_(("queued", "running")),
+            cancel_requested=True,
+            status=case((queued, "cancelled"), else_=Job.status),
+            finished_at=case((queued, _now(now)), else_=Job.finished_at),
+        )
     if row is None:
         return "finished"
     return "cancelled" if row.status == "cancelled" else "requested"
@@ -486,9 +592,12 @@ def reap_stale_jobs(store: Store, timeout_s: float) -> list[tuple[str, str]]:
     """
     now = utcnow()
     cutoff = now - timedelta(seconds=timeout_s)
-    stmt = (update(Job)
-            .where(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
-            .values(**_release_values(now)).returning(Job.id, Job.status))
+    stmt = (
+        update(Job)
+        .where(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
+        .values(**_release_values(now))
+        .returning(Job.id, Job.status)
+    )
     with store.session() as s:
         rows = s.execute(stmt, execution_options={"synchronize_session": False}).all()
     return [(r.id, r.status) for r in rows]
@@ -514,9 +623,12 @@ def typical_run_s(store: Store, sample: int = 50) -> float | None:
     """The median run time (first start to finish) of the last ``sample`` succeeded jobs, None before any:
     what the queue's start estimates multiply (service.queue_eta)."""
     with store.session() as s:
-        rows = s.execute(select(Job.started_at, Job.finished_at).where(
-            Job.status == "succeeded", Job.started_at.is_not(None), Job.finished_at.is_not(None))
-            .order_by(Job.finished_at.desc()).limit(sample)).all()
+        rows = s.execute(
+            select(Job.started_at, Job.finished_at)
+            .where(Job.status == "succeeded", Job.started_at.is_not(None), Job.finished_at.is_not(None))
+            .order_by(Job.finished_at.desc())
+            .limit(sample)
+        ).all()
     runs = sorted((finished - started).total_seconds() for started, finished in rows)
     return runs[len(runs) // 2] if runs else None
 
@@ -531,6 +643,9 @@ def count_by_status(store: Store) -> dict[str, int]:
 def job_durations(store: Store) -> list[float]:
     """Seconds from first start to finish of every finished job that started (for Prometheus)."""
     with store.session() as s:
-        rows = s.execute(select(Job.started_at, Job.finished_at).where(
-            Job.status.in_(TERMINAL_STATUSES), Job.started_at.is_not(None), Job.finished_at.is_not(None)))
+        rows = s.execute(
+            select(Job.started_at, Job.finished_at).where(
+                Job.status.in_(TERMINAL_STATUSES), Job.started_at.is_not(None), Job.finished_at.is_not(None)
+            )
+        )
         return [(finished - started).total_seconds() for started, finished in rows]

@@ -1,4 +1,5 @@
 """Metric series of jobs: idempotent batched writes, min/max-downsampled reads."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,9 @@ from .jobs import touch_if_owner
 from .models import MetricPoint
 
 
-def record_metrics(store: Store, job_id: str, points: Iterable[tuple[str, int, float]],
-                   worker: str | None = None) -> int | None:
+def record_metrics(
+    store: Store, job_id: str, points: Iterable[tuple[str, int, float]], worker: str | None = None
+) -> int | None:
     """Store ``(series, step, value)`` points; a point already stored is left as it is.
 
     Idempotent per ``(job, series, step)``, so a redelivered job that replays
@@ -28,14 +30,18 @@ def record_metrics(store: Store, job_id: str, points: Iterable[tuple[str, int, f
         rows.setdefault((series, int(step)), (v, None) if v is None or math.isfinite(v) else (None, _kind(v)))
     if not rows:
         return 0
-    params = [{"job_id": job_id, "series": series, "step": step, "value": value, "nonfinite": kind}
-              for (series, step), (value, kind) in rows.items()]
+    params = [
+        {"job_id": job_id, "series": series, "step": step, "value": value, "nonfinite": kind}
+        for (series, step), (value, kind) in rows.items()
+    ]
     # INSERT ... ON CONFLICT DO NOTHING RETURNING: executed with many parameter sets, SQLAlchemy's
     # "insertmanyvalues" sends one multi-row statement per page of rows, sized to stay under
     # the driver's bound-parameter limit (SQLite's included); RETURNING lists only new rows.
-    stmt = (upsert_insert(store, MetricPoint)
-            .on_conflict_do_nothing(index_elements=["job_id", "series", "step"])
-            .returning(MetricPoint.step))
+    stmt = (
+        upsert_insert(store, MetricPoint)
+        .on_conflict_do_nothing(index_elements=["job_id", "series", "step"])
+        .returning(MetricPoint.step)
+    )
     with store.session() as s:
         if worker is not None and not touch_if_owner(s, job_id, worker):
             return None
@@ -64,8 +70,9 @@ def get_nonfinite(store: Store, job_id: str, names: Iterable[str] | None = None)
         where.append(mp.series.in_(list(names)))
     out: dict[str, list[list]] = {}
     with store.session() as s:
-        rows = s.execute(select(mp.series, mp.step, mp.nonfinite).where(*where)
-                         .order_by(mp.step, mp.series).limit(MAX_NONFINITE))
+        rows = s.execute(
+            select(mp.series, mp.step, mp.nonfinite).where(*where).order_by(mp.step, mp.series).limit(MAX_NONFINITE)
+        )
         for name, step, kind in rows:
             out.setdefault(name, []).append([step, kind])
     return out
@@ -80,25 +87,32 @@ def _downsampled(base, max_points: int):
     """
     buckets = max_points // 2
     # BIGINT: (step - lo) * buckets can pass 2**31 on PostgreSQL's int4.
-    bucket = case((base.c.n > max_points,
-                   cast(base.c.step - base.c.lo, BigInteger) * buckets // (base.c.hi - base.c.lo + 1)),
-                  else_=base.c.step)
+    bucket = case(
+        (base.c.n > max_points, cast(base.c.step - base.c.lo, BigInteger) * buckets // (base.c.hi - base.c.lo + 1)),
+        else_=base.c.step,
+    )
     b = select(base.c.series, base.c.step, base.c.value, base.c.n, bucket.label("bucket")).subquery()
     # NULL (non-finite) values rank last both ways: a bucket keeps one only if it holds nothing else.
     nulls_last = case((b.c.value.is_(None), 1), else_=0)
     by_bucket = (b.c.series, b.c.bucket)
     ranked = select(
-        b.c.series, b.c.step, b.c.value, b.c.n,
+        b.c.series,
+        b.c.step,
+        b.c.value,
+        b.c.n,
         func.row_number().over(partition_by=by_bucket, order_by=(nulls_last, b.c.value, b.c.step)).label("lo_rank"),
-        func.row_number().over(partition_by=by_bucket,
-                               order_by=(nulls_last, b.c.value.desc(), b.c.step)).label("hi_rank"),
+        func.row_number()
+        .over(partition_by=by_bucket, order_by=(nulls_last, b.c.value.desc(), b.c.step))
+        .label("hi_rank"),
     ).subquery()
-    return (select(ranked.c.series, ranked.c.step, ranked.c.value)
-            .where(or_(ranked.c.n <= max_points, ranked.c.lo_rank == 1, ranked.c.hi_rank == 1)))
+    return select(ranked.c.series, ranked.c.step, ranked.c.value).where(
+        or_(ranked.c.n <= max_points, ranked.c.lo_rank == 1, ranked.c.hi_rank == 1)
+    )
 
 
-def get_metrics(store: Store, job_id: str, names: Iterable[str] | None = None,
-                max_points: int | None = None) -> dict[str, list[list]]:
+def get_metrics(
+    store: Store, job_id: str, names: Iterable[str] | None = None, max_points: int | None = None
+) -> dict[str, list[list]]:
     """The job's series as ``{name: [[step, value], ...]}`` in step order (all series if ``names`` is None).
 
     With ``max_points`` (>= 2), a longer series is min/max-downsampled in SQL
@@ -114,10 +128,18 @@ def get_metrics(store: Store, job_id: str, names: Iterable[str] | None = None,
         query = select(mp.series, mp.step, mp.value).where(*where)
     else:
         per_series = {"partition_by": mp.series}
-        base = select(mp.series, mp.step, mp.value,
-                      func.count().over(**per_series).label("n"),
-                      func.min(mp.step).over(**per_series).label("lo"),
-                      func.max(mp.step).over(**per_series).label("hi")).where(*where).subquery()
+        base = (
+            select(
+                mp.series,
+                mp.step,
+                mp.value,
+                func.count().over(**per_series).label("n"),
+                func.min(mp.step).over(**per_series).label("lo"),
+                func.max(mp.step).over(**per_series).label("hi"),
+            )
+            .where(*where)
+            .subquery()
+        )
         query = _downsampled(base, max_points)
     cols = query.selected_columns
     series: dict[str, list[list]] = {}

@@ -2,6 +2,7 @@
 
 Migrations are generated from these models (``migrations/``); change both together.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

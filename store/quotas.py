@@ -6,6 +6,7 @@ running limit is enforced by the claim (``store.jobs.claim_next_job`` skips a us
 queued and storage limits by the submit's transaction (``store.jobs.create_jobs``), the compute
 limit by the service before it stores anything (it needs no database state).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,8 +56,10 @@ def lock_user(s: Session, user_id: int) -> None:
     A no-op UPDATE: on PostgreSQL it takes the row lock (other transactions of this user wait,
     others do not); on SQLite it takes the database's write lock (there is only one).
     """
-    s.execute(update(User).where(User.id == user_id).values(last_claim_at=User.last_claim_at),
-              execution_options={"synchronize_session": False})
+    s.execute(
+        update(User).where(User.id == user_id).values(last_claim_at=User.last_claim_at),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _overrides(s: Session, user_id: int) -> dict[str, Any]:
@@ -81,8 +84,11 @@ def _user_id(s: Session, name: str) -> int | None:
 
 def _limits_view(s: Session, user_id: int, name: str, defaults: Quota) -> dict[str, Any]:
     overrides = _overrides(s, user_id)
-    return {"user": name, "overrides": {f: overrides.get(f) for f in LIMIT_FIELDS},
-            "effective": dataclasses.replace(defaults, **overrides).as_dict()}
+    return {
+        "user": name,
+        "overrides": {f: overrides.get(f) for f in LIMIT_FIELDS},
+        "effective": dataclasses.replace(defaults, **overrides).as_dict(),
+    }
 
 
 def get_limits_by_name(store: Store, name: str, defaults: Quota) -> dict[str, Any] | None:
@@ -111,11 +117,18 @@ def set_limits_by_name(store: Store, name: str, values: dict[str, Any], defaults
 def storage_used(s: Session, user_id: int) -> dict[str, int]:
     """Within session ``s``: the bytes a user's jobs and uploads hold: artifacts (weights, checkpoints)
     and datasets by their size, metric points by count × :data:`METRIC_POINT_BYTES`; and the total."""
-    artifacts = s.scalar(select(func.coalesce(func.sum(Artifact.size), 0)).join(Job, Job.id == Artifact.job_id)
-                         .where(Job.user_id == user_id))
+    artifacts = s.scalar(
+        select(func.coalesce(func.sum(Artifact.size), 0))
+        .join(Job, Job.id == Artifact.job_id)
+        .where(Job.user_id == user_id)
+    )
     datasets = s.scalar(select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.user_id == user_id))
-    points = s.scalar(select(func.count()).select_from(MetricPoint).join(Job, Job.id == MetricPoint.job_id)
-                      .where(Job.user_id == user_id))
+    points = s.scalar(
+        select(func.count())
+        .select_from(MetricPoint)
+        .join(Job, Job.id == MetricPoint.job_id)
+        .where(Job.user_id == user_id)
+    )
     used = {"artifacts": int(artifacts), "datasets": int(datasets), "metric_points": int(points) * METRIC_POINT_BYTES}
     return {**used, "total": sum(used.values())}
 
@@ -126,15 +139,26 @@ def check_storage(s: Session, user_id: int, limits: Quota, adding: int = 0) -> N
         return
     used = storage_used(s, user_id)["total"]
     if used + adding > limits.max_storage:
-        raise QuotaExceeded("max_storage", f"storage limit reached: {used:,} bytes used"
-                            + (f" + {adding:,} new" if adding else "")
-                            + f", the limit is {limits.max_storage:,} bytes; delete jobs or datasets to free space")
+        raise QuotaExceeded(
+            "max_storage",
+            f"storage limit reached: {used:,} bytes used"
+            + (f" + {adding:,} new" if adding else "")
+            + f", the limit is {limits.max_storage:,} bytes; delete jobs or datasets to free space",
+        )
 
 
 def usage(store: Store, user_id: int) -> dict[str, Any]:
     """What a user holds now: running and queued jobs, and :func:`storage_used`."""
     with store.session() as s:
-        counts = dict(s.execute(select(Job.status, func.count()).where(
-            Job.user_id == user_id, Job.status.in_(("queued", "running"))).group_by(Job.status)).all())
-        return {"running": counts.get("running", 0), "queued": counts.get("queued", 0),
-                "storage_bytes": storage_used(s, user_id)}
+        counts = dict(
+            s.execute(
+                select(Job.status, func.count())
+                .where(Job.user_id == user_id, Job.status.in_(("queued", "running")))
+                .group_by(Job.status)
+            ).all()
+        )
+        return {
+            "running": counts.get("running", 0),
+            "queued": counts.get("queued", 0),
+            "storage_bytes": storage_used(s, user_id),
+        }

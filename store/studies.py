@@ -11,6 +11,7 @@ the unique key (study_id, trial_number) makes a duplicate insert impossible
 even so.  What to create is decided by a ``plan`` callable (the sampler):
 this module imports no sampling library.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -35,8 +36,15 @@ MakeSpec = Callable[[dict, dict, int, int], tuple[dict, str | None]]
 
 
 def _study_dict(study: Study, user_name: str) -> dict[str, Any]:
-    return {"id": study.id, "name": study.name, "status": study.status, "spec": study.spec,
-            "created_at": iso(study.created_at), "finished_at": iso(study.finished_at), "user": user_name}
+    return {
+        "id": study.id,
+        "name": study.name,
+        "status": study.status,
+        "spec": study.spec,
+        "created_at": iso(study.created_at),
+        "finished_at": iso(study.finished_at),
+        "user": user_name,
+    }
 
 
 def _visible(user: UserInfo | None):
@@ -45,14 +53,29 @@ def _visible(user: UserInfo | None):
 
 def trials_in(s: Session, study_id: str, metric: str) -> list[dict[str, Any]]:
     """The study's trials in number order, each with its per-epoch objective values (``steps``)."""
-    jobs = s.execute(select(Job.id, Job.trial_number, Job.params, Job.status, Job.spec, Job.result, Job.error,
-                            Job.epoch, Job.started_at, Job.finished_at)
-                     .where(Job.study_id == study_id).order_by(Job.trial_number)).all()
+    jobs = s.execute(
+        select(
+            Job.id,
+            Job.trial_number,
+            Job.params,
+            Job.status,
+            Job.spec,
+            Job.result,
+            Job.error,
+            Job.epoch,
+            Job.started_at,
+            Job.finished_at,
+        )
+        .where(Job.study_id == study_id)
+        .order_by(Job.trial_number)
+    ).all()
     points: dict[str, list[float | None]] = {}
-    rows = s.execute(select(MetricPoint.job_id, MetricPoint.value)
-                     .join(Job, Job.id == MetricPoint.job_id)
-                     .where(Job.study_id == study_id, MetricPoint.series == metric)
-                     .order_by(MetricPoint.job_id, MetricPoint.step))
+    rows = s.execute(
+        select(MetricPoint.job_id, MetricPoint.value)
+        .join(Job, Job.id == MetricPoint.job_id)
+        .where(Job.study_id == study_id, MetricPoint.series == metric)
+        .order_by(MetricPoint.job_id, MetricPoint.step)
+    )
     for job_id, value in rows:
         points.setdefault(job_id, []).append(value)
     trials = []
@@ -63,31 +86,48 @@ def trials_in(s: Session, study_id: str, metric: str) -> list[dict[str, Any]]:
         # A loss stored as null was not finite: the run diverged, whatever its accuracy says, so it
         # has no objective (never ranked, and a failure to the sampler).
         diverged = any(k in result and result[k] is None for k in ("train_loss", "val_loss"))
-        trials.append({
-            "job_id": j.id, "number": j.trial_number, "params": j.params or {},
-            "seed": (j.spec.get("train") or {}).get("seed"), "status": j.status,
-            # The objective of a trial is the last value of its series (null if none, or not finite).
-            "value": values[-1] if values and not diverged else None,
-            "steps": {i + 1: v for i, v in enumerate(values)},
-            "epochs_completed": epochs, "error": j.error,
-            "started_at": iso(j.started_at), "finished_at": iso(j.finished_at),
-        })
+        trials.append(
+            {
+                "job_id": j.id,
+                "number": j.trial_number,
+                "params": j.params or {},
+                "seed": (j.spec.get("train") or {}).get("seed"),
+                "status": j.status,
+                # The objective of a trial is the last value of its series (null if none, or not finite).
+                "value": values[-1] if values and not diverged else None,
+                "steps": {i + 1: v for i, v in enumerate(values)},
+                "epochs_completed": epochs,
+                "error": j.error,
+                "started_at": iso(j.started_at),
+                "finished_at": iso(j.finished_at),
+            }
+        )
     return trials
 
 
-def _insert_trials(s: Session, study: Study, new: Sequence[tuple[int, dict, int]], make: MakeSpec,
-                   max_attempts: int) -> list[str]:
+def _insert_trials(
+    s: Session, study: Study, new: Sequence[tuple[int, dict, int]], make: MakeSpec, max_attempts: int
+) -> list[str]:
     """Insert the planned trials; a trial whose spec turns out invalid is stored failed, with the reason."""
     queued = []
     for number, params, seed_index in new:
         spec, error = make(study.spec, params, seed_index, number)
-        job = Job(id=uuid.uuid4().hex, user_id=study.user_id, type="train", name=str(spec.get("name", ""))[:200],
-                  status="queued" if error is None else "failed", spec=spec, max_attempts=max_attempts,
-                  study_id=study.id, trial_number=number, params=params, error=error,
-                  finished_at=None if error is None else utcnow())
+        job = Job(
+            id=uuid.uuid4().hex,
+            user_id=study.user_id,
+            type="train",
+            name=str(spec.get("name", ""))[:200],
+            status="queued" if error is None else "failed",
+            spec=spec,
+            max_attempts=max_attempts,
+            study_id=study.id,
+            trial_number=number,
+            params=params,
+            error=error,
+            finished_at=None if error is None else utcnow(),
+        )
         s.add(job)
-        s.add_all(JobTag(job_id=job.id, tag=t) for t in dict.fromkeys(spec.get("tags", []))
-                  if isinstance(t, str))
+        s.add_all(JobTag(job_id=job.id, tag=t) for t in dict.fromkeys(spec.get("tags", [])) if isinstance(t, str))
         if error is None:
             queued.append(job.id)
     s.flush()
@@ -103,14 +143,24 @@ def _top_up_locked(s: Session, study: Study, plan: Plan, make: MakeSpec, max_att
         total = study.spec["max_trials"] * study.spec["seeds"]
         if len(trials) >= total:
             ok = any(t["status"] == "succeeded" for t in trials)
-            s.execute(update(Study).where(Study.id == study.id, Study.status == "running")
-                      .values(status="succeeded" if ok else "failed", finished_at=utcnow()),
-                      execution_options={"synchronize_session": False})
+            s.execute(
+                update(Study)
+                .where(Study.id == study.id, Study.status == "running")
+                .values(status="succeeded" if ok else "failed", finished_at=utcnow()),
+                execution_options={"synchronize_session": False},
+            )
     return created
 
 
-def create_study(store: Store, user_id: int, spec: dict, plan: Plan, make: MakeSpec, max_attempts: int = 3,
-                 idempotency: IdempotentRequest | None = None) -> tuple[dict[str, Any], list[str]]:
+def create_study(
+    store: Store,
+    user_id: int,
+    spec: dict,
+    plan: Plan,
+    make: MakeSpec,
+    max_attempts: int = 3,
+    idempotency: IdempotentRequest | None = None,
+) -> tuple[dict[str, Any], list[str]]:
     """Insert a running study and its first trials in ONE transaction; returns the study and the queued job ids.
 
     Publish the wake-ups only after this returns (the trials are committed then).
@@ -130,9 +180,13 @@ def top_up(store: Store, study_id: str, plan: Plan, make: MakeSpec, max_attempts
     """Create the study's next trials (or finish it); safe to run twice at once. Returns the queued job ids."""
     with store.session() as s:
         # The lock first, before any read: the reads below then see every committed trial.
-        taken = s.execute(update(Study).where(Study.id == study_id, Study.status == "running")
-                          .values(topups=Study.topups + 1).returning(Study.id),
-                          execution_options={"synchronize_session": False}).first()
+        taken = s.execute(
+            update(Study)
+            .where(Study.id == study_id, Study.status == "running")
+            .values(topups=Study.topups + 1)
+            .returning(Study.id),
+            execution_options={"synchronize_session": False},
+        ).first()
         if taken is None:
             return []
         study = s.get(Study, study_id)
@@ -145,9 +199,12 @@ def studies_to_top_up(store: Store) -> list[str]:
     # Grouped by the primary key alone: PostgreSQL has no equality for json (spec), and both
     # databases allow selecting the columns of a row grouped by its key.
     with store.session() as s:
-        rows = s.execute(select(Study.id, Study.spec, func.count(Job.id), active)
-                         .outerjoin(Job, Job.study_id == Study.id)
-                         .where(Study.status == "running").group_by(Study.id)).all()
+        rows = s.execute(
+            select(Study.id, Study.spec, func.count(Job.id), active)
+            .outerjoin(Job, Job.study_id == Study.id)
+            .where(Study.status == "running")
+            .group_by(Study.id)
+        ).all()
     due = []
     for study_id, spec, count, running in rows:
         running = running or 0
@@ -159,20 +216,28 @@ def studies_to_top_up(store: Store) -> list[str]:
 def get_study(store: Store, study_id: str, user: UserInfo | None) -> tuple[dict[str, Any], list[dict]] | None:
     """The study and its trials (see :func:`trials_in`), or None if missing or not visible to ``user``."""
     with store.session() as s:
-        row = s.execute(select(Study, User.name).join(User, User.id == Study.user_id)
-                        .where(Study.id == study_id, _visible(user))).first()
+        row = s.execute(
+            select(Study, User.name).join(User, User.id == Study.user_id).where(Study.id == study_id, _visible(user))
+        ).first()
         if row is None:
             return None
         study = _study_dict(*row)
         return study, trials_in(s, study_id, study["spec"]["objective"]["metric"])
 
 
-def list_studies(store: Store, user: UserInfo | None, limit: int = 50,
-                 offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def list_studies(
+    store: Store, user: UserInfo | None, limit: int = 50, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
     """The studies ``user`` may see, newest first, and how many there are."""
     with store.session() as s:
-        rows = s.execute(select(Study, User.name).join(User, User.id == Study.user_id).where(_visible(user))
-                         .order_by(Study.created_at.desc(), Study.id).limit(limit).offset(offset)).all()
+        rows = s.execute(
+            select(Study, User.name)
+            .join(User, User.id == Study.user_id)
+            .where(_visible(user))
+            .order_by(Study.created_at.desc(), Study.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
         total = s.scalar(select(func.count()).select_from(Study).where(_visible(user)))
         return [_study_dict(*r) for r in rows], total
 
@@ -183,25 +248,36 @@ def cancel_study(store: Store, study_id: str, user: UserInfo | None, now: dateti
     now = now or utcnow()
     with store.session() as s:
         # The study row first: a top-up waiting on it then finds the study cancelled.
-        row = s.execute(update(Study).where(Study.id == study_id, _visible(user), Study.status == "running")
-                        .values(status="cancelled", finished_at=now).returning(Study.id),
-                        execution_options={"synchronize_session": False}).first()
+        row = s.execute(
+            update(Study)
+            .where(Study.id == study_id, _visible(user), Study.status == "running")
+            .values(status="cancelled", finished_at=now)
+            .returning(Study.id),
+            execution_options={"synchronize_session": False},
+        ).first()
         if row is None:
             exists = s.scalar(select(Study.id).where(Study.id == study_id, _visible(user)))
             return None if exists is None else "finished"
         queued = Job.status == "queued"
-        s.execute(update(Job).where(Job.study_id == study_id, Job.status.in_(ACTIVE))
-                  .values(cancel_requested=True, status=case((queued, "cancelled"), else_=Job.status),
-                          finished_at=case((queued, literal(now, UTCDateTime())), else_=Job.finished_at)),
-                  execution_options={"synchronize_session": False})
+        s.execute(
+            update(Job)
+            .where(Job.study_id == study_id, Job.status.in_(ACTIVE))
+            .values(
+                cancel_requested=True,
+                status=case((queued, "cancelled"), else_=Job.status),
+                finished_at=case((queued, literal(now, UTCDateTime())), else_=Job.finished_at),
+            ),
+            execution_options={"synchronize_session": False},
+        )
     return "cancelled"
 
 
 def trial_of(store: Store, job_id: str) -> tuple[dict, list[dict]] | None:
     """For a job that is a study's trial: (the study spec, its trials with per-epoch values); else None."""
     with store.session() as s:
-        row = s.execute(select(Study.id, Study.spec).join(Job, Job.study_id == Study.id)
-                        .where(Job.id == job_id)).first()
+        row = s.execute(
+            select(Study.id, Study.spec).join(Job, Job.study_id == Study.id).where(Job.id == job_id)
+        ).first()
         if row is None:
             return None
         return row.spec, trials_in(s, row.id, row.spec["objective"]["metric"])

@@ -1,4 +1,5 @@
 """Trust (docs/trust.md): a job's environment, its reproductions, and their certificates."""
+
 from __future__ import annotations
 
 import uuid
@@ -19,12 +20,19 @@ from .models import Job, JobTag
 def set_environment(store: Store, job_id: str, environment: dict[str, Any], worker: str) -> bool:
     """Record where the job runs (``engine.environment``); only while it runs on ``worker``. True if written."""
     with store.session() as s:
-        return _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker,
-                       environment=environment) is not None
+        return (
+            _update(s, Job.id == job_id, Job.status == "running", Job.worker == worker, environment=environment)
+            is not None
+        )
 
 
-def create_reproduction(store: Store, job_id: str, user: UserInfo, tolerance: float | None = None,
-                        idempotency: IdempotentRequest | None = None) -> dict[str, Any] | None:
+def create_reproduction(
+    store: Store,
+    job_id: str,
+    user: UserInfo,
+    tolerance: float | None = None,
+    idempotency: IdempotentRequest | None = None,
+) -> dict[str, Any] | None:
     """A queued copy of job ``job_id`` (same spec, so the same seed) that ``reproduces`` it; None if not visible.
 
     Owned by the caller.  Its ``not_worker`` hint is the worker that ran the
@@ -36,9 +44,18 @@ def create_reproduction(store: Store, job_id: str, user: UserInfo, tolerance: fl
         original = s.execute(select(Job).where(Job.id == job_id, _visible(user))).scalar_one_or_none()
         if original is None:
             return None
-        copy = Job(id=uuid.uuid4().hex, user_id=user.id, type=original.type, name=original.name,
-                   status="queued", spec=original.spec, max_attempts=original.max_attempts,
-                   reproduces=original.id, not_worker=original.worker, certify_tolerance=tolerance)
+        copy = Job(
+            id=uuid.uuid4().hex,
+            user_id=user.id,
+            type=original.type,
+            name=original.name,
+            status="queued",
+            spec=original.spec,
+            max_attempts=original.max_attempts,
+            reproduces=original.id,
+            not_worker=original.worker,
+            certify_tolerance=tolerance,
+        )
         s.add(copy)
         s.add_all(JobTag(job_id=copy.id, tag=t) for t in dict.fromkeys(copy.spec.get("tags", [])))
         s.flush()
@@ -47,8 +64,9 @@ def create_reproduction(store: Store, job_id: str, user: UserInfo, tolerance: fl
         return _load(s, copy.id)
 
 
-def certify(store: Store, job: dict[str, Any], compare: Callable[..., dict], default_tolerance: float
-            ) -> dict[str, Any] | None:
+def certify(
+    store: Store, job: dict[str, Any], compare: Callable[..., dict], default_tolerance: float
+) -> dict[str, Any] | None:
     """The certificate of reproduction ``job`` (a store job dict), made and stored once both runs are terminal.
 
     ``compare(original, reproduction, tolerance, load)`` makes it (service.trust

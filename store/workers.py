@@ -1,4 +1,5 @@
 """Worker processes as seen through their heartbeats (``GET /workers``)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,11 +15,18 @@ from .models import Job, Worker, utcnow
 def worker_heartbeat(store: Store, name: str, hostname: str, pid: int, job_id: str | None) -> None:
     """Record that worker ``name`` is alive and which job it runs (None: idle). One upsert."""
     now = utcnow()
-    stmt = upsert_insert(store, Worker).values(name=name, hostname=hostname, pid=pid, started_at=now,
-                                               heartbeat_at=now, job_id=job_id)
-    stmt = stmt.on_conflict_do_update(index_elements=["name"], set_={
-        "hostname": stmt.excluded.hostname, "pid": stmt.excluded.pid,
-        "heartbeat_at": stmt.excluded.heartbeat_at, "job_id": stmt.excluded.job_id})
+    stmt = upsert_insert(store, Worker).values(
+        name=name, hostname=hostname, pid=pid, started_at=now, heartbeat_at=now, job_id=job_id
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"],
+        set_={
+            "hostname": stmt.excluded.hostname,
+            "pid": stmt.excluded.pid,
+            "heartbeat_at": stmt.excluded.heartbeat_at,
+            "job_id": stmt.excluded.job_id,
+        },
+    )
     with store.session() as s:
         s.execute(stmt)
 
@@ -43,11 +51,19 @@ def live_workers(store: Store, max_age_s: float, viewer: UserInfo | None = None)
     """
     now = utcnow()
     with store.session() as s:
-        rows = s.execute(select(Worker.name, Worker.heartbeat_at, Worker.job_id, Job.user_id)
-                         .outerjoin(Job, Job.id == Worker.job_id)
-                         .where(Worker.heartbeat_at >= now - timedelta(seconds=max_age_s))
-                         .order_by(Worker.name)).all()
+        rows = s.execute(
+            select(Worker.name, Worker.heartbeat_at, Worker.job_id, Job.user_id)
+            .outerjoin(Job, Job.id == Worker.job_id)
+            .where(Worker.heartbeat_at >= now - timedelta(seconds=max_age_s))
+            .order_by(Worker.name)
+        ).all()
     hide = viewer is not None and not viewer.is_admin
-    return [{"name": r.name, "heartbeat_age_s": round(max(0.0, (now - r.heartbeat_at).total_seconds()), 3),
-             "busy": r.job_id is not None,
-             "job_id": None if hide and r.user_id != viewer.id else r.job_id} for r in rows]
+    return [
+        {
+            "name": r.name,
+            "heartbeat_age_s": round(max(0.0, (now - r.heartbeat_at).total_seconds()), 3),
+            "busy": r.job_id is not None,
+            "job_id": None if hide and r.user_id != viewer.id else r.job_id,
+        }
+        for r in rows
+    ]

@@ -3,6 +3,7 @@
 Playwright or Chromium missing: skipped, except under ``CI=true`` (where it fails).
 Never a downloaded browser: Playwright launches ``/usr/bin/chromium``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -20,8 +21,14 @@ expect = playwright_api.expect
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps trying hosts this machine cannot reach.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @contextmanager

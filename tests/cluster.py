@@ -6,6 +6,7 @@ test can ``kill -9`` one, against a database URL and a broker URL it is given.
 Waiting is always on a condition with a deadline (:func:`wait_for`), never on
 the clock alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,18 +55,20 @@ class Cluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url
         self.env = dict(os.environ)
-        self.env.update({
-            "CONVLAB_HOME": str(home),
-            "CONVLAB_DATABASE_URL": database_url,
-            "CONVLAB_SECRET_KEY": secrets.token_urlsafe(32),
-            # Short intervals so that fault tests finish quickly; the logic is the same.
-            "CONVLAB_HEARTBEAT_S": "0.3",
-            "CONVLAB_STALE_AFTER_S": "3",
-            "CONVLAB_WORKER_ALIVE_S": "3",
-            "CONVLAB_METRICS_FLUSH_S": "0.2",
-            "CONVLAB_BLAS_THREADS": "1",
-            "PYTHONPATH": str(ROOT),
-        })
+        self.env.update(
+            {
+                "CONVLAB_HOME": str(home),
+                "CONVLAB_DATABASE_URL": database_url,
+                "CONVLAB_SECRET_KEY": secrets.token_urlsafe(32),
+                # Short intervals so that fault tests finish quickly; the logic is the same.
+                "CONVLAB_HEARTBEAT_S": "0.3",
+                "CONVLAB_STALE_AFTER_S": "3",
+                "CONVLAB_WORKER_ALIVE_S": "3",
+                "CONVLAB_METRICS_FLUSH_S": "0.2",
+                "CONVLAB_BLAS_THREADS": "1",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         if broker_url:
             self.env["CONVLAB_BROKER_URL"] = broker_url
         self.env.update(env)
@@ -79,13 +82,18 @@ class Cluster:
     # --- processes ---------------------------------------------------------------------------
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "ab") as log:      # the child keeps its own descriptor
-            return subprocess.Popen([sys.executable, "-m", "convlab.cli", *args], env=self.env, cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                [sys.executable, "-m", "convlab.cli", *args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def start_api(self) -> None:
-        self.api = self._spawn("api", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                               "--processes", "1")
+        self.api = self._spawn("api", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--processes", "1")
         wait_for(self._healthy, 60, "the API to answer /healthz")
 
     def _healthy(self) -> bool:
@@ -101,8 +109,11 @@ class Cluster:
         proc = self._spawn(f"worker{len(self.workers) + 1}", "worker", "--concurrency", "1")
         self.workers.append(proc)
         if wait:
-            wait_for(lambda: len({w["name"] for w in store.live_workers(self.store, 3)} - before) >= 1,
-                     60, "a new worker to send heartbeats")
+            wait_for(
+                lambda: len({w["name"] for w in store.live_workers(self.store, 3)} - before) >= 1,
+                60,
+                "a new worker to send heartbeats",
+            )
         return proc
 
     def start(self, workers: int = 2) -> Cluster:
@@ -154,11 +165,15 @@ class Cluster:
         def check():
             job = client.request("GET", f"/jobs/{job_id}")
             return job if job["status"] in statuses else None
+
         try:
             return wait_for(check, timeout, f"job {job_id} to reach {statuses}", interval=0.1)
         except AssertionError:
-            print(self.log_tail("api"), *[self.log_tail(f"worker{i + 1}") for i in range(len(self.workers))],
-                  sep="\n----\n")
+            print(
+                self.log_tail("api"),
+                *[self.log_tail(f"worker{i + 1}") for i in range(len(self.workers))],
+                sep="\n----\n",
+            )
             raise
 
 

@@ -13,6 +13,7 @@ client, and tokens. The app publishes through ``publisher``: here a fake that
 records job ids. A test module that needs real workers overrides it to return
 ``None`` (``create_app`` then publishes through Celery on ``settings.broker_url``).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,12 +33,12 @@ from service import create_app
 from store.models import Base
 from tests.helpers import skip_or_fail
 
-PG_ADMIN_URL = os.environ.get("CONVLAB_TEST_PG_ADMIN_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("CONVLAB_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
 
 
 # ---------------------------------------------------------------- data layer
+
 
 @pytest.fixture(scope="session")
 def pg_databases():
@@ -125,7 +126,7 @@ class FakePublisher:
         """No store yet (the ``app`` fixture attaches it), nothing published."""
         self.store: store.Store | None = None
         self.published: list[str] = []
-        self.fail = False           # True: raise like an unreachable broker
+        self.fail = False  # True: raise like an unreachable broker
 
     def __call__(self, job_id: str) -> None:
         """Publish ``job_id``: the row must be readable from another session already (docs/architecture.md)."""
@@ -169,8 +170,9 @@ def database_url(tmp_path, migrated_sqlite) -> str:
 @pytest.fixture
 def settings(tmp_path, database_url) -> Settings:
     """Settings for that database, the embedded broker under ``tmp_path``, default limits."""
-    return Settings(home=tmp_path / "var", database_url=database_url, broker_url="filesystem://",
-                    secret_key="test-secret-key")
+    return Settings(
+        home=tmp_path / "var", database_url=database_url, broker_url="filesystem://", secret_key="test-secret-key"
+    )
 
 
 @pytest.fixture

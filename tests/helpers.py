@@ -1,4 +1,5 @@
 """Small helpers shared by the tests (imported explicitly)."""
+
 from __future__ import annotations
 
 import copy
@@ -41,8 +42,12 @@ def tiny_train_spec(epochs: int = 2, dataset: str = "synthetic", **train) -> dic
             "loss": "cross_entropy",
         },
         "data": {"dataset": dataset},
-        "train": {"epochs": epochs, "batch_size": 32, "seed": 0,
-                  "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9}},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 32,
+            "seed": 0,
+            "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.9},
+        },
     }
     spec["train"].update(train)
     return spec
@@ -70,6 +75,7 @@ def rel_err(a, b) -> float:
 
 # ---------------------------------------------------------------- data layer
 
+
 def make_user(db: Store, name: str, admin: bool = False) -> UserInfo:
     """A user (created with a token) as the API would see it."""
     return authenticate(db, create_token(db, name, admin=admin))
@@ -77,14 +83,26 @@ def make_user(db: Store, name: str, admin: bool = False) -> UserInfo:
 
 def job_spec(name: str = "job", type: str = "train", tags: tuple[str, ...] = ()) -> dict:
     """A normalised-looking job spec; the store does not validate specs, it stores them."""
-    spec = {"type": type, "name": name, "tags": list(tags),
-            "model": {"input_shape": [1, 8, 8], "layers": [{"type": "dense", "units": 10,
-                                                            "activation": "softmax"}],
-                      "loss": "cross_entropy"}}
+    spec = {
+        "type": type,
+        "name": name,
+        "tags": list(tags),
+        "model": {
+            "input_shape": [1, 8, 8],
+            "layers": [{"type": "dense", "units": 10, "activation": "softmax"}],
+            "loss": "cross_entropy",
+        },
+    }
     if type == "train":
         spec["data"] = {"dataset": "digits", "test_fraction": 0.2, "validation_fraction": 0.1}
-        spec["train"] = {"epochs": 1, "batch_size": 32, "seed": 0, "dtype": "float32",
-                         "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.0}, "weight_decay": 0.0}
+        spec["train"] = {
+            "epochs": 1,
+            "batch_size": 32,
+            "seed": 0,
+            "dtype": "float32",
+            "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.0},
+            "weight_decay": 0.0,
+        }
     else:
         spec["gradcheck"] = {"batch_size": 2, "eps": 1e-6, "seed": 0, "rotate_kernels": True}
     return spec
@@ -117,14 +135,24 @@ def mnist_cnn_spec(name: str, epochs: int = 8, seed: int = 3) -> dict:
     """A small CNN on the real MNIST digits: about a second an epoch, checkpointed after each, so a test
     can interrupt it between checkpoints (fault, chaos and two-host tests)."""
     return {
-        "type": "train", "name": name,
-        "model": {"input_shape": [1, 28, 28], "layers": [
-            {"type": "conv", "filters": 8, "kernel": 5, "activation": "relu"},
-            {"type": "maxpool", "size": 2},
-            {"type": "dense", "units": 10, "activation": "softmax"}], "loss": "cross_entropy"},
+        "type": "train",
+        "name": name,
+        "model": {
+            "input_shape": [1, 28, 28],
+            "layers": [
+                {"type": "conv", "filters": 8, "kernel": 5, "activation": "relu"},
+                {"type": "maxpool", "size": 2},
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
+            "loss": "cross_entropy",
+        },
         "data": {"dataset": "mnist-5k"},
-        "train": {"epochs": epochs, "batch_size": 32, "seed": seed,
-                  "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 32,
+            "seed": seed,
+            "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
+        },
     }
 
 

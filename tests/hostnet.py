@@ -12,6 +12,7 @@ retransmits and carries on once the link is back.
 Every name carries a random tag, so runs never collide; :meth:`HostNetwork.close`
 removes whatever :meth:`HostNetwork.build` managed to create, even half-way.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -65,19 +66,25 @@ class HostNetwork:
     """A bridge in the root namespace and, per host, a namespace with one veth onto it (at most 5 hosts)."""
 
     def __init__(self, hosts: list[str]):
-        if not 1 <= len(hosts) <= 5:      # a /29: the bridge, 5 hosts, network and broadcast addresses
+        if not 1 <= len(hosts) <= 5:  # a /29: the bridge, 5 hosts, network and broadcast addresses
             raise ValueError("1 to 5 hosts")
         self.tag = secrets.token_hex(3)
         self.hosts = list(hosts)
         self.subnet = pick_subnet()
         addresses = list(self.subnet.hosts())
         self.server_address = str(addresses[0])
-        self.bridge = f"clh{self.tag}br"                       # interface names: at most 15 characters
-        self._host = {h: {"netns": f"convlab-{self.tag}-{h}", "hostname": f"convlab-{h}-{self.tag}",
-                          "outer": f"clh{self.tag}h{i}", "inner": f"clh{self.tag}n{i}",
-                          "address": str(addresses[i + 1])}
-                      for i, h in enumerate(self.hosts)}
-        self._created: list[tuple[str, str]] = []              # (kind, name), in creation order
+        self.bridge = f"clh{self.tag}br"  # interface names: at most 15 characters
+        self._host = {
+            h: {
+                "netns": f"convlab-{self.tag}-{h}",
+                "hostname": f"convlab-{h}-{self.tag}",
+                "outer": f"clh{self.tag}h{i}",
+                "inner": f"clh{self.tag}n{i}",
+                "address": str(addresses[i + 1]),
+            }
+            for i, h in enumerate(self.hosts)
+        }
+        self._created: list[tuple[str, str]] = []  # (kind, name), in creation order
 
     def hostname(self, host: str) -> str:
         """The hostname processes of ``host`` see (their own UTS namespace): worker names start with it."""
@@ -99,7 +106,7 @@ class HostNetwork:
             _ip("netns", "add", spec["netns"])
             self._created.append(("netns", spec["netns"]))
             _ip("link", "add", spec["outer"], "type", "veth", "peer", "name", spec["inner"])
-            self._created.append(("link", spec["outer"]))      # deleting one end deletes the pair
+            self._created.append(("link", spec["outer"]))  # deleting one end deletes the pair
             _ip("link", "set", spec["outer"], "master", self.bridge)
             _ip("link", "set", spec["outer"], "up")
             _ip("link", "set", spec["inner"], "netns", spec["netns"])
@@ -116,8 +123,20 @@ class HostNetwork:
         (same pid: a test can signal it and its process group directly).
         """
         spec = self._host[host]
-        return ["ip", "netns", "exec", spec["netns"], "unshare", "--uts", "--",
-                "sh", "-c", 'hostname "$0" && exec "$@"', spec["hostname"], *argv]
+        return [
+            "ip",
+            "netns",
+            "exec",
+            spec["netns"],
+            "unshare",
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            'hostname "$0" && exec "$@"',
+            spec["hostname"],
+            *argv,
+        ]
 
     def cut(self, host: str) -> None:
         """Pull ``host``'s cable: nothing it sends arrives, nothing reaches it; it is told nothing."""

@@ -4,6 +4,7 @@ The shared server at 5432 must never be restarted by a test; this one is made
 with ``initdb`` and run with ``pg_ctl`` as the ``postgres`` user (PostgreSQL
 refuses to run as root), in a directory that user owns.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ class PrivatePostgres:
 
     def _run(self, *argv) -> None:
         as_postgres = [] if os.geteuid() == self.user.pw_uid else ["runuser", "-u", "postgres", "--"]
-        proc = subprocess.run([*as_postgres, *map(str, argv)], capture_output=True, text=True, timeout=120,
-                              cwd=self.root)
+        proc = subprocess.run(
+            [*as_postgres, *map(str, argv)], capture_output=True, text=True, timeout=120, cwd=self.root
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {proc.stdout}{proc.stderr}")
 

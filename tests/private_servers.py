@@ -8,6 +8,7 @@ directory, where that user can reach it (pytest's own temp folders are private
 to root).  Where that is impossible the caller skips, except under ``CI=true``,
 where it fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,13 @@ class PrivatePostgres:
     test cluster; a benchmark keeps it on).
     """
 
-    def __init__(self, listen: str = "127.0.0.1", trusted: str | None = None, durable: bool = True,
-                 settings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        listen: str = "127.0.0.1",
+        trusted: str | None = None,
+        durable: bool = True,
+        settings: dict[str, str] | None = None,
+    ):
         self.listen, self.trusted, self.durable = listen, trusted, durable
         self.settings = dict(settings or {})
         self.port = free_port()
@@ -61,16 +67,27 @@ class PrivatePostgres:
         return self.dir / "data"
 
     def _as_postgres(self, *argv, timeout: float = 120) -> None:
-        subprocess.run(["runuser", "-u", PG_USER, "--", *map(str, argv)], check=True, cwd=self.dir,
-                       timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.run(
+            ["runuser", "-u", PG_USER, "--", *map(str, argv)],
+            check=True,
+            cwd=self.dir,
+            timeout=timeout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
 
     def _create(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="convlab-pg-"))
         shutil.chown(self.dir, PG_USER, PG_USER)
-        self._as_postgres(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                          "--no-sync")
-        conf = {"listen_addresses": f"'{self.listen}'", "port": str(self.port),
-                "unix_socket_directories": f"'{self.dir}'", "max_connections": "200"}
+        self._as_postgres(
+            PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
+        conf = {
+            "listen_addresses": f"'{self.listen}'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.dir}'",
+            "max_connections": "200",
+        }
         if not self.durable:
             conf.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         conf.update(self.settings)
@@ -84,8 +101,7 @@ class PrivatePostgres:
         """Start the server (creating it the first time); returns when it accepts connections."""
         if self.dir is None:
             self._create()
-        self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-t", "60",
-                          "start")
+        self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-t", "60", "start")
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -145,9 +161,25 @@ class PrivateRedis:
         """Start it; returns when it answers PING."""
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [redis_server_binary(), "--bind", self.bind, "--port", str(self.port), "--dir", str(self.dir),
-             "--save", "", "--protected-mode", "no", "--maxmemory-policy", "noeviction", *persistence],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_server_binary(),
+                "--bind",
+                self.bind,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--protected-mode",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+                *persistence,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(self._ping, 20, "the private Redis to answer")
         return self
 

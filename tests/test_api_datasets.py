@@ -1,5 +1,6 @@
 """API unit tests of dataset uploads: valid files are stored and usable in job specs; anything
 else is refused (422 / 413 / 415) and nothing is stored."""
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,12 @@ def npz(n: int = 40, side: int = 12, classes: int = 4, **arrays) -> bytes:
 
 def upload(client, headers, data: bytes, filename: str = "shapes.npz", **form):
     """POST /datasets with ``data`` as the multipart file field ``file``."""
-    return client.post(f"{API}/datasets", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(data), filename), **form})
+    return client.post(
+        f"{API}/datasets",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(data), filename), **form},
+    )
 
 
 @pytest.fixture
@@ -71,25 +76,30 @@ def test_name_field_and_stored_bytes(client, headers, app_store):
     assert store.load_dataset_bytes(app_store, ds["id"]) == data
 
 
-@pytest.mark.parametrize("data, fragment", [
-    (npz(X=np.array([[[0.5] * 12] * 12] * 40, dtype=object)), "object"),   # a pickle inside
-    (b"not a zip at all", "not a valid .npz"),
-    (npz(y=np.arange(39)), "y"),
-    (npz(Z=np.zeros(3)), "Z"),
-])
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (npz(X=np.array([[[0.5] * 12] * 12] * 40, dtype=object)), "object"),  # a pickle inside
+        (b"not a zip at all", "not a valid .npz"),
+        (npz(y=np.arange(39)), "y"),
+        (npz(Z=np.zeros(3)), "Z"),
+    ],
+)
 def test_unusable_files_are_422_and_nothing_is_stored(client, headers, data, fragment, nothing_stored):
     err = assert_error(upload(client, headers, data), 422, "invalid_dataset")
     assert paths(err) == ["file"] and fragment in err["message"]
 
 
 def test_missing_file_bad_name_and_wrong_content_type(client, headers, nothing_stored):
-    err = assert_error(client.post(f"{API}/datasets", headers=headers, content_type="multipart/form-data",
-                                   data={"name": "x"}), 422)
+    err = assert_error(
+        client.post(f"{API}/datasets", headers=headers, content_type="multipart/form-data", data={"name": "x"}), 422
+    )
     assert paths(err) == ["file"]
     err = assert_error(upload(client, headers, npz(), name="x" * 201), 422)
     assert paths(err) == ["name"]
-    assert_error(client.post(f"{API}/datasets", headers=headers, data=npz(),
-                             content_type="application/octet-stream"), 415)
+    assert_error(
+        client.post(f"{API}/datasets", headers=headers, data=npz(), content_type="application/octet-stream"), 415
+    )
     assert_error(client.post(f"{API}/datasets", headers=headers, json={"X": []}), 415)
 
 

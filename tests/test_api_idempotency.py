@@ -1,6 +1,7 @@
 """``Idempotency-Key`` on the creating calls (POST /jobs, POST /datasets, the dashboard's submit):
 a retry returns the first answer and creates nothing; another request with the key is 422; keys
 are per user, bounded in length, and expire."""
+
 from __future__ import annotations
 
 import threading
@@ -53,8 +54,9 @@ def test_the_same_key_for_another_request_is_422(client, headers, app_store):
     spec = tiny_train_spec()
     assert client.post(f"{API}/jobs", json=spec, headers=_keyed(headers, "k")).status_code == 201
     changed = dict(spec, name="another")
-    err = assert_error(client.post(f"{API}/jobs", json=changed, headers=_keyed(headers, "k")), 422,
-                       "idempotency_key_reused")
+    err = assert_error(
+        client.post(f"{API}/jobs", json=changed, headers=_keyed(headers, "k")), 422, "idempotency_key_reused"
+    )
     assert err["details"][0]["path"] == f"headers.{KEY}"
     err = assert_error(upload(client, _keyed(headers, "k"), npz()), 422, "idempotency_key_reused")  # another call
     # Key order and spacing of the JSON body do not make it another request.
@@ -71,8 +73,9 @@ def test_keys_belong_to_their_user(client, auth, app_store):
 
 @pytest.mark.parametrize("key", ["", '""', "x" * 256, "naïve", "tab\there", 'a"b'])
 def test_malformed_keys_are_400_and_create_nothing(client, headers, app_store, key):
-    err = assert_error(client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, key)), 400,
-                       "invalid_idempotency_key")
+    err = assert_error(
+        client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, key)), 400, "invalid_idempotency_key"
+    )
     assert err["details"][0]["path"] == f"headers.{KEY}"
     assert _job_count(app_store) == 0
 
@@ -89,8 +92,7 @@ def test_a_failed_request_records_nothing(client, headers, app_store):
     assert client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, "fix-me")).status_code == 201
 
 
-def test_committed_but_the_answer_failed_then_the_retry_gets_the_job(client, headers, app_store, settings,
-                                                                         publisher):
+def test_committed_but_the_answer_failed_then_the_retry_gets_the_job(client, headers, app_store, settings, publisher):
     """The database goes away right after the job's commit (while the answer is built): 503.
     The retry with the same key answers the job that was committed; there is still only one."""
     state = {}
@@ -105,7 +107,7 @@ def test_committed_but_the_answer_failed_then_the_retry_gets_the_job(client, hea
     flaky.store = app_store
     client.application.extensions["convlab"].publish = flaky
     lost = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, "retry-me"))
-    assert lost.status_code == 503                       # the client never saw the job's id
+    assert lost.status_code == 503  # the client never saw the job's id
     state["gone"].__exit__(None, None, None)
     client.application.extensions["convlab"].publish = publisher
     retry = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, "retry-me"))
@@ -117,12 +119,12 @@ def test_keys_expire_and_are_swept(client, headers, app_store, app):
     ttl = app.extensions["convlab"].settings.idempotency_ttl_s
     first = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, "old"))
     client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, "older"))
-    with app_store.session() as s:                      # a day has passed
+    with app_store.session() as s:  # a day has passed
         s.execute(update(IdempotencyKey).values(created_at=utcnow() - timedelta(seconds=ttl + 60)))
     again = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, "old"))
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     assert again.get_json()["id"] != first.get_json()["id"]
-    assert _key_count(app_store) == 1                   # "older" was swept, "old" is the new one
+    assert _key_count(app_store) == 1  # "older" was swept, "old" is the new one
 
 
 def test_a_retried_dataset_upload_stores_one_dataset(client, headers, app_store):
@@ -140,7 +142,7 @@ def test_a_dashboard_batch_is_stored_once(client, auth, app_store):
     batch = [tiny_train_spec(), dict(tiny_train_spec(), name="second")]
     keyed = {"X-CSRF-Token": dash.csrf, KEY: "click-1"}
     first = client.post("/submit", json=batch, headers=keyed)
-    again = client.post("/submit", json=batch, headers=keyed)       # a double click
+    again = client.post("/submit", json=batch, headers=keyed)  # a double click
     assert first.status_code == again.status_code == 201
     assert [j["id"] for j in again.get_json()["jobs"]] == [j["id"] for j in first.get_json()["jobs"]]
     assert _job_count(app_store) == 2
@@ -151,6 +153,7 @@ def test_concurrent_requests_with_one_key_create_one_job(app, headers, app_store
 
     def post():
         answers.append(app.test_client().post(f"{API}/jobs", json=tiny_train_spec(), headers=_keyed(headers, "race")))
+
     threads = [threading.Thread(target=post) for _ in range(4)]
     for t in threads:
         t.start()

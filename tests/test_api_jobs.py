@@ -1,5 +1,6 @@
 """API unit tests of reading jobs: listing and its query parameters, visibility between users,
 cancel, metric series and trained weights."""
+
 from __future__ import annotations
 
 import io
@@ -30,11 +31,15 @@ def finish(db, job_id: str, status: str = "succeeded", result: dict | None = Non
 
 # ------------------------------------------------------------------ listing
 
+
 def test_list_filters_and_pages(client, headers, app_store):
     a = submit(client, headers, name="alpha", tags=["sweep", "lr"])
     b = submit(client, headers, name="beta", tags=["sweep"])
-    gc = client.post(f"{API}/jobs", headers=headers, json={
-        "type": "gradcheck", "name": "gamma", "model": tiny_train_spec()["model"], "gradcheck": {}}).get_json()
+    gc = client.post(
+        f"{API}/jobs",
+        headers=headers,
+        json={"type": "gradcheck", "name": "gamma", "model": tiny_train_spec()["model"], "gradcheck": {}},
+    ).get_json()
     finish(app_store, a["id"])
 
     def ids(query: str) -> tuple[list[str], int]:
@@ -43,7 +48,7 @@ def test_list_filters_and_pages(client, headers, app_store):
         body = resp.get_json()
         return [j["id"] for j in body["jobs"]], body["total"]
 
-    assert ids("") == ([gc["id"], b["id"], a["id"]], 3)                 # newest first
+    assert ids("") == ([gc["id"], b["id"], a["id"]], 3)  # newest first
     assert ids("status=queued") == ([gc["id"], b["id"]], 2)
     assert ids("status=succeeded") == ([a["id"]], 1)
     assert ids("type=gradcheck") == ([gc["id"]], 1)
@@ -54,26 +59,36 @@ def test_list_filters_and_pages(client, headers, app_store):
     assert ids("limit=1") == ([gc["id"]], 3)
     assert ids("limit=2&offset=2") == ([a["id"]], 3)
     assert ids("offset=10") == ([], 3)
-    assert ids("status=&type=") == ([gc["id"], b["id"], a["id"]], 3)   # empty means no filter
+    assert ids("status=&type=") == ([gc["id"], b["id"], a["id"]], 3)  # empty means no filter
 
     jobs = client.get(f"{API}/jobs", headers=headers).get_json()["jobs"]
     # Queue positions: oldest queued first; finished jobs have none.
     assert [j.get("queue_position") for j in jobs] == [2, 1, None]
 
 
-@pytest.mark.parametrize("query, bad", [
-    ("status=done", ["query.status"]), ("type=eval", ["query.type"]),
-    ("limit=0", ["query.limit"]), ("limit=501", ["query.limit"]), ("limit=ten", ["query.limit"]),
-    ("limit=-1", ["query.limit"]), ("limit=1.5", ["query.limit"]), ("offset=-3", ["query.offset"]),
-    ("offset=99999999999999999999", ["query.offset"]), ("tag=" + "t" * 65, ["query.tag"]),
-    ("status=x&limit=x&offset=x", ["query.status", "query.limit", "query.offset"]),
-])
+@pytest.mark.parametrize(
+    "query, bad",
+    [
+        ("status=done", ["query.status"]),
+        ("type=eval", ["query.type"]),
+        ("limit=0", ["query.limit"]),
+        ("limit=501", ["query.limit"]),
+        ("limit=ten", ["query.limit"]),
+        ("limit=-1", ["query.limit"]),
+        ("limit=1.5", ["query.limit"]),
+        ("offset=-3", ["query.offset"]),
+        ("offset=99999999999999999999", ["query.offset"]),
+        ("tag=" + "t" * 65, ["query.tag"]),
+        ("status=x&limit=x&offset=x", ["query.status", "query.limit", "query.offset"]),
+    ],
+)
 def test_bad_query_parameters_are_422(client, headers, query, bad):
     err = assert_error(client.get(f"{API}/jobs?{query}", headers=headers), 422, "invalid_query")
     assert paths(err) == bad
 
 
 # ------------------------------------------------------------------ visibility
+
 
 def test_another_users_job_is_404_and_an_admin_sees_it(client, auth, app_store):
     job = submit(client, auth.headers("alice"))
@@ -82,7 +97,7 @@ def test_another_users_job_is_404_and_an_admin_sees_it(client, auth, app_store):
         assert_error(client.get(f"{API}/jobs/{job['id']}{path}", headers=bob), 404, "not_found")
     assert_error(client.post(f"{API}/jobs/{job['id']}/cancel", headers=bob), 404)
     assert client.get(f"{API}/jobs", headers=bob).get_json() == {"jobs": [], "total": 0}
-    assert store.get_job(app_store, job["id"], None)["status"] == "queued"     # bob's cancel did nothing
+    assert store.get_job(app_store, job["id"], None)["status"] == "queued"  # bob's cancel did nothing
 
     assert client.get(f"{API}/jobs/{job['id']}", headers=root).get_json()["user"] == "alice"
     assert client.get(f"{API}/jobs", headers=root).get_json()["total"] == 1
@@ -102,6 +117,7 @@ def test_get_job(client, headers):
 
 
 # ------------------------------------------------------------------ cancel
+
 
 def test_cancel_queued_running_and_finished(client, headers, app_store):
     queued, running, done = (submit(client, headers) for _ in range(3))
@@ -124,6 +140,7 @@ def test_cancel_queued_running_and_finished(client, headers, app_store):
 
 # ------------------------------------------------------------------ weights
 
+
 def test_weights_are_404_until_saved_then_round_trip(client, headers, app_store):
     job = submit(client, headers)
     url = f"{API}/jobs/{job['id']}/artifacts/weights.npz"
@@ -144,10 +161,11 @@ def test_weights_are_404_until_saved_then_round_trip(client, headers, app_store)
 
 # ------------------------------------------------------------------ metrics
 
+
 def test_metrics_series_names_and_downsampling(client, headers, app_store):
     job = submit(client, headers)
     values = np.sin(np.arange(1000) / 50.0)
-    values[517] = 25.0                               # a one-step spike must survive downsampling
+    values[517] = 25.0  # a one-step spike must survive downsampling
     points = [("train_loss", i, float(v)) for i, v in enumerate(values)]
     points += [("val_loss", e, 1.0 / (e + 1)) for e in range(5)] + [("val_accuracy", 4, float("nan"))]
     store.record_metrics(app_store, job["id"], points)

@@ -1,5 +1,6 @@
 """API unit tests of the operational endpoints: health, Prometheus metrics, workers, the OpenAPI
 document (complete, and honest: real responses conform to its schemas), security headers."""
+
 from __future__ import annotations
 
 import io
@@ -30,6 +31,7 @@ def test_healthz_needs_no_token(client, path):
 def test_healthz_is_503_when_the_database_does_not_answer(client, monkeypatch):
     def down(_db):
         raise ConnectionError("database is down")
+
     monkeypatch.setattr(store, "ping", down)
     resp = client.get("/healthz")
     assert resp.status_code == 503 and resp.get_json()["database"] == "unavailable"
@@ -81,13 +83,14 @@ def test_metrics_counts_change_with_jobs(client, headers, app_store):
     assert after['convlab_jobs{status="succeeded"}'] == 1 and after["convlab_workers_live"] == 1
     assert after["convlab_job_duration_seconds_count"] == 1
     assert after['convlab_job_duration_seconds_bucket{le="+Inf"}'] == 1
-    assert after['convlab_job_duration_seconds_bucket{le="1.0"}'] == 1       # it took no time
+    assert after['convlab_job_duration_seconds_bucket{le="1.0"}'] == 1  # it took no time
     assert 0 <= after["convlab_job_duration_seconds_sum"] < 1
     buckets = [v for k, v in after.items() if k.startswith("convlab_job_duration_seconds_bucket")]
-    assert buckets == sorted(buckets)                                        # cumulative
+    assert buckets == sorted(buckets)  # cumulative
 
 
 # ------------------------------------------------------------------ /workers
+
 
 def test_workers_lists_live_ones(client, auth, app_store, settings):
     admin = auth.headers("root", admin=True)
@@ -106,10 +109,13 @@ def test_tokens_list_and_revoke_over_the_api(client, auth):
     alice, bob, root = auth.headers("alice"), auth.headers("bob"), auth.headers("root", admin=True)
     mine = client.get(f"{API}/tokens", headers=alice).get_json()["tokens"]
     assert [t["user"] for t in mine] == ["alice"] and "token_hash" not in mine[0]
-    assert {t["user"] for t in client.get(f"{API}/tokens", headers=root).get_json()["tokens"]} == \
-        {"alice", "bob", "root"}
+    assert {t["user"] for t in client.get(f"{API}/tokens", headers=root).get_json()["tokens"]} == {
+        "alice",
+        "bob",
+        "root",
+    }
     bobs = client.get(f"{API}/tokens", headers=bob).get_json()["tokens"][0]["id"]
-    assert client.delete(f"{API}/tokens/{bobs}", headers=alice).status_code == 404      # not hers
+    assert client.delete(f"{API}/tokens/{bobs}", headers=alice).status_code == 404  # not hers
     assert client.get(f"{API}/workers", headers=bob).status_code == 200
     resp = client.delete(f"{API}/tokens/{bobs}", headers=root)
     assert resp.status_code == 200 and resp.get_json()["token"]["state"] == "revoked"
@@ -120,6 +126,7 @@ def test_tokens_list_and_revoke_over_the_api(client, auth):
 
 
 # ------------------------------------------------------------------ OpenAPI
+
 
 def openapi(client, headers) -> dict:
     resp = client.get(f"{API}/openapi.json", headers=headers)
@@ -155,6 +162,7 @@ def test_openapi_job_spec_is_the_engines_schema(client, headers, app):
 
 def test_openapi_document_is_valid(client, headers):
     import openapi_spec_validator
+
     openapi_spec_validator.validate(openapi(client, headers))
 
 
@@ -166,8 +174,11 @@ def response_validator(doc: dict, method: str, path: str, status: int) -> jsonsc
     """
     pointer = f"/paths/{_escape(path)}/{method}/responses/{status}/content/application~1json/schema"
     registry = Registry().with_resource(OPENAPI_URI, Resource.from_contents(doc, default_specification=DRAFT202012))
-    return jsonschema.Draft202012Validator({"$ref": f"{OPENAPI_URI}#{pointer}"}, registry=registry,
-                                           format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return jsonschema.Draft202012Validator(
+        {"$ref": f"{OPENAPI_URI}#{pointer}"},
+        registry=registry,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 def _escape(token: str) -> str:
@@ -179,14 +190,20 @@ def test_responses_conform_to_the_documented_schemas(client, headers, app_store)
     doc = openapi(client, headers)
 
     def check(resp, method: str, path: str) -> None:
-        errors = [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
-                  for e in response_validator(doc, method, path, resp.status_code).iter_errors(resp.get_json())]
+        errors = [
+            f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
+            for e in response_validator(doc, method, path, resp.status_code).iter_errors(resp.get_json())
+        ]
         assert not errors, f"{method} {path} {resp.status_code}: " + "; ".join(errors)
 
     buf = io.BytesIO()
     np.savez(buf, X=np.zeros((8, 6, 6)), y=np.arange(8) % 2)
-    ds = client.post(f"{API}/datasets", headers=headers, content_type="multipart/form-data",
-                     data={"file": (io.BytesIO(buf.getvalue()), "d.npz")})
+    ds = client.post(
+        f"{API}/datasets",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(buf.getvalue()), "d.npz")},
+    )
     check(ds, "post", f"{API}/datasets")
     check(client.get(f"{API}/datasets", headers=headers), "get", f"{API}/datasets")
     check(client.get(f"{API}/datasets/{ds.get_json()['id']}", headers=headers), "get", f"{API}/datasets/{{dataset_id}}")
@@ -196,8 +213,12 @@ def test_responses_conform_to_the_documented_schemas(client, headers, app_store)
     job_id = job.get_json()["id"]
     store.claim_job(app_store, job_id, "w")
     store.record_metrics(app_store, job_id, [("train_loss", 1, 0.5), ("train_loss", 2, float("inf"))])
-    store.finish_job(app_store, job_id, "succeeded", result={"test_accuracy": 0.5, "parameter_count": 10,
-                                                            "confusion_matrix": [[1, 0], [0, 1]]})
+    store.finish_job(
+        app_store,
+        job_id,
+        "succeeded",
+        result={"test_accuracy": 0.5, "parameter_count": 10, "confusion_matrix": [[1, 0], [0, 1]]},
+    )
     check(client.get(f"{API}/jobs", headers=headers), "get", f"{API}/jobs")
     check(client.get(f"{API}/jobs/{job_id}", headers=headers), "get", f"{API}/jobs/{{job_id}}")
     check(client.get(f"{API}/jobs/{job_id}/metrics", headers=headers), "get", f"{API}/jobs/{{job_id}}/metrics")

@@ -1,6 +1,7 @@
 """The real API (gunicorn, ``convlab serve``) while its PostgreSQL server is stopped and started:
 every request answers 503 with Retry-After and the JSON error, the log says so once, and
 once the server is back the same process serves again (a private server: see private_postgres)."""
+
 from __future__ import annotations
 
 import json
@@ -45,12 +46,17 @@ def test_api_answers_503_while_postgresql_is_down_and_recovers(tmp_path, postgre
         status, _, text = _call(f"{api}/jobs", "POST", token, tiny_train_spec())
         assert status == 201, text
         job_id = json.loads(text)["id"]
-        cluster.store.dispose()                         # the test's own connections must not linger
+        cluster.store.dispose()  # the test's own connections must not linger
 
         postgres.stop()
-        calls = [("GET", f"{api}/jobs", None), ("GET", f"{api}/jobs/{job_id}", None),
-                 ("POST", f"{api}/jobs", tiny_train_spec()), ("GET", f"{api}/workers", None),
-                 ("GET", f"{api}/datasets", None), ("GET", f"{cluster.url}/metrics", None)] * 3
+        calls = [
+            ("GET", f"{api}/jobs", None),
+            ("GET", f"{api}/jobs/{job_id}", None),
+            ("POST", f"{api}/jobs", tiny_train_spec()),
+            ("GET", f"{api}/workers", None),
+            ("GET", f"{api}/datasets", None),
+            ("GET", f"{cluster.url}/metrics", None),
+        ] * 3
         for method, url, body in calls:
             status, headers, text = _call(url, method, token, body)
             assert status == 503, (url, status, text)
@@ -66,6 +72,6 @@ def test_api_answers_503_while_postgresql_is_down_and_recovers(tmp_path, postgre
     finally:
         cluster.stop()
     log = cluster.log_tail("api", lines=10_000)
-    assert log.count("database unreachable") == 1, log          # one gunicorn process, one outage
+    assert log.count("database unreachable") == 1, log  # one gunicorn process, one outage
     assert log.count("database reachable again") == 1, log
     assert "Traceback" not in log and "ERROR" not in log, log

@@ -1,5 +1,6 @@
 """API tests of the per-user limits (429, nothing stored), the admin's limits endpoints, /users/me,
 and deleting jobs and datasets without leaving anything behind, on SQLite and on PostgreSQL."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -58,11 +59,12 @@ def test_queued_limit_answers_429_with_retry_after_and_stores_nothing(client, au
 def test_compute_limit_answers_429_with_the_estimate_and_the_limit(client, auth, headers, app_store):
     _limits(client, auth, "alice", max_compute=1e6)
     before = _counts(app_store)
-    err = assert_error(client.post(f"{API}/jobs", json=tiny_train_spec(epochs=2), headers=headers), 429,
-                       "quota_exceeded")
+    err = assert_error(
+        client.post(f"{API}/jobs", json=tiny_train_spec(epochs=2), headers=headers), 429, "quota_exceeded"
+    )
     assert paths(err) == ["train"] and "1e+06" in err["message"] and "estimated" in err["message"]
     assert _counts(app_store) == before
-    _limits(client, auth, "alice", max_compute=None)            # back to the deployment's default
+    _limits(client, auth, "alice", max_compute=None)  # back to the deployment's default
     assert client.post(f"{API}/jobs", json=tiny_train_spec(), headers=headers).status_code == 201
 
 
@@ -96,32 +98,40 @@ def test_limits_endpoints_are_for_admins_and_check_their_input(client, auth, hea
     assert_error(client.get(f"{API}/users/alice/limits", headers=headers), 403)
     assert_error(client.put(f"{API}/users/alice/limits", json={"max_running": 1}, headers=headers), 403)
     assert_error(client.get(f"{API}/users/nobody/limits", headers=headers_root), 404)
-    err = assert_error(client.put(f"{API}/users/alice/limits", headers=headers_root,
-                                  json={"max_running": -1, "max_queued": True, "max_compute": "lots",
-                                        "max_storage": 2**70, "speed": 1}), 422, "invalid_limits")
+    err = assert_error(
+        client.put(
+            f"{API}/users/alice/limits",
+            headers=headers_root,
+            json={"max_running": -1, "max_queued": True, "max_compute": "lots", "max_storage": 2**70, "speed": 1},
+        ),
+        422,
+        "invalid_limits",
+    )
     assert sorted(paths(err)) == ["max_compute", "max_queued", "max_running", "max_storage", "speed"]
-    for huge in ({"max_compute": 10**400}, {"max_running": 10**400}):       # never a float overflow (500)
+    for huge in ({"max_compute": 10**400}, {"max_running": 10**400}):  # never a float overflow (500)
         assert_error(client.put(f"{API}/users/alice/limits", headers=headers_root, json=huge), 422, "invalid_limits")
     view = _limits(client, auth, "alice", max_running=2, max_storage=10**9)
     assert view["overrides"]["max_running"] == 2 and view["effective"]["max_storage"] == 10**9
     view = _limits(client, auth, "alice", max_running=None)
-    assert view["overrides"] == {"max_running": None, "max_queued": None, "max_compute": None,
-                                 "max_storage": 10**9}
+    assert view["overrides"] == {"max_running": None, "max_queued": None, "max_compute": None, "max_storage": 10**9}
     assert client.get(f"{API}/users/alice/limits", headers=headers_root).get_json() == view
 
 
 def test_deleting_a_job_leaves_no_row_behind(client, auth, headers, app_store):
     before = _counts(app_store)
-    resp = client.post(f"{API}/jobs", json={**tiny_train_spec(), "tags": ["x", "y"]},
-                       headers={**headers, "Idempotency-Key": "submit-1"})
+    resp = client.post(
+        f"{API}/jobs",
+        json={**tiny_train_spec(), "tags": ["x", "y"]},
+        headers={**headers, "Idempotency-Key": "submit-1"},
+    )
     job_id = resp.get_json()["id"]
     assert store.claim_job(app_store, job_id, "host:1")
     store.record_metrics(app_store, job_id, [("train_loss", s, 1.0 / s) for s in range(1, 50)], worker="host:1")
     assert store.save_artifact(app_store, job_id, "checkpoint.npz", b"c" * 100, worker="host:1")
     store.worker_heartbeat(app_store, "host:1", "host", 1, job_id)
-    assert_error(client.delete(f"{API}/jobs/{job_id}", headers=headers), 409)         # running
+    assert_error(client.delete(f"{API}/jobs/{job_id}", headers=headers), 409)  # running
     assert store.finish_job(app_store, job_id, "succeeded", worker="host:1", artifacts={"weights.npz": b"w" * 10})
-    assert_error(client.delete(f"{API}/jobs/{job_id}", headers=auth.headers("bob")), 404)   # not bob's
+    assert_error(client.delete(f"{API}/jobs/{job_id}", headers=auth.headers("bob")), 404)  # not bob's
     assert client.delete(f"{API}/jobs/{job_id}", headers=headers).status_code == 204
     after = _counts(app_store)
     assert after == {**before, "users": after["users"], "api_tokens": after["api_tokens"], "workers": 1}
@@ -129,8 +139,11 @@ def test_deleting_a_job_leaves_no_row_behind(client, auth, headers, app_store):
     assert_error(client.get(f"{API}/jobs/{job_id}", headers=headers), 404)
     assert_error(client.delete(f"{API}/jobs/{job_id}", headers=headers), 404)
     # The retry of the request that created it finds nothing to replay and creates a new job.
-    again = client.post(f"{API}/jobs", json={**tiny_train_spec(), "tags": ["x", "y"]},
-                        headers={**headers, "Idempotency-Key": "submit-1"})
+    again = client.post(
+        f"{API}/jobs",
+        json={**tiny_train_spec(), "tags": ["x", "y"]},
+        headers={**headers, "Idempotency-Key": "submit-1"},
+    )
     assert again.status_code == 201 and again.get_json()["id"] != job_id
 
 
@@ -163,14 +176,15 @@ def test_queue_positions_and_start_estimates_follow_the_dispatch_order(client, a
     assert client.get(f"{API}/jobs/{theirs}", headers=bob).get_json()["queue_position"] == 2
     listed = {j["id"]: j for j in client.get(f"{API}/jobs", headers=headers).get_json()["jobs"]}
     assert [listed[j]["queue_position"] for j in mine] == [1, 3, 4]
-    assert all("queue_eta_s" not in j for j in listed.values())       # no worker, no finished job: no basis
+    assert all("queue_eta_s" not in j for j in listed.values())  # no worker, no finished job: no basis
     store.worker_heartbeat(app_store, "host:1", "host", 1, None)
     done = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=auth.headers("carol")).get_json()["id"]
-    assert store.claim_job(app_store, done, "host:1") and store.finish_job(app_store, done, "succeeded",
-                                                                         worker="host:1")
+    assert store.claim_job(app_store, done, "host:1") and store.finish_job(
+        app_store, done, "succeeded", worker="host:1"
+    )
     finished = store.get_job(app_store, done, None)["finished_at"]
-    with app_store.session() as s:                                   # it ran for 10 s
+    with app_store.session() as s:  # it ran for 10 s
         s.execute(update(Job).where(Job.id == done).values(started_at=parse_ts(finished) - timedelta(seconds=10)))
     listed = {j["id"]: j for j in client.get(f"{API}/jobs", headers=headers).get_json()["jobs"]}
     etas = [listed[j]["queue_eta_s"] for j in mine]
-    assert etas == [5.0, 25.0, 35.0]              # one worker, 10 s a job: half of one, then one after another
+    assert etas == [5.0, 25.0, 35.0]  # one worker, 10 s a job: half of one, then one after another

@@ -1,5 +1,6 @@
 """The studies API in process (no workers): validation with paths, nothing stored on 422, the first trials,
 the top-up's exactly-once numbering, cancel, CSV/JSON, and the answers against the OpenAPI document."""
+
 from __future__ import annotations
 
 import csv
@@ -18,10 +19,16 @@ from tests.helpers import tiny_train_spec
 def study_body(**kw) -> dict:
     base = tiny_train_spec(epochs=2)
     base["data"]["validation_fraction"] = 0.2
-    body = {"name": "s", "base": base, "algorithm": "grid",
-            "space": {"train.optimizer.lr": {"type": "choice", "values": [0.05, 0.1, 0.2]},
-                      "model.layers[0].filters": {"type": "choice", "values": [2, 4]}},
-            "max_concurrent": 2}
+    body = {
+        "name": "s",
+        "base": base,
+        "algorithm": "grid",
+        "space": {
+            "train.optimizer.lr": {"type": "choice", "values": [0.05, 0.1, 0.2]},
+            "model.layers[0].filters": {"type": "choice", "values": [2, 4]},
+        },
+        "max_concurrent": 2,
+    }
     body.update(kw)
     return body
 
@@ -42,8 +49,8 @@ def test_create_queues_up_to_max_concurrent_and_answers_by_schema(client, header
     assert r.status_code == 201, r.get_json()
     study = r.get_json()
     assert study["status"] == "running" and study["best"] is None
-    assert study["spec"]["max_trials"] == 6                      # the whole grid
-    assert [t["number"] for t in study["trials"]] == [0, 1]      # max_concurrent
+    assert study["spec"]["max_trials"] == 6  # the whole grid
+    assert [t["number"] for t in study["trials"]] == [0, 1]  # max_concurrent
     assert study["trials"][0]["params"] == {"train.optimizer.lr": 0.05, "model.layers[0].filters": 2}
     job = client.get(f"/api/v1/jobs/{study['trials'][1]['job_id']}", headers=headers).get_json()
     assert job["study_id"] == study["id"] and job["trial_number"] == 1
@@ -54,21 +61,40 @@ def test_create_queues_up_to_max_concurrent_and_answers_by_schema(client, header
     validate_against(client, headers, listed, "StudyList")
 
 
-@pytest.mark.parametrize("change, path, value", [
-    ({"space": {"model.layers[0].kernel": {"type": "choice", "values": [3, 13]}}}, "model.layers[0].kernel", "13"),
-    ({"space": {"model.layers[0].filters": {"type": "choice", "values": [4, 10**6]}}}, "", "1000000"),
-    ({"algorithm": "random", "max_trials": 3,
-      "space": {"train.batch_size": {"type": "int_uniform", "low": 16, "high": 4096}}},
-     "train.batch_size", "4096"),
-    ({"space": {"model.layers[9].filters": {"type": "choice", "values": [1]}}}, "space[model.layers[9].filters]", ""),
-    ({"space": {"train.optimizer.lr": {"type": "uniform", "low": 0.1, "high": 0.2}}},
-     "space[train.optimizer.lr].type", ""),
-    ({"algorithm": "random", "space": {"train.optimizer.lr": {"type": "uniform", "low": 0.3, "high": 0.2}}},
-     "space[train.optimizer.lr].high", ""),
-    ({"algorithm": "random"}, "max_trials", ""),
-    ({"pruner": {"type": "hyperband"}}, "pruner.type", ""),
-    ({"objective": {"metric": "test_accuracy"}}, "objective.metric", ""),
-])
+@pytest.mark.parametrize(
+    "change, path, value",
+    [
+        ({"space": {"model.layers[0].kernel": {"type": "choice", "values": [3, 13]}}}, "model.layers[0].kernel", "13"),
+        ({"space": {"model.layers[0].filters": {"type": "choice", "values": [4, 10**6]}}}, "", "1000000"),
+        (
+            {
+                "algorithm": "random",
+                "max_trials": 3,
+                "space": {"train.batch_size": {"type": "int_uniform", "low": 16, "high": 4096}},
+            },
+            "train.batch_size",
+            "4096",
+        ),
+        (
+            {"space": {"model.layers[9].filters": {"type": "choice", "values": [1]}}},
+            "space[model.layers[9].filters]",
+            "",
+        ),
+        (
+            {"space": {"train.optimizer.lr": {"type": "uniform", "low": 0.1, "high": 0.2}}},
+            "space[train.optimizer.lr].type",
+            "",
+        ),
+        (
+            {"algorithm": "random", "space": {"train.optimizer.lr": {"type": "uniform", "low": 0.3, "high": 0.2}}},
+            "space[train.optimizer.lr].high",
+            "",
+        ),
+        ({"algorithm": "random"}, "max_trials", ""),
+        ({"pruner": {"type": "hyperband"}}, "pruner.type", ""),
+        ({"objective": {"metric": "test_accuracy"}}, "objective.metric", ""),
+    ],
+)
 def test_invalid_studies_are_422_with_paths_and_store_nothing(client, headers, app_store, change, path, value):
     r = client.post("/api/v1/studies", json=study_body(**change), headers=headers)
     assert r.status_code == 422, r.get_json()
@@ -89,7 +115,7 @@ def test_invalid_base_is_reported_under_base(client, headers, app_store):
 def test_top_up_twice_creates_each_trial_once_and_cancel_stops_everything(client, headers, app_store, settings):
     study = client.post("/api/v1/studies", json=study_body(), headers=headers).get_json()
     keeper = StudyKeeper(app_store, settings)
-    assert keeper.top_up(study["id"]) == []             # full: max_concurrent trials are queued
+    assert keeper.top_up(study["id"]) == []  # full: max_concurrent trials are queued
     first = study["trials"][0]["job_id"]
     assert store.claim_job(app_store, first, "w1") is not None
     assert store.finish_job(app_store, first, "succeeded", result={}, worker="w1")

@@ -1,4 +1,5 @@
 """``POST /api/v1/specs/summary`` and the token-auth event stream ``GET /api/v1/jobs/{id}/events``."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ def test_summary_of_lenet_counts_like_the_validator(client, headers):
 
 def test_an_impossible_kernel_is_marked_on_its_layer(client, headers):
     spec = example("lenet-mnist")
-    spec["model"]["layers"][2]["kernel"] = 15           # the input there is 12×12
+    spec["model"]["layers"][2]["kernel"] = 15  # the input there is 12×12
     out = _summary(client, headers, spec)
     assert out["valid"] is False
     assert out["errors"] == [{"path": "model.layers[2].kernel", "message": "15 is larger than the 12×12 input"}]
@@ -89,6 +90,7 @@ def test_summary_stores_nothing(client, headers, app_store):
 
 # ------------------------------------------------------------------ the API's event stream
 
+
 def _events(text: str) -> list[tuple[str, dict]]:
     out = []
     for block in text.strip().split("\n\n"):
@@ -123,6 +125,7 @@ def test_event_stream_needs_a_token_and_the_job(client, headers, auth, who):
 
 def test_summaries_conform_to_the_documented_schema(client, headers):
     from test_api_ops import openapi, response_validator
+
     doc = openapi(client, headers)
     validator = response_validator(doc, "post", f"{API}/specs/summary", 200)
     broken = example("lenet-mnist")

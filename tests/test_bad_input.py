@@ -2,6 +2,7 @@
 
 One table: each row is a request a client can send (API and dashboard) and the answer it must get.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,13 +16,14 @@ from tests.helpers import example
 API = "/api/v1"
 DEEP = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"a":' * 5_000 + "1" + "}" * 5_000
-HUGE_INT = "1" + "0" * 400          # an integer no float holds
+HUGE_INT = "1" + "0" * 400  # an integer no float holds
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path, migrated_sqlite):
     """The app's database on each backend (overrides conftest's SQLite-only one)."""
     from tests.conftest import sqlite_copy
+
     if request.param == "sqlite":
         return sqlite_copy(migrated_sqlite, tmp_path / "var" / "convlab.db")
     return request.getfixturevalue("pg_store_url")
@@ -55,22 +57,57 @@ DIGITS = {"X": np.zeros((4, 8, 8), np.uint8), "y": np.arange(4) % 2}
 
 # (id, method, path, body kind, body, expected status, a path the details must name (None: any 4xx body))
 CASES = [
-    ("float field: integer too large", "POST", f"{API}/jobs", "json",
-     lambda: with_raw(spec_text(lr="@@"), "lr", HUGE_INT), 422, "train.optimizer.lr"),
-    ("float field: 1e400", "POST", f"{API}/jobs", "json", lambda: with_raw(spec_text(lr="@@"), "lr", "1e400"),
-     422, "train.optimizer.lr"),
-    ("int field: integer too large", "POST", f"{API}/jobs", "json",
-     lambda: with_raw(spec_text(epochs="@@"), "epochs", HUGE_INT), 422, "train.epochs"),
+    (
+        "float field: integer too large",
+        "POST",
+        f"{API}/jobs",
+        "json",
+        lambda: with_raw(spec_text(lr="@@"), "lr", HUGE_INT),
+        422,
+        "train.optimizer.lr",
+    ),
+    (
+        "float field: 1e400",
+        "POST",
+        f"{API}/jobs",
+        "json",
+        lambda: with_raw(spec_text(lr="@@"), "lr", "1e400"),
+        422,
+        "train.optimizer.lr",
+    ),
+    (
+        "int field: integer too large",
+        "POST",
+        f"{API}/jobs",
+        "json",
+        lambda: with_raw(spec_text(epochs="@@"), "epochs", HUGE_INT),
+        422,
+        "train.epochs",
+    ),
     ("name with NUL", "POST", f"{API}/jobs", "json", lambda: spec_text(name="a\x00b"), 422, "name"),
-    ("name with lone surrogate", "POST", f"{API}/jobs", "json",
-     lambda: spec_text(name="@@").replace('"@@"', '"a\\ud800b"'), 422, "name"),
+    (
+        "name with lone surrogate",
+        "POST",
+        f"{API}/jobs",
+        "json",
+        lambda: spec_text(name="@@").replace('"@@"', '"a\\ud800b"'),
+        422,
+        "name",
+    ),
     ("tag with NUL", "POST", f"{API}/jobs", "json", lambda: spec_text(tags=["ok", "x\x00"]), 422, "tags[1]"),
     ("key with NUL", "POST", f"{API}/jobs", "json", lambda: spec_text()[:-1] + ', "k\\u0000": 1}', 422, "k\\x00"),
     ("deep JSON array", "POST", f"{API}/jobs", "json", lambda: DEEP, 400, None),
     ("deep JSON object", "POST", f"{API}/jobs", "json", lambda: DEEP_OBJECT, 400, None),
     ("deep JSON: predict", "POST", f"{API}/jobs/JOB/predict", "json", lambda: DEEP_OBJECT, 400, None),
-    ("predict input too large", "POST", f"{API}/jobs/JOB/predict", "json",
-     lambda: '{"inputs": [' + HUGE_INT + ']}', 422, "inputs[0]"),
+    (
+        "predict input too large",
+        "POST",
+        f"{API}/jobs/JOB/predict",
+        "json",
+        lambda: '{"inputs": [' + HUGE_INT + "]}",
+        422,
+        "inputs[0]",
+    ),
     ("search with NUL", "GET", f"{API}/jobs?search=a%00b", None, None, 422, "query.search"),
     ("tag filter with NUL", "GET", f"{API}/jobs?tag=%00", None, None, 422, "query.tag"),
     ("metrics names with NUL", "GET", f"{API}/jobs/JOB/metrics?names=loss%00", None, None, 422, "query.names"),
@@ -86,11 +123,17 @@ CASES = [
     ("upload over the limit, chunked", "POST", f"{API}/datasets", "big-upload", False, 413, None),
     ("dashboard: deep JSON submit", "POST", "/submit", "dash-json", lambda: DEEP, 400, None),
     ("dashboard: name with NUL", "POST", "/submit", "dash-json", lambda: spec_text(name="a\x00"), 422, "name"),
-    ("dashboard: float too large", "POST", "/submit", "dash-json",
-     lambda: with_raw(spec_text(lr="@@"), "lr", HUGE_INT), 422, "train.optimizer.lr"),
+    (
+        "dashboard: float too large",
+        "POST",
+        "/submit",
+        "dash-json",
+        lambda: with_raw(spec_text(lr="@@"), "lr", HUGE_INT),
+        422,
+        "train.optimizer.lr",
+    ),
     ("dashboard: deep JSON try-it", "POST", "/jobs/JOB/predict", "dash-json", lambda: DEEP_OBJECT, 400, None),
-    ("dashboard: search with NUL (dropped, as bad filters are)", "GET", "/jobs.json?search=%00", None, None, 200,
-     None),
+    ("dashboard: search with NUL (dropped, as bad filters are)", "GET", "/jobs.json?search=%00", None, None, 200, None),
     ("dashboard: body over the limit, chunked", "POST", "/submit", "dash-big", False, 413, None),
 ]
 
@@ -106,6 +149,7 @@ def job_id(client, headers):
 def browser(client, auth):
     """The test client signed in to the dashboard; returns its CSRF token."""
     import re
+
     page = client.get("/login").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     assert client.post("/login", data={"token": auth.token("alice"), "csrf_token": csrf}).status_code == 302
@@ -145,9 +189,15 @@ def test_bad_input_is_a_4xx_with_a_path(case, client, headers, job_id, browser, 
     elif kind == "big-upload":
         data = npz(X=np.zeros((1, 8, 8)), y=np.zeros(1))
         boundary = "b0undary"
-        whole = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.npz\"\r\n"
-                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\0" * (limit + 10) + \
-            f"\r\n--{boundary}--\r\n".encode()
+        whole = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.npz"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + b"\0" * (limit + 10)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         chunked(kw, whole)
         kw["content_type"] = f"multipart/form-data; boundary={boundary}"
     if kind and kind.startswith("dash"):
@@ -165,8 +215,17 @@ def test_bad_input_is_a_4xx_with_a_path(case, client, headers, job_id, browser, 
         assert detail_path in paths, answer
 
 
-@pytest.mark.parametrize("path", ["/gradcheck?ids=a%00b", "/compare?ids=a%00b,c", "/submit?from=a%00b",
-                                  "/jobs/JOB/series.json?names=loss%00", "/jobs/a%00b", "/jobs/a%00b/series.json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/gradcheck?ids=a%00b",
+        "/compare?ids=a%00b,c",
+        "/submit?from=a%00b",
+        "/jobs/JOB/series.json?names=loss%00",
+        "/jobs/a%00b",
+        "/jobs/a%00b/series.json",
+    ],
+)
 def test_dashboard_query_strings_with_nul_are_never_500(path, client, job_id, browser):
     resp = client.get(path.replace("JOB", job_id), headers={"Accept": "application/json"})
     assert resp.status_code in (200, 404), (resp.status_code, resp.get_data(as_text=True)[:300])

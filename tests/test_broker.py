@@ -5,6 +5,7 @@ a consumer may read it empty (kombu issue #1551): the message is lost.  These
 tests hold a producer in the middle of its write, leave unreadable files in
 the queue, and run producers and consumers in separate processes at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def _options(folder: Path) -> dict:
     for sub in ("queue", "control", "processed"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    return {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
-            "control_folder": str(folder / "control"), "processed_folder": str(folder / "processed"),
-            "store_processed": False}
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+    }
 
 
 @pytest.fixture
@@ -60,7 +65,7 @@ def test_a_message_being_written_is_invisible_until_complete(broker, tmp_path, m
             f.flush()
             half_written.set()
             assert go_on.wait(10)
-            f.write(data[len(data) // 2:])
+            f.write(data[len(data) // 2 :])
 
     monkeypatch.setattr(workers.broker, "_write", slow_write)
     queue = broker.SimpleQueue("convlab")
@@ -128,8 +133,13 @@ def test_concurrent_producers_and_consumers_deliver_every_message_exactly_once(t
     n = 300
 
     def spawn(*args, stdout=subprocess.DEVNULL):
-        return subprocess.Popen([sys.executable, "-c", _CHILD, *args], cwd=ROOT, stdout=stdout,
-                                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        return subprocess.Popen(
+            [sys.executable, "-c", _CHILD, *args],
+            cwd=ROOT,
+            stdout=stdout,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+
     consumers = [spawn("consume", str(tmp_path), "0", stdout=subprocess.PIPE) for _ in range(3)]
     producers = [spawn("produce", str(tmp_path), str(n), f"p{i}") for i in range(3)]
     for p in producers:

@@ -14,6 +14,7 @@ many jobs finished), not by the clock.  Asserted at the end:
 - the API answered no 5xx but 503 while PostgreSQL was down, and none at all
   otherwise.
 """
+
 from __future__ import annotations
 
 import collections
@@ -41,7 +42,7 @@ from tests.private_servers import PrivatePostgres, PrivateRedis, private_postgre
 pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
 JOBS = 240
-VARIANTS = 4          # distinct seeds: each job's numbers are checked against an in-process run of its variant
+VARIANTS = 4  # distinct seeds: each job's numbers are checked against an in-process run of its variant
 WORKERS = 3
 # TODO(integrator): the API's 503 + Retry-After while the database is down lands with branch api-lifecycle.
 # Until then the API answers 500 during the outage; set this to False once it is merged.
@@ -49,13 +50,25 @@ TOLERATE_500_DURING_OUTAGE = True
 
 
 def _spec(i: int) -> dict:
-    return {"type": "train", "name": f"chaos-{i}",
-            "model": {"input_shape": [1, 8, 8], "layers": [
+    return {
+        "type": "train",
+        "name": f"chaos-{i}",
+        "model": {
+            "input_shape": [1, 8, 8],
+            "layers": [
                 {"type": "dense", "units": 256, "activation": "relu"},
-                {"type": "dense", "units": 10, "activation": "softmax"}], "loss": "cross_entropy"},
-            "data": {"dataset": "digits"},
-            "train": {"epochs": 4, "batch_size": 16, "seed": i % VARIANTS,
-                      "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}}}
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
+            "loss": "cross_entropy",
+        },
+        "data": {"dataset": "digits"},
+        "train": {
+            "epochs": 4,
+            "batch_size": 16,
+            "seed": i % VARIANTS,
+            "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
+        },
+    }
 
 
 @pytest.fixture
@@ -110,7 +123,7 @@ def _group(pgid: int) -> set[int]:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:                   # field 5 of /proc/PID/stat: the process group
+        if int(fields[2]) == pgid:  # field 5 of /proc/PID/stat: the process group
             pids.add(int(stat.parent.name))
     return pids
 
@@ -119,8 +132,10 @@ def _reference(variant: int) -> tuple[dict, dict[str, list]]:
     """The result and metric series of an uninterrupted in-process run (the workers' BLAS threads: 1)."""
     series: dict[str, list] = collections.defaultdict(list)
     with threadpool_limits(limits=1):
-        outcome = run_job(validate_job_spec(_spec(variant)),
-                          Hooks(on_metric=lambda name, step, value: series[name].append([step, float(value)])))
+        outcome = run_job(
+            validate_job_spec(_spec(variant)),
+            Hooks(on_metric=lambda name, step, value: series[name].append([step, float(value)])),
+        )
     return outcome.result, dict(series)
 
 
@@ -143,8 +158,11 @@ def test_chaos(tmp_path, servers):
         ids += [client.request("POST", "/jobs", _spec(i))["id"] for i in range(1, JOBS)]
 
         def finished() -> int:
-            return sum(n for status, n in store.count_by_status(cluster.store).items()
-                       if status in ("succeeded", "failed", "cancelled"))
+            return sum(
+                n
+                for status, n in store.count_by_status(cluster.store).items()
+                if status in ("succeeded", "failed", "cancelled")
+            )
 
         def after(count: int) -> None:
             wait_for(lambda: finished() >= count, 240, f"{count} jobs to finish")
@@ -158,27 +176,34 @@ def test_chaos(tmp_path, servers):
             pids = _group(victim.pid)
             Cluster.kill(victim)
             names = {f"{hostname}:{pid}" for pid in pids}
-            with cluster.store.session() as s:     # the killed worker changes nothing any more: exact
+            with cluster.store.session() as s:  # the killed worker changes nothing any more: exact
                 lost = s.scalars(select(Job.id).where(Job.status == "running", Job.worker.in_(names))).all()
             kills.update(lost)
             cluster.start_worker()
 
         def restart_redis() -> None:
-            rd.stop()                              # no persistence: every wake-up on it is lost
+            rd.stop()  # no persistence: every wake-up on it is lost
             ids.extend(client.request("POST", "/jobs", _spec(len(ids)))["id"] for _ in range(3))
             rd.start()
 
         def restart_postgres() -> None:
             outage.append(time.monotonic())
             pg.stop()
-            time.sleep(4)                          # the outage itself (its length is the fault, not a wait)
+            time.sleep(4)  # the outage itself (its length is the fault, not a wait)
             pg.start()
             outage.append(time.monotonic())
             back_at.append(datetime.now(UTC))
 
-        schedule = [(0.06, kill_a_worker), (0.14, restart_redis), (0.22, kill_a_worker),
-                    (0.32, restart_postgres), (0.45, kill_a_worker), (0.55, restart_redis),
-                    (0.65, kill_a_worker), (0.75, kill_a_worker)]
+        schedule = [
+            (0.06, kill_a_worker),
+            (0.14, restart_redis),
+            (0.22, kill_a_worker),
+            (0.32, restart_postgres),
+            (0.45, kill_a_worker),
+            (0.55, restart_redis),
+            (0.65, kill_a_worker),
+            (0.75, kill_a_worker),
+        ]
         for fraction, fault in schedule:
             after(int(fraction * JOBS))
             fault()
@@ -203,14 +228,16 @@ def test_chaos(tmp_path, servers):
     resumed_after = (next(s for s in starts if s > back_at[0]) - back_at[0]).total_seconds()
     swept = sum(int(n) for n in re.findall(r"published (\d+) wake-up", logs))
     during_outage = collections.Counter(s for t, s in poller.answers if outage[0] <= t <= outage[1])
-    print(f"\nchaos: {len(ids)} jobs, {sum(kills.values())} lost to kills, wall {wall:.1f} s; "
-          f"a new job started {resumed_after:.2f} s after PostgreSQL was back; "
-          f"API answers during the outage: {dict(during_outage)}; wake-ups published by sweeps: {swept}, "
-          f"wake-ups that found nothing: {logs.count('woken up, but no job is queued')}")
+    print(
+        f"\nchaos: {len(ids)} jobs, {sum(kills.values())} lost to kills, wall {wall:.1f} s; "
+        f"a new job started {resumed_after:.2f} s after PostgreSQL was back; "
+        f"API answers during the outage: {dict(during_outage)}; wake-ups published by sweeps: {swept}, "
+        f"wake-ups that found nothing: {logs.count('woken up, but no job is queued')}"
+    )
     assert not not_done
 
     claims = collections.Counter(re.findall(r"job ([0-9a-f]{32}) claimed by", logs))
-    assert "not written" not in logs                               # no second finish was ever tried
+    assert "not written" not in logs  # no second finish was ever tried
     for job_id, job in jobs.items():
         # Attempts count lost workers only: neither the database restart nor Redis's cost one.
         assert job["attempts"] == 1 + kills[job_id], (job_id, job["attempts"], kills[job_id])
@@ -224,11 +251,11 @@ def test_chaos(tmp_path, servers):
         assert job["result"]["test_accuracy"] == result["test_accuracy"], job_id
         assert job["result"]["test_loss"] == result["test_loss"], job_id
         assert job["result"]["confusion_matrix"] == result["confusion_matrix"], job_id
-        assert metrics[job_id] == series, job_id                   # same steps, same values, no duplicate
+        assert metrics[job_id] == series, job_id  # same steps, same values, no duplicate
 
     # --- the API: no 5xx but 503, and those only while PostgreSQL was down ----------------------
     down_from, down_to = outage
-    grace = 5.0                                                    # pooled connections die on their first use
+    grace = 5.0  # pooled connections die on their first use
     allowed = {503, 500} if TOLERATE_500_DURING_OUTAGE else {503}
     during = [s for t, s in poller.answers if down_from <= t <= down_to + grace]
     outside = [s for t, s in poller.answers if not down_from <= t <= down_to + grace]

@@ -1,6 +1,7 @@
 """`convlab submit` when the answer is lost on the way back: the CLI retries with the same
 Idempotency-Key and the real API (gunicorn) creates the job once.  A proxy in the test forwards
 each request to the API and drops the first submit's answer after the API has committed it."""
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,12 @@ class LossyProxy(ThreadingHTTPServer):
     def __init__(self, backend: str, drop: int = 1):
         super().__init__(("127.0.0.1", 0), _Forward)
         self.backend, self.drop = backend, drop
-        self.posts: list[tuple[str | None, int]] = []      # (Idempotency-Key, status the API answered)
+        self.posts: list[tuple[str | None, int]] = []  # (Idempotency-Key, status the API answered)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
 
 
 class _Forward(BaseHTTPRequestHandler):
-    def log_message(self, *args):               # quiet
+    def log_message(self, *args):  # quiet
         pass
 
     def _forward(self):
@@ -49,7 +50,7 @@ class _Forward(BaseHTTPRequestHandler):
             self.server.posts.append((self.headers.get("Idempotency-Key"), status))
             if self.server.drop > 0:
                 self.server.drop -= 1
-                self.close_connection = True        # the API committed; the client hears nothing
+                self.close_connection = True  # the API committed; the client hears nothing
                 return
         self.send_response(status)
         for name in ("Content-Type", "Location", "Idempotent-Replayed", "Retry-After"):
@@ -79,17 +80,27 @@ def test_submit_retries_with_the_same_key_and_creates_one_job(api, tmp_path):
     spec.write_text(json.dumps(tiny_train_spec()))
     env = dict(api.env, CONVLAB_URL=proxy.url, CONVLAB_TOKEN=token)
     try:
-        first = subprocess.run([sys.executable, "-m", "convlab.cli", "submit", str(spec)], env=env,
-                               capture_output=True, text=True, timeout=120)
+        first = subprocess.run(
+            [sys.executable, "-m", "convlab.cli", "submit", str(spec)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert first.returncode == 0, first.stderr
-        second = subprocess.run([sys.executable, "-m", "convlab.cli", "submit", str(spec)], env=env,
-                                capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-m", "convlab.cli", "submit", str(spec)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 0, second.stderr
     finally:
         proxy.shutdown()
         proxy.server_close()
     (k1, s1), (k2, s2), (k3, s3) = proxy.posts
-    assert k1 and k1 == k2 and k3 != k1                      # one key per submit, reused on its retry
+    assert k1 and k1 == k2 and k3 != k1  # one key per submit, reused on its retry
     assert (s1, s2, s3) == (201, 201, 201)
     ids = [json.loads(first.stdout)["id"], json.loads(second.stdout)["id"]]
     jobs = api.client(token).request("GET", "/jobs")

@@ -1,4 +1,5 @@
 """`convlab run`: a job in one process, result on stdout, weights in --out, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.processes  # `convlab run` as a child process
 
 
 def convlab(*args, stdin: str | None = None):
-    return subprocess.run([sys.executable, "-m", "convlab.cli", *args], input=stdin,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "convlab.cli", *args], input=stdin, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_run_train_writes_result_and_weights(tmp_path):
@@ -33,10 +35,10 @@ def test_run_train_writes_result_and_weights(tmp_path):
     out = json.loads(proc.stdout)
     assert out["status"] == "succeeded"
     assert out["result"]["epochs_completed"] == 2
-    assert "epoch 2" in proc.stderr                       # the progress bar went to stderr
+    assert "epoch 2" in proc.stderr  # the progress bar went to stderr
     weights = weights_from_bytes((tmp_path / "out" / "weights.npz").read_bytes())
     net = Network.from_spec(spec["model"])
-    net.load_params(weights)                              # same keys and shapes as net.params
+    net.load_params(weights)  # same keys and shapes as net.params
     assert set(weights) == {"layers.0.W", "layers.0.b", "layers.3.W", "layers.3.b"}
 
 
@@ -107,8 +109,9 @@ def test_run_applies_the_workers_blas_thread_setting(tmp_path, threads):
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(tiny_train_spec(epochs=1)))
     env = dict(os.environ, CONVLAB_BLAS_THREADS=threads, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", _RUN_THEN_REPORT, str(path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_THEN_REPORT, str(path)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     reported = json.loads(proc.stderr.rsplit("BLAS=", 1)[1].splitlines()[0])
     assert reported and set(reported) == {int(threads)}

@@ -1,4 +1,5 @@
 """The command line against a running service: `convlab up`, and the HTTP client commands."""
+
 from __future__ import annotations
 
 import json
@@ -31,26 +32,43 @@ def _alive(pid: int) -> bool:
 def test_convlab_up_runs_everything_and_stops_every_child(tmp_path):
     """`convlab up` on a fresh home: migrations, API, two workers, an admin token; SIGTERM stops all."""
     port = free_port()
-    env = dict(os.environ, CONVLAB_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT),
-               CONVLAB_HEARTBEAT_S="0.3", CONVLAB_WORKER_ALIVE_S="3")
+    env = dict(
+        os.environ,
+        CONVLAB_HOME=str(tmp_path / "home"),
+        PYTHONPATH=str(ROOT),
+        CONVLAB_HEARTBEAT_S="0.3",
+        CONVLAB_WORKER_ALIVE_S="3",
+    )
     for key in ("CONVLAB_DATABASE_URL", "CONVLAB_BROKER_URL", "CONVLAB_SECRET_KEY"):
         env.pop(key, None)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "convlab.cli", "up", "--port", str(port), "--workers", "2"],
-                              env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "convlab.cli", "up", "--port", str(port), "--workers", "2"],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        token = wait_for(lambda: (re.search(r"admin token \(shown once\): (\S+)", log.read_text()) or [None, None])[1],
-                         90, "convlab up to print its admin token")
+        token = wait_for(
+            lambda: (re.search(r"admin token \(shown once\): (\S+)", log.read_text()) or [None, None])[1],
+            90,
+            "convlab up to print its admin token",
+        )
         assert f"http://127.0.0.1:{port}/" in log.read_text()
         client = Client(f"http://127.0.0.1:{port}", token)
-        workers = wait_for(lambda: (w := client.request("GET", "/workers")["workers"]) and len(w) == 2 and w,
-                           60, "two workers")
+        workers = wait_for(
+            lambda: (w := client.request("GET", "/workers")["workers"]) and len(w) == 2 and w, 60, "two workers"
+        )
         job = client.request("POST", "/jobs", tiny_train_spec(epochs=1))
-        done = wait_for(lambda: (j := client.request("GET", f"/jobs/{job['id']}"))["status"] == "succeeded" and j,
-                        120, "the job to succeed")
+        done = wait_for(
+            lambda: (j := client.request("GET", f"/jobs/{job['id']}"))["status"] == "succeeded" and j,
+            120,
+            "the job to succeed",
+        )
         assert done["result"]["epochs_completed"] == 1
-        assert (tmp_path / "home" / "convlab.db").exists()             # SQLite under CONVLAB_HOME
+        assert (tmp_path / "home" / "convlab.db").exists()  # SQLite under CONVLAB_HOME
         pool_pids = [int(w["name"].rsplit(":", 1)[1]) for w in workers]
     finally:
         up.send_signal(signal.SIGTERM)
@@ -71,8 +89,9 @@ def cluster(tmp_path_factory):
 
 def _cli(cluster, *args, stdin=None):
     env = dict(cluster.env, CONVLAB_URL=cluster.url, CONVLAB_TOKEN=cluster.token("cli-user"))
-    return subprocess.run([sys.executable, "-m", "convlab.cli", *args], env=env, input=stdin,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "convlab.cli", *args], env=env, input=stdin, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_submit_wait_jobs_status_cancel(cluster, tmp_path):
@@ -82,14 +101,14 @@ def test_submit_wait_jobs_status_cancel(cluster, tmp_path):
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert job["status"] == "succeeded" and job["result"]["epochs_completed"] == 2
-    assert "epoch" in done.stderr                                      # progress was shown
+    assert "epoch" in done.stderr  # progress was shown
 
     listed = _cli(cluster, "jobs")
     assert listed.returncode == 0 and job["id"] in listed.stdout
     status = _cli(cluster, "status", job["id"])
     assert json.loads(status.stdout)["id"] == job["id"]
     again = _cli(cluster, "cancel", job["id"])
-    assert again.returncode == 1 and "already finished" in again.stderr   # 409
+    assert again.returncode == 1 and "already finished" in again.stderr  # 409
 
 
 def test_submit_invalid_spec_shows_field_paths(cluster):

@@ -1,4 +1,5 @@
 """``convlab summary SPEC``: the model summary on the command line, computed by the validator's code."""
+
 from __future__ import annotations
 
 import json
@@ -44,6 +45,7 @@ def test_the_offending_layer_is_marked(capsys, tmp_path):
 
 def test_json_equals_the_engine_summary_and_other_errors_are_listed(capsys, tmp_path):
     from engine.summary import model_summary
+
     spec = tiny_train_spec()
     spec["train"]["momentun"] = 0.9
     code, out, _ = _run(capsys, tmp_path, spec, "--json")

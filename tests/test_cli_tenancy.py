@@ -1,4 +1,5 @@
 """``convlab delete`` and ``convlab user limits`` against a real API (gunicorn, no worker needed)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def cluster(tmp_path_factory):
 
 def _cli(cluster, token, *args):
     env = dict(cluster.env, CONVLAB_URL=cluster.url, CONVLAB_TOKEN=token)
-    return subprocess.run([sys.executable, "-m", "convlab.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "convlab.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_user_limits_are_set_and_shown_by_admins_only(cluster):

@@ -1,5 +1,6 @@
 """The Python client (``from convlab import Client``) against a running service on the embedded default:
 the API under gunicorn and a Celery worker, SQLite and the filesystem broker (tests/cluster.py)."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ from convlab.errors import (
 from tests.cluster import Cluster, free_port, wait_for
 from tests.helpers import tiny_train_spec
 
-pytestmark = pytest.mark.processes      # the API server and a worker
+pytestmark = pytest.mark.processes  # the API server and a worker
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,9 @@ def test_submit_wait_and_the_result(cluster, tmp_path):
     client = Client(cluster.url, cluster.token("waiter"))
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(tiny_train_spec(epochs=2)))
-    job = client.submit(path)                                   # a spec file, as the CLI takes it
+    job = client.submit(path)  # a spec file, as the CLI takes it
     assert isinstance(job, Job) and job.status in ("queued", "running") and len(job.id) == 32
-    assert job.spec["train"]["dtype"] == "float32"             # normalised: defaults filled in
+    assert job.spec["train"]["dtype"] == "float32"  # normalised: defaults filled in
     assert job.wait(timeout=120, progress=False) is job
     assert job.status == "succeeded" and job.result["epochs_completed"] == 2
     assert client.job(job.id).result == job.result
@@ -105,8 +106,8 @@ def test_weights_network_and_predictions_agree_with_the_api(trained):
     np.testing.assert_allclose(api, local, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(api.sum(axis=1), 1.0, rtol=1e-5)
     # Another batch size may round differently in BLAS (docs/reference/http-api.md#predictions).
-    np.testing.assert_allclose(job.predict(x[0]), api[:1], rtol=1e-5, atol=1e-7)    # one (C, H, W) input
-    np.testing.assert_allclose(job.predict(x, batch_size=2), api, rtol=1e-5, atol=1e-7)   # in three requests
+    np.testing.assert_allclose(job.predict(x[0]), api[:1], rtol=1e-5, atol=1e-7)  # one (C, H, W) input
+    np.testing.assert_allclose(job.predict(x, batch_size=2), api, rtol=1e-5, atol=1e-7)  # in three requests
 
 
 def test_prediction_errors_are_exceptions_with_paths(trained):
@@ -162,7 +163,7 @@ def test_jobs_iterates_every_page_with_filters(cluster):
     made = [client.submit({**tiny_train_spec(epochs=1), "name": f"paged-{i}", "tags": ["paged"]}) for i in range(5)]
     other = client.submit({**tiny_train_spec(epochs=1), "name": "other"})
     listed = list(client.jobs(tag="paged", page_size=2))
-    assert [j.id for j in listed] == [j.id for j in reversed(made)]       # newest first, all three pages
+    assert [j.id for j in listed] == [j.id for j in reversed(made)]  # newest first, all three pages
     assert [j.id for j in client.jobs(search="other")] == [other.id]
     assert {j.id for j in client.jobs(page_size=4)} == {j.id for j in [*made, other]}
     for job in [*made, other]:
@@ -212,9 +213,19 @@ def test_the_summary_command_asks_the_service(cluster, tmp_path):
     assert remote.returncode == 0, remote.stderr
     assert json.loads(remote.stdout) == client.summary(tiny_train_spec(dataset=ds["id"]))
     # Only the service knows the uploaded dataset: another user's token does not.
-    other = subprocess.run([*run, "--api"], env=dict(env, CONVLAB_TOKEN=cluster.token("stranger")),
-                           capture_output=True, text=True, timeout=120)
+    other = subprocess.run(
+        [*run, "--api"],
+        env=dict(env, CONVLAB_TOKEN=cluster.token("stranger")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert other.returncode == 1 and f"unknown dataset {ds['id']!r}" in other.stdout
-    refused = subprocess.run([*run, "--api"], env=dict(env, CONVLAB_URL=f"http://127.0.0.1:{free_port()}"),
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [*run, "--api"],
+        env=dict(env, CONVLAB_URL=f"http://127.0.0.1:{free_port()}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "cannot reach the API" in refused.stderr and "Traceback" not in refused.stderr

@@ -5,6 +5,7 @@ docker-compose (``config -q``) and its commands are started as plain
 processes against real Redis and PostgreSQL (here: `convlab db upgrade`; the
 API and the workers in tests/test_e2e.py's distributed case and tests/test_faults.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,7 @@ def compose_config() -> dict:
     quiet = subprocess.run([exe, "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert quiet.returncode == 0, quiet.stderr
     out = subprocess.run([exe, "config"], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-    return yaml.safe_load(out)     # the file as compose resolved it (anchors merged, defaults filled)
+    return yaml.safe_load(out)  # the file as compose resolved it (anchors merged, defaults filled)
 
 
 def test_compose_file_is_valid_and_scalable():
@@ -72,13 +73,15 @@ def test_migrate_command_as_a_process(pg_databases):
     """The `migrate` service's command, run as a process against a fresh PostgreSQL database."""
     url = pg_databases()
     env = dict(os.environ, CONVLAB_DATABASE_URL=url, CONVLAB_SECRET_KEY="x", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "convlab.cli", "db", "upgrade"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "convlab.cli", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert current(url) is not None
-    again = subprocess.run([sys.executable, "-m", "convlab.cli", "db", "upgrade"], env=env,
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0                     # idempotent: compose runs it on every `up`
+    again = subprocess.run(
+        [sys.executable, "-m", "convlab.cli", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0  # idempotent: compose runs it on every `up`
 
 
 def test_token_command_prints_a_working_token(tmp_path):
@@ -86,8 +89,13 @@ def test_token_command_prints_a_working_token(tmp_path):
     c = Cluster(tmp_path, f"sqlite:///{tmp_path / 'convlab.db'}")
     try:
         c.start_api()
-        proc = subprocess.run([sys.executable, "-m", "convlab.cli", "token", "create", "carol", "--admin"],
-                              env=c.env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "convlab.cli", "token", "create", "carol", "--admin"],
+            env=c.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         token = proc.stdout.strip()
         assert token.startswith("cl_") and len(proc.stdout.strip().splitlines()) == 1
@@ -104,7 +112,7 @@ def test_each_service_has_a_health_check_that_means_something_for_it():
     assert "http://127.0.0.1:8000/healthz" in api
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "convlab", "worker-health"]
     assert "8000" not in " ".join(services["worker"]["healthcheck"]["test"])
-    migrate = services["migrate"]["healthcheck"]       # compose 1.x spells `disable: true` as test: [NONE]
+    migrate = services["migrate"]["healthcheck"]  # compose 1.x spells `disable: true` as test: [NONE]
     assert migrate.get("disable") is True or migrate.get("test") == ["NONE"]
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
@@ -113,8 +121,9 @@ def test_each_service_has_a_health_check_that_means_something_for_it():
 
 
 def _worker_health(env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "convlab.cli", "worker-health"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "convlab.cli", "worker-health"], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_worker_health_command_against_a_real_worker(tmp_path):
@@ -127,14 +136,18 @@ def test_worker_health_command_against_a_real_worker(tmp_path):
         ok = _worker_health(c.env)
         assert ok.returncode == 0, ok.stderr
         assert "healthy" in ok.stdout
-        c.kill(worker)                              # SIGKILL: no goodbye, the row just goes stale
+        c.kill(worker)  # SIGKILL: no goodbye, the row just goes stale
         wait_for(lambda: _worker_health(c.env).returncode == 1, 30, "the health check to notice the dead worker")
     finally:
         c.stop()
 
 
 def test_worker_health_is_unhealthy_when_the_database_is_unreachable(tmp_path):
-    env = dict(os.environ, CONVLAB_DATABASE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
-               CONVLAB_SECRET_KEY="x", PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        CONVLAB_DATABASE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+        CONVLAB_SECRET_KEY="x",
+        PYTHONPATH=str(ROOT),
+    )
     proc = _worker_health(env)
     assert proc.returncode == 1 and "database" in proc.stderr and "Traceback" not in proc.stderr

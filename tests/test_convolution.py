@@ -5,6 +5,7 @@ both to PyTorch (``conv2d`` forward and its autograd gradients), over a seeded
 list of random geometries: batch, channels, filters, odd and even sides,
 non-square kernels, strides that floor away rows and columns, padding.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,21 +41,30 @@ def _make_configs(count: int = 25, seed: int = 20240611) -> list[dict]:
     are random.
     """
     fixed = [
-        dict(N=1, C=1, F=1, H=3, W=3, kh=3, kw=3, stride=1, padding=0),   # kernel covers the input: 1×1 output
-        dict(N=2, C=3, F=4, H=5, W=4, kh=1, kw=1, stride=1, padding=0),   # 1×1 kernel
+        dict(N=1, C=1, F=1, H=3, W=3, kh=3, kw=3, stride=1, padding=0),  # kernel covers the input: 1×1 output
+        dict(N=2, C=3, F=4, H=5, W=4, kh=1, kw=1, stride=1, padding=0),  # 1×1 kernel
         dict(N=2, C=2, F=3, H=10, W=11, kh=2, kw=4, stride=3, padding=1),  # floored rows and columns
-        dict(N=3, C=1, F=2, H=7, W=6, kh=5, kw=2, stride=2, padding=2),   # tall kernel, padding 2
-        dict(N=1, C=3, F=1, H=4, W=9, kh=1, kw=5, stride=3, padding=0),   # wide kernel, stride 3
+        dict(N=3, C=1, F=2, H=7, W=6, kh=5, kw=2, stride=2, padding=2),  # tall kernel, padding 2
+        dict(N=1, C=3, F=1, H=4, W=9, kh=1, kw=5, stride=3, padding=0),  # wide kernel, stride 3
     ]
     rng = np.random.default_rng(seed)
     configs = list(fixed)
     while len(configs) < count:
-        c = dict(N=int(rng.integers(1, 4)), C=int(rng.integers(1, 4)), F=int(rng.integers(1, 5)),
-                 H=int(rng.integers(3, 12)), W=int(rng.integers(3, 12)),
-                 kh=int(rng.integers(1, 6)), kw=int(rng.integers(1, 6)),
-                 stride=int(rng.integers(1, 4)), padding=int(rng.integers(0, 3)))
-        if output_size(c["H"], c["kh"], c["stride"], c["padding"]) >= 1 and \
-                output_size(c["W"], c["kw"], c["stride"], c["padding"]) >= 1:
+        c = dict(
+            N=int(rng.integers(1, 4)),
+            C=int(rng.integers(1, 4)),
+            F=int(rng.integers(1, 5)),
+            H=int(rng.integers(3, 12)),
+            W=int(rng.integers(3, 12)),
+            kh=int(rng.integers(1, 6)),
+            kw=int(rng.integers(1, 6)),
+            stride=int(rng.integers(1, 4)),
+            padding=int(rng.integers(0, 3)),
+        )
+        if (
+            output_size(c["H"], c["kh"], c["stride"], c["padding"]) >= 1
+            and output_size(c["W"], c["kw"], c["stride"], c["padding"]) >= 1
+        ):
             configs.append(c)
     return configs
 
@@ -64,8 +74,7 @@ CONFIGS = _make_configs()
 
 def _cid(c: dict) -> str:
     """A readable test id for a config."""
-    return (f"N{c['N']}C{c['C']}F{c['F']}-{c['H']}x{c['W']}-k{c['kh']}x{c['kw']}"
-            f"-s{c['stride']}-p{c['padding']}")
+    return f"N{c['N']}C{c['C']}F{c['F']}-{c['H']}x{c['W']}-k{c['kh']}x{c['kw']}-s{c['stride']}-p{c['padding']}"
 
 
 def _case(c: dict, seed: int):
@@ -96,7 +105,7 @@ def test_configs_cover_the_interesting_geometries():
     assert {c["stride"] for c in CONFIGS} == {1, 2, 3}
     assert {c["padding"] for c in CONFIGS} == {0, 1, 2}
     assert any(c["H"] % 2 == 0 for c in CONFIGS) and any(c["H"] % 2 == 1 for c in CONFIGS)
-    assert any((c["H"] + 2 * c["padding"] - c["kh"]) % c["stride"] for c in CONFIGS)   # rows floored away
+    assert any((c["H"] + 2 * c["padding"] - c["kh"]) % c["stride"] for c in CONFIGS)  # rows floored away
     assert len({_cid(c) for c in CONFIGS}) == len(CONFIGS)
 
 
@@ -106,8 +115,16 @@ def test_correlate_valid_fast_equals_reference(c):
     _, w, xp, _ = _case(c, 1)
     ref = correlate_valid_reference(xp, w, c["stride"])
     fast = correlate_valid(xp, w, c["stride"])
-    assert fast.shape == ref.shape == (c["N"], c["F"], output_size(c["H"], c["kh"], c["stride"], c["padding"]),
-                                       output_size(c["W"], c["kw"], c["stride"], c["padding"]))
+    assert (
+        fast.shape
+        == ref.shape
+        == (
+            c["N"],
+            c["F"],
+            output_size(c["H"], c["kh"], c["stride"], c["padding"]),
+            output_size(c["W"], c["kw"], c["stride"], c["padding"]),
+        )
+    )
     np.testing.assert_allclose(fast, ref, **FAST_VS_REFERENCE)
     cols = im2col(xp, c["kh"], c["kw"], c["stride"])
     np.testing.assert_allclose(correlate_valid(xp, w, c["stride"], cols=cols), ref, **FAST_VS_REFERENCE)
@@ -134,8 +151,7 @@ def test_weight_gradient_fast_equals_reference(c):
     assert fast.shape == ref.shape == (c["F"], c["C"], c["kh"], c["kw"])
     np.testing.assert_allclose(fast, ref, **FAST_VS_REFERENCE)
     cols = im2col(xp, c["kh"], c["kw"], c["stride"])
-    np.testing.assert_allclose(weight_gradient(None, delta, c["stride"], kernel, cols=cols), ref,
-                               **FAST_VS_REFERENCE)
+    np.testing.assert_allclose(weight_gradient(None, delta, c["stride"], kernel, cols=cols), ref, **FAST_VS_REFERENCE)
 
 
 @pytest.mark.parametrize("c", CONFIGS, ids=_cid)
@@ -161,8 +177,9 @@ def test_ops_equal_torch(c):
         assert rel_err(dw, t_dw) <= TORCH_GRAD_RTOL, fn.__name__
 
 
-@pytest.mark.parametrize("c", [CONFIGS[2], CONFIGS[3], dict(N=2, C=2, F=3, H=7, W=8, kh=3, kw=2, stride=1, padding=1)],
-                         ids=_cid)
+@pytest.mark.parametrize(
+    "c", [CONFIGS[2], CONFIGS[3], dict(N=2, C=2, F=3, H=7, W=8, kh=3, kw=2, stride=1, padding=1)], ids=_cid
+)
 def test_unrotated_kernel_gives_the_wrong_input_gradient(c):
     """The ablation: passing w instead of rot180(w) is far from the true gradient for a non-symmetric kernel,
     and exact for a kernel that is symmetric under the 180° rotation (so the rotation is the only difference)."""
@@ -198,7 +215,7 @@ def test_rot180_twice_is_identity_and_rotates_the_spatial_axes():
 @pytest.mark.parametrize("ho,wo", [(1, 1), (1, 4), (3, 2), (4, 5)])
 def test_dilate_shape_and_positions(stride, ho, wo):
     """dilate puts δ[i, j] at (i·s, j·s) of a ((Ho−1)s+1, (Wo−1)s+1) grid and zeros everywhere else."""
-    delta = np.random.default_rng(7).uniform(1, 2, (2, 3, ho, wo))    # no zeros in δ itself
+    delta = np.random.default_rng(7).uniform(1, 2, (2, 3, ho, wo))  # no zeros in δ itself
     d = dilate(delta, stride)
     assert d.shape == (2, 3, (ho - 1) * stride + 1, (wo - 1) * stride + 1)
     assert d.dtype == delta.dtype
@@ -229,11 +246,18 @@ def test_output_size_matches_torch():
                 for padding in range(0, 3):
                     if size + 2 * padding < kernel:
                         continue
-                    out = torch.nn.functional.conv2d(torch.zeros(1, 1, size, size + 1),
-                                                     torch.zeros(1, 1, kernel, kernel),
-                                                     stride=stride, padding=padding)
+                    out = torch.nn.functional.conv2d(
+                        torch.zeros(1, 1, size, size + 1),
+                        torch.zeros(1, 1, kernel, kernel),
+                        stride=stride,
+                        padding=padding,
+                    )
                     assert out.shape[2] == output_size(size, kernel, stride, padding), (size, kernel, stride, padding)
-                    assert out.shape[3] == output_size(size + 1, kernel, stride, padding), \
-                        (size, kernel, stride, padding)
+                    assert out.shape[3] == output_size(size + 1, kernel, stride, padding), (
+                        size,
+                        kernel,
+                        stride,
+                        padding,
+                    )
                     checked += 1
     assert checked > 400

@@ -1,6 +1,7 @@
 """The dashboard with Flask's test client: sign-in and sessions, CSRF, escaping, headers,
 downloads, submission and its field errors, the live streams' contents.  (The browser tests
 with real processes are ``test_dashboard_browser.py``.)"""
+
 from __future__ import annotations
 
 import csv
@@ -64,6 +65,7 @@ def _job(app_store, auth, name="job", spec=None, user="alice"):
     """A queued job of ``user`` stored directly."""
     spec = dict(spec or tiny_train_spec(), name=name)
     from engine.spec import validate_job_spec
+
     return store.create_job(app_store, auth.user(user).id, validate_job_spec(spec))
 
 
@@ -74,6 +76,7 @@ def _finish(app_store, job_id, result=None, status="succeeded"):
 
 
 # --- sign in, sessions --------------------------------------------------------------------------
+
 
 def test_pages_redirect_to_sign_in_and_data_answers_401(client):
     response = client.get("/jobs?status=running", headers=HTML)
@@ -96,7 +99,7 @@ def test_bad_token_shows_an_error_and_good_token_starts_a_session(client, auth):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert token not in cookie and token not in good.headers["Location"]
     assert "alice" in client.get("/jobs", headers=HTML).text
-    assert client.get("/login", headers=HTML).headers["Location"] == "/jobs"    # already signed in
+    assert client.get("/login", headers=HTML).headers["Location"] == "/jobs"  # already signed in
 
 
 def test_sign_in_never_redirects_off_site(client, auth):
@@ -114,6 +117,7 @@ def test_sign_out_ends_the_session(dash):
 
 
 # --- CSRF -----------------------------------------------------------------------------------------
+
 
 def test_posts_without_the_csrf_token_are_rejected(dash, app_store, auth, publisher):
     job = _job(app_store, auth)
@@ -138,13 +142,19 @@ def test_sign_in_form_needs_its_csrf_token(client, auth):
 
 # --- escaping and headers -------------------------------------------------------------------------
 
+
 def test_user_text_is_escaped_on_every_page(dash, app_store, auth):
     spec = tiny_train_spec()
     spec["tags"] = ['"><img src=x onerror=alert(1)>']
     job = _job(app_store, auth, name=XSS, spec=spec)
     other = _job(app_store, auth, name="plain")
-    for path in ("/jobs", f"/jobs/{job['id']}", f"/compare?ids={job['id']},{other['id']}",
-                 f"/gradcheck?ids={job['id']}", f"/submit?from={job['id']}"):
+    for path in (
+        "/jobs",
+        f"/jobs/{job['id']}",
+        f"/compare?ids={job['id']},{other['id']}",
+        f"/gradcheck?ids={job['id']}",
+        f"/submit?from={job['id']}",
+    ):
         response = dash.get(path)
         assert response.status_code == 200, path
         assert XSS not in response.text and "<img src=x" not in response.text, path
@@ -161,13 +171,14 @@ def test_pages_carry_security_headers_and_load_nothing_from_elsewhere(dash, app_
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Cache-Control"] == "no-store"
         html = response.text
-        assert not re.search(r'(src|href)="(https?:)?//', html), path       # no CDN
-        assert "<script>" not in html and "style=" not in html, path         # CSP: no inline code
+        assert not re.search(r'(src|href)="(https?:)?//', html), path  # no CDN
+        assert "<script>" not in html and "style=" not in html, path  # CSP: no inline code
     with dash.client.get("/assets/vendor/uPlot.iife.min.js") as vendored:
         assert vendored.status_code == 200 and b"uPlot" in vendored.data
 
 
 # --- what users see -------------------------------------------------------------------------------
+
 
 def test_users_see_their_own_jobs_and_admins_all(client, app_store, auth):
     mine = _job(app_store, auth, name="alices-job")
@@ -198,15 +209,26 @@ def test_jobs_table_filters_pages_and_queue_positions(dash, app_store, auth):
 
 
 def test_job_summary_estimates_time_left():
-    job = {"id": "x", "name": "n", "type": "train", "status": "running", "tags": [], "attempts": 1,
-           "created_at": "2025-01-01T00:00:00Z", "started_at": "2025-01-01T00:00:00Z", "finished_at": None,
-           "progress": {"epoch": 1, "step": 25, "total_steps": 100}}
+    job = {
+        "id": "x",
+        "name": "n",
+        "type": "train",
+        "status": "running",
+        "tags": [],
+        "attempts": 1,
+        "created_at": "2025-01-01T00:00:00Z",
+        "started_at": "2025-01-01T00:00:00Z",
+        "finished_at": None,
+        "progress": {"epoch": 1, "step": 25, "total_steps": 100},
+    }
     from datetime import datetime
+
     s = job_summary(job, now=datetime(2025, 1, 1, 0, 0, 10, tzinfo=UTC))
     assert s["fraction"] == 0.25 and s["duration_s"] == 10 and s["eta_s"] == pytest.approx(30)
 
 
 # --- submit ---------------------------------------------------------------------------------------
+
 
 def test_templates_come_from_examples():
     by_key = {t["key"]: t["spec"] for t in templates()}
@@ -247,8 +269,12 @@ def test_invalid_spec_answers_field_paths(dash, publisher):
     assert response.status_code == 422
     assert all(d["path"].startswith("[1]") for d in response.json["error"]["details"])
     assert dash.post_json("/submit", []).status_code == 422
-    assert dash.client.post("/submit", data="{not json", content_type="application/json",
-                            headers={"X-CSRF-Token": dash.csrf}).status_code == 400
+    assert (
+        dash.client.post(
+            "/submit", data="{not json", content_type="application/json", headers={"X-CSRF-Token": dash.csrf}
+        ).status_code
+        == 400
+    )
     assert publisher.published == []
 
 
@@ -260,16 +286,22 @@ def test_clone_starts_from_the_jobs_spec(dash, app_store, auth):
 
 # --- downloads ------------------------------------------------------------------------------------
 
+
 def test_metrics_download_as_csv_and_json(dash, app_store, auth):
     job = _job(app_store, auth)
-    store.record_metrics(app_store, job["id"], [("train_loss", 1, 2.5), ("train_loss", 2, float("nan")),
-                                                ("val_accuracy", 2, 0.75)])
+    store.record_metrics(
+        app_store, job["id"], [("train_loss", 1, 2.5), ("train_loss", 2, float("nan")), ("val_accuracy", 2, 0.75)]
+    )
     response = dash.get(f"/jobs/{job['id']}/metrics.csv")
     assert response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert rows == [["series", "step", "value"], ["train_loss", "1", "2.5"], ["train_loss", "2", ""],
-                    ["val_accuracy", "2", "0.75"]]
+    assert rows == [
+        ["series", "step", "value"],
+        ["train_loss", "1", "2.5"],
+        ["train_loss", "2", ""],
+        ["val_accuracy", "2", "0.75"],
+    ]
     body = json.loads(dash.get(f"/jobs/{job['id']}/metrics.json").data)
     assert body == {"job_id": job["id"], "series": {"train_loss": [[1, 2.5], [2, None]], "val_accuracy": [[2, 0.75]]}}
 
@@ -288,6 +320,7 @@ def test_weights_and_first_layer_kernels(dash, app_store, auth):
 
 
 # --- live streams ---------------------------------------------------------------------------------
+
 
 def _events(text: str) -> list[tuple[str, dict]]:
     out = []
@@ -340,13 +373,14 @@ def test_live_streams_past_the_cap_send_a_snapshot_and_close(dash, app, app_stor
     """Every server thread a live stream holds is one fewer for requests: past the cap a
     stream answers with the current state and closes, and the browser retries later."""
     from service.dashboard import live
+
     job = _job(app_store, auth, name="busy")
-    streams = app.extensions[live.STREAMS_KEY]              # the app's own slots, not a global
+    streams = app.extensions[live.STREAMS_KEY]  # the app's own slots, not a global
     taken = 0
-    while streams.try_open():                               # every slot is taken
+    while streams.try_open():  # every slot is taken
         taken += 1
     assert taken == live.MAX_STREAMS
-    body = dash.get(f"/jobs/{job['id']}/events").text       # returns: the stream did not stay open
+    body = dash.get(f"/jobs/{job['id']}/events").text  # returns: the stream did not stay open
     assert f"retry: {live.BUSY_RETRY_MS}" in body
     assert "event: job" in body and "event: end" not in body
     for _ in range(taken):

@@ -5,6 +5,7 @@ Screenshots of every page go to ``test-artifacts/screenshots/<test>-<page>.png``
 with ``CONVLAB_UPDATE_DOCS=1`` the job page is also saved as ``docs/job-page.png``
 (the README's picture).  Chromium missing: skipped, except under ``CI=true``.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ TIMEOUT_MS = 60_000
 
 
 # --- fixtures -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -122,6 +124,7 @@ def wait_running(cluster, client, job_id: str) -> None:
 
 # --- tests ----------------------------------------------------------------------------------------
 
+
 def test_sign_in(browser, cluster, token, request):
     """A bad token shows an error on the form; a good one lands on the jobs table."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 860})
@@ -159,7 +162,7 @@ def test_submit_watch_live_and_cancel(context, cluster, alice, request):
         page.click("button.template[data-template='cnn-digits']")
         page.fill("[data-path='name']", "watch-me")
         page.fill("[data-path='train.epochs']", "12")
-        assert '"epochs": 12' in page.locator("#spec-json").input_value()      # the form edits the JSON
+        assert '"epochs": 12' in page.locator("#spec-json").input_value()  # the form edits the JSON
         shot(page, request, "submit")
         page.click("#submit-button")
         page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
@@ -205,8 +208,8 @@ def test_submit_watch_live_and_cancel(context, cluster, alice, request):
         growing = [n for s, n in samples if s == "running" and n > 0]
         assert len(set(growing)) >= 3 and growing == sorted(growing), samples
         final = page.evaluate("Number(document.getElementById('chart-loss').dataset.points)")
-        assert final == 12 * 40 + 12               # 40 steps per epoch of train_loss, one val_loss per epoch
-        assert page.evaluate("window.__marker") == "same page"       # never reloaded
+        assert final == 12 * 40 + 12  # 40 steps per epoch of train_loss, one val_loss per epoch
+        assert page.evaluate("window.__marker") == "same page"  # never reloaded
         assert page.locator("#result").inner_text().startswith("test accuracy")
         path = shot(page, request, "job")
         if os.environ.get("CONVLAB_UPDATE_DOCS") == "1":
@@ -244,8 +247,8 @@ def test_ablation_pair_side_by_side(page, cluster, request):
     expect(reports).to_have_count(2, timeout=90_000)
     assert [reports.nth(i).get_attribute("data-passed") for i in range(2)] == ["true", "false"]
     colour = "el => getComputedStyle(el).backgroundColor"
-    assert page.locator(".verdict.pass").evaluate(colour) == "rgb(220, 252, 231)"     # green
-    assert page.locator(".verdict.fail").evaluate(colour) == "rgb(254, 226, 226)"     # red
+    assert page.locator(".verdict.pass").evaluate(colour) == "rgb(220, 252, 231)"  # green
+    assert page.locator(".verdict.fail").evaluate(colour) == "rgb(254, 226, 226)"  # red
     expect(page.locator(".verdict.fail")).to_contain_text("rotate_kernels: false")
     expect(page.locator("table.gc tr.fail").first).to_be_visible()
 
@@ -272,7 +275,7 @@ def test_user_text_is_shown_as_text(page, cluster, alice, request):
     spec = dict(tiny_train_spec(epochs=1), name=XSS, tags=["<b>bold</b>"])
     job = alice.request("POST", "/jobs", spec)
     row = page.locator(f"tr[data-id='{job['id']}']")
-    expect(row).to_be_visible()             # arrived without a reload
+    expect(row).to_be_visible()  # arrived without a reload
     expect(row.locator("td.name a")).to_have_text(XSS)
     expect(row.locator(".tag")).to_have_text("<b>bold</b>")
     page.goto(f"{cluster.url}/jobs/{job['id']}")
@@ -325,8 +328,10 @@ def test_long_series_renders_downsampled_with_its_spike(page, cluster, alice, re
     done = cluster.wait_status(alice, job["id"])
     first = done["progress"]["total_steps"] + 1
     spike_step = first + 61_803
-    points = [("train_loss", s, 40.0 if s == spike_step else 1.0 + 0.5 * ((s * 7919) % 100) / 100)
-              for s in range(first, first + 100_000)]
+    points = [
+        ("train_loss", s, 40.0 if s == spike_step else 1.0 + 0.5 * ((s * 7919) % 100) / 100)
+        for s in range(first, first + 100_000)
+    ]
     assert store.record_metrics(cluster.store, job["id"], points) == 100_000
 
     started = time.monotonic()
@@ -349,15 +354,24 @@ def test_phone_layout(browser, session_state, cluster, alice, request):
     """On a phone the sidebar becomes a top bar and no page scrolls sideways."""
     job = alice.request("POST", "/jobs", dict(tiny_train_spec(epochs=1), name="on-a-phone"))
     cluster.wait_status(alice, job["id"])
-    ctx = browser.new_context(storage_state=session_state, viewport={"width": 390, "height": 844},
-                              device_scale_factor=2, is_mobile=True, has_touch=True)
+    ctx = browser.new_context(
+        storage_state=session_state,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
     watch = Watch()
     page = watch.attach(ctx.new_page())
     try:
-        for name, path in (("jobs", "/jobs"), ("job", f"/jobs/{job['id']}"), ("submit", "/submit"),
-                           ("workers", "/workers")):
+        for name, path in (
+            ("jobs", "/jobs"),
+            ("job", f"/jobs/{job['id']}"),
+            ("submit", "/submit"),
+            ("workers", "/workers"),
+        ):
             page.goto(cluster.url + path)
-            if name == "job":           # its event stream stays open until the job's end event
+            if name == "job":  # its event stream stays open until the job's end event
                 expect(page.locator("#job-status .status")).to_have_text("succeeded")
             else:
                 page.wait_for_load_state("networkidle")
@@ -365,7 +379,7 @@ def test_phone_layout(browser, session_state, cluster, alice, request):
             assert overflow <= 0, f"{name} scrolls sideways by {overflow}px"
             shot(page, request, name)
             nav = page.locator("nav.sidebar").bounding_box()
-            assert nav["width"] <= 390 and nav["height"] < 200, nav       # a bar on top, not a column
+            assert nav["width"] <= 390 and nav["height"] < 200, nav  # a bar on top, not a column
     finally:
         ctx.close()
     assert not watch.problems, watch.problems

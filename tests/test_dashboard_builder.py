@@ -1,4 +1,5 @@
 """The Submit page's builder on the server side: its drop-downs and the summary it shows as you type."""
+
 from __future__ import annotations
 
 import html
@@ -34,7 +35,7 @@ def test_the_page_carries_the_vocabularies_and_the_users_datasets(dash, auth, ap
     choices = _choices(dash.get("/submit").text)
     assert choices["layer_type"] == list(LAYER_TYPES) and choices["activation"] == list(ACTIVATIONS)
     values = [d["value"] for d in choices["dataset"]]
-    assert values == [*BUILTIN_DATASETS, mine["id"]]            # not bob's
+    assert values == [*BUILTIN_DATASETS, mine["id"]]  # not bob's
     assert choices["layer_defaults"] == LAYER_DEFAULTS
 
 

@@ -1,4 +1,5 @@
 """The dashboard's delete button (behind a confirm, with the session's CSRF token) and the usage line."""
+
 from __future__ import annotations
 
 import store

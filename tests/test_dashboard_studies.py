@@ -1,5 +1,6 @@
 """The dashboard's study pages in process: "sweep this" fills the form from a job, the form's POST starts a
 study (422 with paths otherwise, CSRF checked), the pages and their JSON, cancel."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,7 @@ def test_sweep_this_starts_a_study_and_its_page_shows_it(dash, app_store, auth):
     assert page.status_code == 200 and 'id="trials-table"' in page.get_data(as_text=True)
     data = dash.client.get(f"/studies/{study_id}/study.json").get_json()
     assert data["spec"]["max_trials"] == 3 and data["status"] == "running"
-    assert len(data["trials"]) == data["spec"]["max_concurrent"] == 1     # no live worker: one at a time
+    assert len(data["trials"]) == data["spec"]["max_concurrent"] == 1  # no live worker: one at a time
     assert study_id in dash.client.get("/studies", headers=HTML).get_data(as_text=True)
 
     cancel = dash.client.post(f"/studies/{study_id}/cancel", data={"csrf_token": dash.csrf}, headers=HTML)

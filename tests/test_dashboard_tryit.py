@@ -1,6 +1,7 @@
 """The job page's try-it panel with Flask's test client: its predict route (session + CSRF, the API's
 answers), the gallery of mistakes (agrees with the job's confusion matrix; built-in and uploaded
 datasets), and when the page offers the panel.  The browser test is ``test_predict_browser.py``."""
+
 from __future__ import annotations
 
 import io
@@ -29,12 +30,14 @@ def trained(app_store, auth, spec=None, user="alice") -> dict:
 
     def resolve(dataset_id):
         from engine.datasets import load_npz
+
         return datasets.setdefault(dataset_id, load_npz(store.load_dataset_bytes(app_store, dataset_id)))
 
     outcome = run_job(job["spec"], resolve_dataset=resolve)
     assert store.claim_job(app_store, job["id"], "w") is not None
-    assert store.finish_job(app_store, job["id"], "succeeded", result=outcome.result, worker="w",
-                            artifacts={"weights.npz": outcome.weights})
+    assert store.finish_job(
+        app_store, job["id"], "succeeded", result=outcome.result, worker="w", artifacts={"weights.npz": outcome.weights}
+    )
     return store.get_job(app_store, job["id"], None)
 
 
@@ -83,8 +86,12 @@ def test_the_gallery_reads_an_uploaded_dataset(dash, client, app_store, auth, he
     y = np.repeat(np.arange(4), 30)
     buf = io.BytesIO()
     np.savez(buf, X=X, y=y)
-    upload = client.post("/api/v1/datasets", headers=headers, content_type="multipart/form-data",
-                         data={"file": (io.BytesIO(buf.getvalue()), "noise.npz"), "name": "noise"})
+    upload = client.post(
+        "/api/v1/datasets",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(buf.getvalue()), "noise.npz"), "name": "noise"},
+    )
     assert upload.status_code == 201, upload.get_json()
     spec = tiny_train_spec(epochs=1, dataset=upload.get_json()["id"])
     job = trained(app_store, auth, spec)
@@ -103,6 +110,9 @@ def test_the_page_offers_the_panel_to_image_models_only(dash, app_store, auth):
     job = store.create_job(app_store, auth.user("alice").id, validate_job_spec(tiny_train_spec()))
     page = dash.get(f"/jobs/{job['id']}").text
     assert 'id="tryit-card"' in page and "js/tryit.js" in page and 'data-input-shape="1 12 12"' in page
-    gc = store.create_job(app_store, auth.user("alice").id, validate_job_spec(
-        {"type": "gradcheck", "model": tiny_train_spec()["model"], "gradcheck": {}}))
+    gc = store.create_job(
+        app_store,
+        auth.user("alice").id,
+        validate_job_spec({"type": "gradcheck", "model": tiny_train_spec()["model"], "gradcheck": {}}),
+    )
     assert 'id="tryit-card"' not in dash.get(f"/jobs/{gc['id']}").text

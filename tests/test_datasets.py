@@ -34,6 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # helpers
 # ---------------------------------------------------------------------------
 
+
 def npz_bytes(compressed: bool = False, **arrays) -> bytes:
     buf = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buf, **arrays)
@@ -66,6 +67,7 @@ class Payload:
 # ---------------------------------------------------------------------------
 # built-ins
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "name, n, shape, classes",
@@ -209,13 +211,13 @@ def test_builtins_load_without_sklearn_or_mlxtend():
         "bad = [m for m in ('sklearn', 'mlxtend', 'scipy') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 # ---------------------------------------------------------------------------
 # npz round trips
 # ---------------------------------------------------------------------------
+
 
 def test_npz_roundtrip_nhw_float_kept(tmp_path):
     X, y = small_xy()
@@ -271,7 +273,7 @@ class _Stream(io.RawIOBase):
 
     def readinto(self, buf):
         chunk = self._b.read(len(buf))
-        buf[:len(chunk)] = chunk
+        buf[: len(chunk)] = chunk
         return len(chunk)
 
 
@@ -294,6 +296,7 @@ def test_file_object_position_and_not_closed():
 # ---------------------------------------------------------------------------
 # bad uploads
 # ---------------------------------------------------------------------------
+
 
 def test_pickled_object_array_rejected_without_unpickling(tmp_path, monkeypatch):
     marker = tmp_path / "marker"
@@ -428,8 +431,7 @@ def test_zip_bomb_refused_from_declared_size(monkeypatch):
 def test_lying_npy_header_refused_before_allocation():
     # An .npy header claiming a 10^12-element array over 8 bytes of data.
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        buf, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
     buf.write(b"\0" * 8)
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w") as zf:
@@ -479,6 +481,7 @@ def test_missing_path():
 # ---------------------------------------------------------------------------
 # stratified split
 # ---------------------------------------------------------------------------
+
 
 def _labels(seed=0):
     rng = np.random.default_rng(seed)

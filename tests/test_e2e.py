@@ -5,6 +5,7 @@ the filesystem broker under CONVLAB_HOME) and the distributed one (PostgreSQL +
 Redis).  In CI (CI=true) the distributed case must run: an unreachable Redis or
 PostgreSQL fails it instead of skipping it.
 """
+
 from __future__ import annotations
 
 import io
@@ -62,13 +63,20 @@ def test_train_job_end_to_end(cluster, alice):
     done = cluster.wait_status(alice, job["id"])
     assert done["status"] == "succeeded", done["error"]
     result = done["result"]
-    assert set(result) >= {"test_accuracy", "test_loss", "val_accuracy", "epochs_completed", "train_seconds",
-                           "parameter_count", "confusion_matrix"}
+    assert set(result) >= {
+        "test_accuracy",
+        "test_loss",
+        "val_accuracy",
+        "epochs_completed",
+        "train_seconds",
+        "parameter_count",
+        "confusion_matrix",
+    }
     assert result["epochs_completed"] == 3 and done["attempts"] == 1
     assert done["started_at"] and done["finished_at"]
 
     # The same spec in one process gives the same numbers: the service adds nothing and loses nothing.
-    with threadpool_limits(limits=int(cluster.env["CONVLAB_BLAS_THREADS"])):   # as the workers run it
+    with threadpool_limits(limits=int(cluster.env["CONVLAB_BLAS_THREADS"])):  # as the workers run it
         local = run_job(validate_job_spec(spec))
     assert result["test_accuracy"] == local.result["test_accuracy"]
 
@@ -142,12 +150,14 @@ def test_workers_are_listed(cluster, alice):
     def live():
         workers = alice.request("GET", "/workers")["workers"]
         return workers if len(workers) >= 2 else None
+
     workers = wait_for(live, 10, "two live workers")
     assert all(w["heartbeat_age_s"] < 3 for w in workers)
 
 
 def _download(client, path: str) -> bytes:
     import urllib.request
+
     req = urllib.request.Request(f"{client.url}/api/v1{path}", headers={"Authorization": f"Bearer {client.token}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return resp.read()
@@ -157,11 +167,25 @@ def _upload(client, filename: str, payload: bytes) -> dict:
     """POST /datasets as multipart/form-data, the way curl -F does it."""
     import json
     import urllib.request
+
     boundary = "convlab-e2e-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"{client.url}/api/v1/datasets", data=body, method="POST", headers={
-        "Authorization": f"Bearer {client.token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    req = urllib.request.Request(
+        f"{client.url}/api/v1/datasets",
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {client.token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 201
         return json.loads(resp.read())
@@ -172,7 +196,7 @@ def test_training_on_an_uploaded_dataset(cluster, alice):
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 40)
     X = (rng.random((120, 10, 10)) * 60).astype(np.uint8)
-    X[np.arange(120), y * 3 + 1, 2:8] = 255                 # a bar whose row tells the class
+    X[np.arange(120), y * 3 + 1, 2:8] = 255  # a bar whose row tells the class
     buf = io.BytesIO()
     np.savez_compressed(buf, X=X, y=y)
     dataset = _upload(alice, "bars.npz", buf.getvalue())

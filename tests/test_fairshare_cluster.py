@@ -6,6 +6,7 @@ claim), never the wall clock: one user's 30-job batch must not delay another use
 past the next free worker, a user's own jobs start by priority, and a running limit set by an
 admin is never exceeded.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -43,16 +44,22 @@ def cluster(request, tmp_path_factory):
 def _claims(cluster) -> list[tuple[str, str, object, object, int]]:
     """Every started job as (id, user, started_at, finished_at, priority), in the order of their claims."""
     with cluster.store.session() as s:
-        rows = s.execute(select(Job.id, User.name, Job.started_at, Job.finished_at, Job.priority)
-                         .join(User, User.id == Job.user_id).where(Job.started_at.is_not(None))
-                         .order_by(Job.started_at)).all()
+        rows = s.execute(
+            select(Job.id, User.name, Job.started_at, Job.finished_at, Job.priority)
+            .join(User, User.id == Job.user_id)
+            .where(Job.started_at.is_not(None))
+            .order_by(Job.started_at)
+        ).all()
     return [tuple(r) for r in rows]
 
 
 def _queued(cluster, user: str) -> int:
     with cluster.store.session() as s:
-        return len(s.scalars(select(Job.id).join(User, User.id == Job.user_id)
-                             .where(User.name == user, Job.status == "queued")).all())
+        return len(
+            s.scalars(
+                select(Job.id).join(User, User.id == Job.user_id).where(User.name == user, Job.status == "queued")
+            ).all()
+        )
 
 
 def test_one_users_batch_does_not_hold_up_another_users_job(cluster):
@@ -75,7 +82,7 @@ def test_one_users_batch_does_not_hold_up_another_users_job(cluster):
     stored = _created(cluster, b["id"])
     overtaking = [c for c in claims[:bob_at] if c[1] == "alice" and c[2] >= stored]
     assert len(overtaking) <= 1, overtaking
-    assert len([c for c in claims if c[1] == "alice"]) < BATCH       # and alice's backlog was still there
+    assert len([c for c in claims if c[1] == "alice"]) < BATCH  # and alice's backlog was still there
 
     # carol's own jobs start by priority (higher first), whatever their order of submission.
     jobs = {p: carol.submit({**tiny_train_spec(epochs=1), "priority": p})["id"] for p in (0, 5, -5)}

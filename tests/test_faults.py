@@ -4,6 +4,7 @@ Each test starts its own Redis (own port, own data directory, append-only
 file on) so that restarting it touches nothing shared; PostgreSQL is a fresh
 database of the shared server.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,6 @@ from tests.helpers import mnist_cnn_spec, run_in_process, skip_or_fail
 from tests.private_servers import PrivateRedis
 
 pytestmark = [pytest.mark.processes, pytest.mark.slow]  # workers and redis-server, trained for several epochs
-
-
 
 
 @pytest.fixture
@@ -49,6 +48,7 @@ def test_killed_worker_job_resumes_elsewhere_from_checkpoint(cluster):
         j = client.request("GET", f"/jobs/{job_id}")
         assert j["status"] in ("queued", "running"), j
         return j if j["progress"]["epoch"] >= 2 else None
+
     wait_for(past_first_checkpoint, 120, "the job to finish two epochs")
 
     runner = next(w for w in client.request("GET", "/workers")["workers"] if w["job_id"] == job_id)
@@ -62,7 +62,7 @@ def test_killed_worker_job_resumes_elsewhere_from_checkpoint(cluster):
 
     series = client.request("GET", f"/jobs/{job_id}/metrics")["series"]
     steps = [s for s, _ in series["train_loss"]]
-    assert steps == list(range(1, done["progress"]["total_steps"] + 1))   # no duplicates, no gaps
+    assert steps == list(range(1, done["progress"]["total_steps"] + 1))  # no duplicates, no gaps
     assert len(series["val_accuracy"]) == spec["train"]["epochs"]
 
     # Same numbers as an uninterrupted run with the workers' BLAS thread count (a GEMM's
@@ -97,10 +97,11 @@ def test_stopped_worker_hands_its_job_back(cluster):
     client = cluster.client()
     spec = mnist_cnn_spec("fault")
     job_id = client.request("POST", "/jobs", spec)["id"]
-    wait_for(lambda: client.request("GET", f"/jobs/{job_id}")["progress"]["epoch"] >= 2, 120,
-             "the job to finish two epochs")
+    wait_for(
+        lambda: client.request("GET", f"/jobs/{job_id}")["progress"]["epoch"] >= 2, 120, "the job to finish two epochs"
+    )
 
-    first.send_signal(signal.SIGTERM)               # the Celery parent only, as docker does
+    first.send_signal(signal.SIGTERM)  # the Celery parent only, as docker does
     first.wait(timeout=60)
     handed_back = client.request("GET", f"/jobs/{job_id}")
     assert handed_back["status"] == "queued" and handed_back["attempts"] == 0

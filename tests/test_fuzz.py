@@ -5,6 +5,7 @@ Each operation gets valid (positive) and invalid (negative) requests; then a sta
 document's ``links`` from a created job or dataset to the calls that take its id.  Bounded by example
 counts and a time budget so it stays well under two minutes; marked slow.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,18 +26,29 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 15}
-BUDGET_S = 45              # all operations together; each stops early once the budget is spent
-SETTINGS = dict(deadline=None, database=None, derandomize=True, phases=[hypothesis.Phase.explicit,
-                hypothesis.Phase.generate], suppress_health_check=list(HealthCheck))
+BUDGET_S = 45  # all operations together; each stops early once the budget is spent
+SETTINGS = dict(
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path, migrated_sqlite):
     """The app's database on each backend (overrides conftest's SQLite-only one)."""
     from tests.conftest import sqlite_copy
+
     if request.param == "sqlite":
         return sqlite_copy(migrated_sqlite, tmp_path / "var" / "convlab.db")
     return request.getfixturevalue("pg_store_url")
@@ -55,6 +67,7 @@ def fuzz(operation, mode, examples: int, headers, auth, deadline: float, calls: 
         sent = auth.headers(f"throwaway-{time.monotonic_ns()}") if revokes else headers
         case.call_and_validate(headers=sent, checks=CHECKS)
         calls[operation.label] = calls.get(operation.label, 0) + 1
+
     run()
 
 
@@ -95,7 +108,8 @@ def test_fuzz_following_links(app, auth):
             case.validate_response(response, checks=CHECKS)
 
     hypothesis.stateful.run_state_machine_as_test(
-        Machine, settings=hypothesis.settings(max_examples=15, stateful_step_count=6, **SETTINGS))
+        Machine, settings=hypothesis.settings(max_examples=15, stateful_step_count=6, **SETTINGS)
+    )
     # The links were followed: a created job's id reached a call that takes one, and found the job.
     assert ("POST /api/v1/jobs", 201) in followed, followed
     assert any("{job_id}" in label and status in (200, 202, 409) for label, status in followed), followed

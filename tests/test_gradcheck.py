@@ -1,4 +1,5 @@
 """The engine proves its gradients: gradcheck passes with rotation, fails without, reports kinks."""
+
 from __future__ import annotations
 
 import sys
@@ -45,8 +46,9 @@ def test_gradients_pass_with_rotated_kernels(name):
     assert report["max_relative_error"] < 1e-5
     n_conv = sum(layer["type"] == "conv" for layer in SPECS[name]["layers"])
     params = [(e["layer"], e["param"]) for e in report["layers"]]
-    assert len([p for p in params if p[1] in ("W", "b")]) == 2 * (n_conv + sum(
-        layer["type"] == "dense" for layer in SPECS[name]["layers"]))
+    assert len([p for p in params if p[1] in ("W", "b")]) == 2 * (
+        n_conv + sum(layer["type"] == "dense" for layer in SPECS[name]["layers"])
+    )
     assert len([p for p in params if p[1] == "input"]) == len(SPECS[name]["layers"])
 
 
@@ -109,7 +111,7 @@ def test_backward_trace_shows_the_rotation():
     # The outgoing delta is the true gradient of C = Σ z·δ with respect to the input: check one entry numerically.
     z = lambda xx: float((conv.correlate_valid_reference(xx, w[None, None]) * delta).sum())  # noqa: E731
     bumped = x.copy()
-    bumped[0, 0, 2, 1] += 1.0            # z is linear in x: a unit step gives the exact derivative
+    bumped[0, 0, 2, 1] += 1.0  # z is linear in x: a unit step gives the exact derivative
     assert z(bumped) - z(x) == pytest.approx(t["delta_out"][2][1])
     assert np.array(t["weight_gradient"]).shape == (3, 3)
 
@@ -117,6 +119,7 @@ def test_backward_trace_shows_the_rotation():
 def test_the_function_does_not_shadow_its_module():
     """``engine.gradcheck`` is the function (as the README imports it); its module has its own name."""
     import engine
+
     assert engine.gradcheck is gradient_check.gradcheck and callable(engine.gradcheck)
     assert sys.modules["engine.gradient_check"] is gradient_check
     assert "engine.gradcheck" not in sys.modules
@@ -125,6 +128,7 @@ def test_the_function_does_not_shadow_its_module():
 def test_a_running_check_stops_when_asked():
     """A gradcheck job can be cancelled: the stop hook is polled between perturbations."""
     from engine.gradient_check import Stopped
+
     calls = []
     with pytest.raises(Stopped):
         gradcheck(SPECS["relu-maxpool"], should_stop=lambda: calls.append(1) or len(calls) > 2)

@@ -13,6 +13,7 @@ checkpoint, result) changes nothing: the job's owner, attempts, metric series
 and result are those of one uninterrupted run; the worker notices it lost the
 job, goes idle, and then runs new work.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,11 @@ def _unavailable(reason: str):
 
 @pytest.fixture
 def lan():
-    reason = namespaces_impossible() or private_postgres_impossible() or (
-        None if redis_server_binary() else "redis-server is not installed")
+    reason = (
+        namespaces_impossible()
+        or private_postgres_impossible()
+        or (None if redis_server_binary() else "redis-server is not installed")
+    )
     if reason:
         _unavailable(reason)
     net = HostNetwork(HOSTS)
@@ -84,7 +88,7 @@ def cluster(tmp_path, lan, postgres, broker):
     try:
         yield c
     finally:
-        for proc in c.workers:          # SIGKILL: an idle worker's shutdown is not what is tested here
+        for proc in c.workers:  # SIGKILL: an idle worker's shutdown is not what is tested here
             Cluster.kill(proc)
         c.stop()
 
@@ -93,8 +97,9 @@ def start_host_worker(cluster: Cluster, lan: HostNetwork, host: str) -> subproce
     """``convlab worker`` on ``host``; returns once it sends heartbeats (through the private network)."""
     argv = lan.argv(host, [sys.executable, "-m", "convlab.cli", "worker", "--concurrency", "1"])
     with open(cluster.logs / f"worker{len(cluster.workers) + 1}.log", "ab") as log:
-        proc = subprocess.Popen(argv, env=cluster.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=cluster.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     cluster.workers.append(proc)
     wait_for(lambda: _worker_of(cluster, lan, host), 90, f"a worker on host {host} to send heartbeats")
     return proc
@@ -140,6 +145,7 @@ def test_cut_off_host_loses_its_job_to_the_other_and_then_takes_new_work(lan, cl
         j = client.request("GET", f"/jobs/{job_id}")
         assert j["status"] in ("queued", "running"), j
         return j if j["progress"]["epoch"] >= 2 else None
+
     wait_for(past_a_checkpoint, 120, "the job to finish two epochs (two checkpoints)")
 
     status, first_owner, attempts = _row(cluster, job_id)
@@ -154,6 +160,7 @@ def test_cut_off_host_loses_its_job_to_the_other_and_then_takes_new_work(lan, cl
             row = _row(cluster, job_id)
             assert row.status in ("queued", "running"), row
             return row if row.status == "running" and _host_of(lan, row.worker) == survivor else None
+
         row = wait_for(resumed_elsewhere, 60, f"host {survivor} to take the job over")
         assert row.attempts == 2
     finally:
@@ -162,13 +169,16 @@ def test_cut_off_host_loses_its_job_to_the_other_and_then_takes_new_work(lan, cl
     # The cut-off worker's pending writes now reach the database; it must find out the job is gone,
     # stop, and go idle (its heartbeat row shows no job), with nothing of its own left on the job.
     done = cluster.wait_status(client, job_id, timeout=180)
-    wait_for(lambda: (w := _worker_of(cluster, lan, victim)) and w["job_id"] is None, 120,
-             f"the worker on host {victim} to heartbeat again, idle")
+    wait_for(
+        lambda: (w := _worker_of(cluster, lan, victim)) and w["job_id"] is None,
+        120,
+        f"the worker on host {victim} to heartbeat again, idle",
+    )
     assert procs[victim].poll() is None, cluster.log_tail("worker1") + cluster.log_tail("worker2")
 
     status, owner, attempts = _row(cluster, job_id)
     assert (status, attempts) == ("succeeded", 2), done["error"]
-    assert owner == row.worker                           # the survivor's slot wrote the end, and kept it
+    assert owner == row.worker  # the survivor's slot wrote the end, and kept it
     job = client.request("GET", f"/jobs/{job_id}")
     assert job["progress"]["epoch"] == spec["train"]["epochs"]
     assert job["progress"]["step"] == job["progress"]["total_steps"]
@@ -176,7 +186,7 @@ def test_cut_off_host_loses_its_job_to_the_other_and_then_takes_new_work(lan, cl
     result, series = _uninterrupted(spec, int(cluster.env["CONVLAB_BLAS_THREADS"]))
     stored = store.get_metrics(cluster.store, job_id)
     assert sorted(stored) == sorted(series)
-    for name, points in series.items():               # every point once, none missing, bit for bit
+    for name, points in series.items():  # every point once, none missing, bit for bit
         assert stored[name] == points, name
     assert _comparable(job["result"]) == _comparable(result)
 

@@ -1,4 +1,5 @@
 """Tests of migrations/: the migrated schema is the models' schema, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 from alembic import command

@@ -8,6 +8,7 @@ each one the identical PyTorch model is built with the engine's own weights
 C, H, W order) and the two must agree: outputs, loss, every parameter
 gradient and the gradient of the loss w.r.t. every layer's input.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,13 +25,15 @@ GRAD_RTOL = 1e-7
 FLOAT32_RTOL = 1e-4
 
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
-HEADS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy")] + \
-        [(act, "quadratic") for act in ("softmax", "sigmoid", "relu", "tanh", "linear")]
+HEADS = [("softmax", "cross_entropy"), ("sigmoid", "cross_entropy")] + [
+    (act, "quadratic") for act in ("softmax", "sigmoid", "relu", "tanh", "linear")
+]
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 # --------------------------------------------------------------------------- random architectures
+
 
 def random_model(rng: np.random.Generator) -> dict:
     """One random model spec (may be geometrically invalid; the caller filters with the validator)."""
@@ -38,8 +41,7 @@ def random_model(rng: np.random.Generator) -> dict:
     layers: list[dict] = []
     for _ in range(int(rng.integers(1, 4))):
         kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
-        conv = {"type": "conv", "filters": int(rng.integers(1, 6)),
-                "kernel": kh if rng.random() < 0.4 else [kh, kw]}
+        conv = {"type": "conv", "filters": int(rng.integers(1, 6)), "kernel": kh if rng.random() < 0.4 else [kh, kw]}
         if rng.random() < 0.8:
             conv["stride"] = int(rng.integers(1, 3))
         if rng.random() < 0.8:
@@ -57,8 +59,9 @@ def random_model(rng: np.random.Generator) -> dict:
     if rng.random() < 0.3:
         layers.append({"type": "dropout", "rate": float(rng.choice([0.2, 0.5]))})
     if rng.random() < 0.5:
-        layers.append({"type": "dense", "units": int(rng.integers(2, 9)),
-                       "activation": str(rng.choice(HIDDEN_ACTIVATIONS))})
+        layers.append(
+            {"type": "dense", "units": int(rng.integers(2, 9)), "activation": str(rng.choice(HIDDEN_ACTIVATIONS))}
+        )
         if rng.random() < 0.3:
             layers.append({"type": "dropout", "rate": 0.3})
     act, loss = HEADS[int(rng.integers(len(HEADS)))]
@@ -70,28 +73,48 @@ def random_model(rng: np.random.Generator) -> dict:
 #: sigmoid and linear convs, a padded 1×1 conv whose border outputs are all equal to the bias
 #: (max-pool ties, resolved to the first tap by both), a pool straight after a pool.
 FIXED_MODELS = [
-    {"input_shape": [2, 9, 8], "loss": "cross_entropy", "layers": [
-        {"type": "conv", "filters": 3, "kernel": [2, 3], "padding": 1, "activation": "relu"},
-        {"type": "maxpool", "size": 3, "stride": 1},
-        {"type": "conv", "filters": 2, "kernel": 2, "stride": 2, "activation": "tanh"},
-        {"type": "maxpool", "size": 2, "stride": 1},
-        {"type": "dense", "units": 4, "activation": "softmax"}]},
-    {"input_shape": [1, 11, 10], "loss": "cross_entropy", "layers": [
-        {"type": "conv", "filters": 4, "kernel": 3, "activation": "sigmoid"},
-        {"type": "maxpool", "size": 3, "stride": 2},
-        {"type": "flatten"},
-        {"type": "dropout", "rate": 0.5},
-        {"type": "dense", "units": 5, "activation": "tanh"},
-        {"type": "dense", "units": 3, "activation": "sigmoid"}]},
-    {"input_shape": [3, 7, 7], "loss": "quadratic", "layers": [
-        {"type": "conv", "filters": 2, "kernel": [1, 4], "stride": 2, "padding": 1, "activation": "linear"},
-        {"type": "maxpool", "size": 2, "stride": 1},
-        {"type": "avgpool", "size": 2, "stride": 1},
-        {"type": "dense", "units": 3, "activation": "relu"}]},
-    {"input_shape": [2, 6, 7], "loss": "cross_entropy", "layers": [
-        {"type": "conv", "filters": 3, "kernel": 1, "padding": 1, "activation": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 1},
-        {"type": "dense", "units": 3, "activation": "softmax"}]},
+    {
+        "input_shape": [2, 9, 8],
+        "loss": "cross_entropy",
+        "layers": [
+            {"type": "conv", "filters": 3, "kernel": [2, 3], "padding": 1, "activation": "relu"},
+            {"type": "maxpool", "size": 3, "stride": 1},
+            {"type": "conv", "filters": 2, "kernel": 2, "stride": 2, "activation": "tanh"},
+            {"type": "maxpool", "size": 2, "stride": 1},
+            {"type": "dense", "units": 4, "activation": "softmax"},
+        ],
+    },
+    {
+        "input_shape": [1, 11, 10],
+        "loss": "cross_entropy",
+        "layers": [
+            {"type": "conv", "filters": 4, "kernel": 3, "activation": "sigmoid"},
+            {"type": "maxpool", "size": 3, "stride": 2},
+            {"type": "flatten"},
+            {"type": "dropout", "rate": 0.5},
+            {"type": "dense", "units": 5, "activation": "tanh"},
+            {"type": "dense", "units": 3, "activation": "sigmoid"},
+        ],
+    },
+    {
+        "input_shape": [3, 7, 7],
+        "loss": "quadratic",
+        "layers": [
+            {"type": "conv", "filters": 2, "kernel": [1, 4], "stride": 2, "padding": 1, "activation": "linear"},
+            {"type": "maxpool", "size": 2, "stride": 1},
+            {"type": "avgpool", "size": 2, "stride": 1},
+            {"type": "dense", "units": 3, "activation": "relu"},
+        ],
+    },
+    {
+        "input_shape": [2, 6, 7],
+        "loss": "cross_entropy",
+        "layers": [
+            {"type": "conv", "filters": 3, "kernel": 1, "padding": 1, "activation": "relu"},
+            {"type": "maxpool", "size": 2, "stride": 1},
+            {"type": "dense", "units": 3, "activation": "softmax"},
+        ],
+    },
 ]
 
 
@@ -124,6 +147,7 @@ def _mid(model: dict) -> str:
 
 # --------------------------------------------------------------------------- the PyTorch twin
 
+
 def _torch_activation(name: str, z: torch.Tensor) -> torch.Tensor:
     """σ(z) in PyTorch for an activation name of the spec (softmax over the units axis)."""
     if name == "relu":
@@ -146,8 +170,14 @@ def build_torch_layers(net: Network) -> list[tuple[dict, nn.Module]]:
         kind = layer["type"]
         if kind == "conv":
             wgt = net.params[f"layers.{i}.W"]
-            m = nn.Conv2d(wgt.shape[1], layer["filters"], tuple(layer["kernel"]), stride=layer["stride"],
-                          padding=layer["padding"], dtype=tdtype)
+            m = nn.Conv2d(
+                wgt.shape[1],
+                layer["filters"],
+                tuple(layer["kernel"]),
+                stride=layer["stride"],
+                padding=layer["padding"],
+                dtype=tdtype,
+            )
         elif kind == "dense":
             wgt = net.params[f"layers.{i}.W"]
             m = nn.Linear(wgt.shape[1], layer["units"], dtype=tdtype)
@@ -163,7 +193,7 @@ def build_torch_layers(net: Network) -> list[tuple[dict, nn.Module]]:
             with torch.no_grad():
                 m.weight.copy_(torch.from_numpy(net.params[f"layers.{i}.W"]))
                 m.bias.copy_(torch.from_numpy(net.params[f"layers.{i}.b"]))
-        m.eval()   # dropout off, as training=False
+        m.eval()  # dropout off, as training=False
         modules.append((layer, m))
     return modules
 
@@ -176,7 +206,7 @@ def torch_forward(modules, x: torch.Tensor):
             a.retain_grad()
         inputs.append(a)
         if layer["type"] == "dense":
-            z = m(a.reshape(a.shape[0], -1))          # implicit flatten in C, H, W order
+            z = m(a.reshape(a.shape[0], -1))  # implicit flatten in C, H, W order
             a = _torch_activation(layer["activation"], z)
         elif layer["type"] == "conv":
             a = _torch_activation(layer["activation"], m(a))
@@ -249,6 +279,7 @@ def compare_with_torch(model: dict, seed: int, dtype: str, fwd_tol: float, grad_
 
 # --------------------------------------------------------------------------- tests
 
+
 def test_generated_models_cover_every_feature():
     """The seeded generator yields ≥ 25 valid random models (plus the fixed ones).
 
@@ -258,9 +289,11 @@ def test_generated_models_cover_every_feature():
     types = {layer["type"] for m in MODELS for layer in m["layers"]}
     assert types == {"conv", "maxpool", "avgpool", "dense", "dropout", "flatten"}
     assert {(m["layers"][-1]["activation"], m["loss"]) for m in MODELS} >= {
-        ("softmax", "cross_entropy"), ("sigmoid", "cross_entropy"), ("softmax", "quadratic")}
-    assert any(m["loss"] == "quadratic" and m["layers"][-1]["activation"] not in ("softmax", "sigmoid")
-               for m in MODELS)
+        ("softmax", "cross_entropy"),
+        ("sigmoid", "cross_entropy"),
+        ("softmax", "quadratic"),
+    }
+    assert any(m["loss"] == "quadratic" and m["layers"][-1]["activation"] not in ("softmax", "sigmoid") for m in MODELS)
     norm = [validate_model_spec(m) for m in MODELS]
     pools = [layer for m in norm for layer in m["layers"] if layer["type"] in ("maxpool", "avgpool")]
     # overlapping windows
@@ -270,7 +303,7 @@ def test_generated_models_cover_every_feature():
     assert any(layer["kernel"][0] != layer["kernel"][1] for layer in convs)
     assert {layer["stride"] for layer in convs} == {1, 2} and {layer["padding"] for layer in convs} == {0, 1}
     assert {layer["activation"] for layer in convs} == set(HIDDEN_ACTIVATIONS)
-    assert REJECTED > 0          # the generator does reach the geometric limits the validator enforces
+    assert REJECTED > 0  # the generator does reach the geometric limits the validator enforces
 
 
 @pytest.mark.parametrize("index", range(len(MODELS)), ids=[f"{i}-{_mid(m)}" for i, m in enumerate(MODELS)])
@@ -285,7 +318,7 @@ def test_network_matches_torch_float32(index):
     compare_with_torch(MODELS[index], seed=index, dtype="float32", fwd_tol=FLOAT32_RTOL, grad_tol=FLOAT32_RTOL)
 
 
-LENET = example("lenet-mnist")["model"]        # docs/reference/job-spec.md's example model
+LENET = example("lenet-mnist")["model"]  # docs/reference/job-spec.md's example model
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -293,10 +326,14 @@ def test_lenet_params_layout(dtype):
     """LeNet (examples/lenet-mnist.json): net.params keys and shapes as weights.md says, softmax rows."""
     net = Network.from_spec(LENET, seed=0, dtype=dtype)
     expected = {
-        "layers.0.W": (20, 1, 5, 5), "layers.0.b": (20,),
-        "layers.2.W": (40, 20, 5, 5), "layers.2.b": (40,),
-        "layers.4.W": (100, 40 * 4 * 4), "layers.4.b": (100,),
-        "layers.6.W": (10, 100), "layers.6.b": (10,),
+        "layers.0.W": (20, 1, 5, 5),
+        "layers.0.b": (20,),
+        "layers.2.W": (40, 20, 5, 5),
+        "layers.2.b": (40,),
+        "layers.4.W": (100, 40 * 4 * 4),
+        "layers.4.b": (100,),
+        "layers.6.W": (10, 100),
+        "layers.6.b": (10,),
     }
     assert {k: v.shape for k, v in net.params.items()} == expected
     assert all(v.dtype == np.dtype(dtype) for v in net.params.values())

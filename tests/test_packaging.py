@@ -4,6 +4,7 @@ The wheel is built from a copy of the sources (so the build leaves nothing in th
 temporary directory outside the repository, and exercised in a child process whose working directory is not the
 repository; the child proves it imported convlab from there, not from the checkout or an editable install.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,9 +52,23 @@ def installed(tmp_path_factory) -> Path:
     for package in (p.parent for p in ROOT.glob("*/__init__.py")):
         shutil.copytree(package, src / package.name, ignore=shutil.ignore_patterns("__pycache__"))
     # No build isolation: the test extra's setuptools builds it, without reaching for an index.
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp / "dist"), str(src)], check=True, cwd=tmp)
-    wheel, = (tmp / "dist").glob("convlab-*.whl")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        check=True,
+        cwd=tmp,
+    )
+    (wheel,) = (tmp / "dist").glob("convlab-*.whl")
     site = tmp / "site"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
@@ -61,7 +76,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_wheel_declares_no_dataset_libraries_at_run_time(installed):
-    metadata, = installed.glob("convlab-*.dist-info/METADATA")
+    (metadata,) = installed.glob("convlab-*.dist-info/METADATA")
     requires = [line for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist:")]
     runtime = [r for r in requires if "extra ==" not in r]
     assert any(r.startswith("Requires-Dist: numpy") for r in runtime)
@@ -79,8 +94,7 @@ def test_installed_copy_loads_datasets_and_templates_outside_the_repository(inst
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     env = {**os.environ, "PYTHONPATH": str(installed)}
-    done = subprocess.run([sys.executable, "-c", CHILD], cwd=cwd, env=env, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CHILD], cwd=cwd, env=env, check=True, capture_output=True, text=True)
     out = json.loads(done.stdout)
 
     for f in out["files"]:

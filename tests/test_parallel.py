@@ -5,6 +5,7 @@ here every pass is forced to split (three blocks, more than the cores, so
 uneven blocks and a block per pool thread are both exercised) and the loss and
 every gradient must be bit-identical to the unsplit run.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,9 @@ MODEL = {
     "input_shape": [2, 13, 12],
     "layers": [
         {"type": "conv", "filters": 5, "kernel": [3, 2], "padding": 1, "activation": "relu"},
-        {"type": "maxpool", "size": 2},                       # tiles the input but floors a row away
+        {"type": "maxpool", "size": 2},  # tiles the input but floors a row away
         {"type": "conv", "filters": 4, "kernel": 3, "stride": 2, "activation": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 1},          # overlapping windows: the general path
+        {"type": "maxpool", "size": 2, "stride": 1},  # overlapping windows: the general path
         {"type": "dense", "units": 3, "activation": "softmax"},
     ],
     "loss": "cross_entropy",
@@ -51,7 +52,7 @@ def test_split_passes_give_identical_numbers(monkeypatch, dtype):
     monkeypatch.setattr(parallel, "budget", lambda: 3)
     monkeypatch.setattr(parallel, "over_blocks", counting)
     split = _run(dtype)
-    assert any(count >= 3 for count in calls)             # passes really were split three ways
+    assert any(count >= 3 for count in calls)  # passes really were split three ways
     assert split[0] == serial[0]
     assert split[1].keys() == serial[1].keys()
     for key in serial[1]:
@@ -64,6 +65,7 @@ def test_split_passes_give_identical_numbers(monkeypatch, dtype):
 def test_one_thread_budget_runs_inline(monkeypatch):
     """With a budget of one thread the pass is the single call fn(0, count), on the calling thread."""
     import threading
+
     monkeypatch.setattr(parallel, "budget", lambda: 1)
     seen = []
     parallel.over_blocks(lambda lo, hi: seen.append((lo, hi, threading.current_thread())), 7, 1 << 30)

@@ -1,5 +1,6 @@
 """The prediction inputs' PNG decoder (``service.png``) against Pillow as the oracle, every row filter,
 damaged files, and decompression bombs refused without inflating them."""
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,17 @@ def chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def encode(pixels: np.ndarray, colour: int, filters: list[int] | None = None, *, header_size=None,
-           raw: bytes | None = None, palette: bytes | None = None, depth: int = 8, interlace: int = 0) -> bytes:
+def encode(
+    pixels: np.ndarray,
+    colour: int,
+    filters: list[int] | None = None,
+    *,
+    header_size=None,
+    raw: bytes | None = None,
+    palette: bytes | None = None,
+    depth: int = 8,
+    interlace: int = 0,
+) -> bytes:
     """A PNG of ``pixels`` (H, W, k) uint8 with the given row filters (an independent encoder for the tests).
 
     ``header_size`` lies about (width, height); ``raw`` replaces the filtered data before compression.
@@ -80,15 +90,18 @@ def test_every_row_filter_round_trips(filters, k, colour):
     arr = RNG.integers(0, 256, (9, 13, k), dtype=np.uint8)
     data = encode(arr, colour, filters)
     np.testing.assert_array_equal(decode_png(data, 10_000), arr)
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))).reshape(arr.shape), arr)   # oracle
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))).reshape(arr.shape), arr)  # oracle
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: d[:8], "no IHDR"),
-    (lambda d: b"GIF89a" + d[6:], "signature"),
-    (lambda d: d[:-20] + bytes([d[-20] ^ 1]) + d[-19:], "bad CRC in chunk 'IDAT'"),
-    (lambda d: d[:-30], "truncated"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: d[:8], "no IHDR"),
+        (lambda d: b"GIF89a" + d[6:], "signature"),
+        (lambda d: d[:-20] + bytes([d[-20] ^ 1]) + d[-19:], "bad CRC in chunk 'IDAT'"),
+        (lambda d: d[:-30], "truncated"),
+    ],
+)
 def test_damaged_files_are_refused(damage, message):
     data = encode(RNG.integers(0, 256, (4, 4, 1), dtype=np.uint8), 0)
     with pytest.raises(PngError, match=message):
@@ -102,7 +115,7 @@ def test_unsupported_formats_say_what_to_do():
     with pytest.raises(PngError, match="interlaced PNGs are not supported"):
         decode_png(encode(arr, 0, interlace=1), 100)
     buf = io.BytesIO()
-    Image.fromarray(arr[:, :, 0] > 128).save(buf, "PNG")       # 1-bit
+    Image.fromarray(arr[:, :, 0] > 128).save(buf, "PNG")  # 1-bit
     with pytest.raises(PngError, match="1-bit grey PNGs are not supported"):
         decode_png(buf.getvalue(), 100)
 

@@ -3,6 +3,7 @@
 probabilities (the same as the API answers for the same PNG), drop an image file, and see the
 gallery of test images it gets wrong.  With ``CONVLAB_UPDATE_DOCS=1`` the panel is saved as
 ``docs/try-it.png`` (the README's picture)."""
+
 from __future__ import annotations
 
 import io
@@ -120,6 +121,7 @@ def test_draw_a_digit_and_see_what_the_network_makes_of_it(page, cluster, token,
 def test_drop_an_image_file(page, cluster, digits_job, request):
     """A photo-like image, dark ink on white paper, is inverted to the dataset's light-on-black and fitted."""
     from engine.datasets import load_builtin
+
     ds = load_builtin("digits")
     sample = ds.X[int(np.flatnonzero(ds.y == 7)[0]), 0]
     paper = Image.fromarray((255 - 255 * sample).astype(np.uint8), "L").resize((96, 120), Image.NEAREST)
@@ -127,7 +129,9 @@ def test_drop_an_image_file(page, cluster, digits_job, request):
     paper.convert("RGB").save(buf, "PNG")
     page.goto(f"{cluster.url}/jobs/{digits_job['id']}")
     expect(page.locator("#tryit-card")).to_be_visible()
-    page.set_input_files("#tryit-file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": buf.getvalue()}])
+    page.set_input_files(
+        "#tryit-file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
     expect(page.locator("#tryit-prediction")).to_have_text("7")
     shot(page, request, "dropped")
 
@@ -148,15 +152,16 @@ def test_the_gallery_of_mistakes(page, cluster, digits_job, request):
     assert label != predicted
     expect(first).to_contain_text(f"{label} → {predicted}")
     first.click()
-    expect(page.locator("#tryit-prediction")).to_have_text(predicted)      # the same mistake, made again
+    expect(page.locator("#tryit-prediction")).to_have_text(predicted)  # the same mistake, made again
     shot(page, request, "gallery")
 
 
 def test_draw_with_a_finger_on_a_phone(browser, cluster, token, digits_job, request):
     """On a phone-sized touch screen the pad takes a finger's stroke (real touch events through the
     DevTools protocol), answers, and the page does not scroll sideways."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                              has_touch=True)
+    ctx = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     watch = Watch()
     page = watch.attach(ctx.new_page())
     try:
@@ -169,7 +174,9 @@ def test_draw_with_a_finger_on_a_phone(browser, cluster, token, digits_job, requ
         cdp = ctx.new_cdp_session(page)
 
         def touch(kind: str, fx: float, fy: float) -> None:
-            points = [] if kind == "touchEnd" else [{"x": box["x"] + fx * box["width"], "y": box["y"] + fy * box["height"]}]
+            points = (
+                [] if kind == "touchEnd" else [{"x": box["x"] + fx * box["width"], "y": box["y"] + fy * box["height"]}]
+            )
             cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
         touch("touchStart", 0.5, 0.15)

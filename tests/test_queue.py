@@ -4,6 +4,7 @@ Claim order is the order of submission, a job handed back or reaped keeps its
 place, concurrent claimers never share a job, and a worker whose job was taken
 away cannot write its metrics any more.
 """
+
 from __future__ import annotations
 
 import threading
@@ -57,7 +58,7 @@ def test_jobs_are_claimed_in_submission_order(db):
     assert count_queued(db) == 4
     claimed = [claim_next_job(db, f"w{i}")["id"] for i in range(4)]
     assert claimed == ids
-    assert claim_next_job(db, "w9") is None                      # a wake-up that finds nothing
+    assert claim_next_job(db, "w9") is None  # a wake-up that finds nothing
     assert count_queued(db) == 0
 
 
@@ -65,8 +66,8 @@ def test_handed_back_and_reaped_jobs_keep_their_place(db):
     first, second, third = _submitted(db, 3)
     assert claim_next_job(db, "w1")["id"] == first
     assert claim_next_job(db, "w2")["id"] == second
-    assert release_job(db, first, "w1") == "queued"             # a worker shutting down
-    with db.session() as s:                                      # w2 went silent
+    assert release_job(db, first, "w1") == "queued"  # a worker shutting down
+    with db.session() as s:  # w2 went silent
         s.execute(update(Job).where(Job.id == second).values(heartbeat_at=utcnow() - timedelta(seconds=120)))
     assert reap_stale_jobs(db, 60) == [(second, "queued")]
     assert [queue_position(db, j) for j in (first, second, third)] == [1, 2, 3]
@@ -99,7 +100,7 @@ def test_a_claim_whose_answer_was_lost_is_found_again(db):
     again = claim_next_job(db, "host:1", resume_own=True)
     assert again["id"] == first and again["attempts"] == 1
     assert get_job(db, second, None)["status"] == "queued"
-    assert claim_next_job(db, "host:2", resume_own=True)["id"] == second    # nothing of its own: next job
+    assert claim_next_job(db, "host:2", resume_own=True)["id"] == second  # nothing of its own: next job
 
 
 def test_metrics_of_a_worker_that_lost_its_job_are_refused(db):
@@ -110,7 +111,7 @@ def test_metrics_of_a_worker_that_lost_its_job_are_refused(db):
         s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(seconds=120)))
     reap_stale_jobs(db, 60)
     assert claim_next_job(db, "w2")["id"] == job_id
-    assert record_metrics(db, job_id, [("train_loss", 2, 9.9)], worker="w1") is None    # fenced
+    assert record_metrics(db, job_id, [("train_loss", 2, 9.9)], worker="w1") is None  # fenced
     assert record_metrics(db, job_id, [("train_loss", 1, 0.5), ("train_loss", 2, 0.4)], worker="w2") == 1
     assert get_metrics(db, job_id)["train_loss"] == [[1, 0.5], [2, 0.4]]
     assert finish_job(db, job_id, "succeeded", worker="w2")

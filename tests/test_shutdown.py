@@ -5,6 +5,7 @@ SIGTERM, and when `convlab up` is SIGKILLed its children go too.
 The tests assert outcomes (exit codes, no ERROR lines, no process left, where the job
 is); time is only bounded by deadlines.  The durations are measured in docs/failure-modes.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,9 +61,13 @@ def redis_url(tmp_path):
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
     port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import redis
+
     wait_for(lambda: _pings(redis.Redis(port=port, socket_connect_timeout=0.5)), 20, "the private Redis")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
@@ -93,12 +98,12 @@ def _pool_pid(c: Cluster, before: set[str]) -> int:
 def test_sigterm_to_an_idle_worker_ends_it_cleanly(cluster):
     worker = cluster.start_worker()
     pool = _pool_pid(cluster, set())
-    os.kill(worker.pid, signal.SIGTERM)             # what docker stop sends: the main process only
+    os.kill(worker.pid, signal.SIGTERM)  # what docker stop sends: the main process only
     assert worker.wait(timeout=30) == 0
     assert not alive(pool)
     log = cluster.log_tail("worker1", 10_000)
     assert not BAD_LINES.search(log), log
-    assert store.live_workers(cluster.store, 3) == []     # it said goodbye
+    assert store.live_workers(cluster.store, 3) == []  # it said goodbye
 
 
 def test_sigterm_to_a_busy_worker_hands_the_job_back_then_exits(cluster):
@@ -113,21 +118,34 @@ def test_sigterm_to_a_busy_worker_hands_the_job_back_then_exits(cluster):
     assert handed_back["status"] == "queued"
     log = cluster.log_tail("worker1", 10_000)
     assert "handed back on shutdown" in log and not BAD_LINES.search(log), log
-    client.request("POST", f"/jobs/{job['id']}/cancel")      # the next worker need not train it for long
+    client.request("POST", f"/jobs/{job['id']}/cancel")  # the next worker need not train it for long
 
 
 def _start_up(tmp_path, workers: int = 2):
     port = free_port()
-    env = dict(os.environ, CONVLAB_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT),
-               CONVLAB_HEARTBEAT_S="0.3", CONVLAB_WORKER_ALIVE_S="3")
+    env = dict(
+        os.environ,
+        CONVLAB_HOME=str(tmp_path / "home"),
+        PYTHONPATH=str(ROOT),
+        CONVLAB_HEARTBEAT_S="0.3",
+        CONVLAB_WORKER_ALIVE_S="3",
+    )
     for key in ("CONVLAB_DATABASE_URL", "CONVLAB_BROKER_URL", "CONVLAB_SECRET_KEY"):
         env.pop(key, None)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "convlab.cli", "up", "--port", str(port),
-                               "--workers", str(workers)], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    token = wait_for(lambda: (re.search(r"admin token \(shown once\): (\S+)", log.read_text()) or [None, None])[1],
-                     90, "convlab up to print its admin token")
+        up = subprocess.Popen(
+            [sys.executable, "-m", "convlab.cli", "up", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    token = wait_for(
+        lambda: (re.search(r"admin token \(shown once\): (\S+)", log.read_text()) or [None, None])[1],
+        90,
+        "convlab up to print its admin token",
+    )
     client = Client(f"http://127.0.0.1:{port}", token)
     wait_for(lambda: len(client.request("GET", "/workers")["workers"]) == workers, 60, "the workers")
     return up, log
@@ -137,7 +155,7 @@ def _start_up(tmp_path, workers: int = 2):
 def test_convlab_up_stops_every_child_on_ctrl_c_or_sigterm(tmp_path, sig):
     up, log = _start_up(tmp_path)
     children = descendants(up.pid)
-    assert len(children) >= 5                    # gunicorn master + worker, 2 Celery mains + 2 pool processes
+    assert len(children) >= 5  # gunicorn master + worker, 2 Celery mains + 2 pool processes
     up.send_signal(sig)
     assert up.wait(timeout=60) == 0
     wait_for(lambda: not any(alive(p) for p in children), 30, "every child of convlab up to exit")

@@ -1,4 +1,5 @@
 """Tests of engine/spec.py (the job-spec contract, docs/reference/job-spec.md) and engine/shapes.py."""
+
 from __future__ import annotations
 
 import copy
@@ -42,10 +43,13 @@ def example(**changes):
 def minimal_train(model=None, dataset="digits"):
     return {
         "type": "train",
-        "model": model or {
+        "model": model
+        or {
             "input_shape": [1, 8, 8],
-            "layers": [{"type": "conv", "filters": 4, "kernel": 3},
-                       {"type": "dense", "units": 10, "activation": "softmax"}],
+            "layers": [
+                {"type": "conv", "filters": 4, "kernel": 3},
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
             "loss": "cross_entropy",
         },
         "data": {"dataset": dataset},
@@ -65,6 +69,7 @@ def errors_of(spec, **kwargs) -> dict[str, str]:
 
 # ------------------------------------------------------------------ happy paths
 
+
 def test_spec_example_validates_and_normalizes():
     spec = example()
     original = copy.deepcopy(spec)
@@ -72,11 +77,23 @@ def test_spec_example_validates_and_normalizes():
     assert spec == original, "validation must not mutate its input"
     assert out is not spec and out["model"] is not spec["model"]
     layers = out["model"]["layers"]
-    assert layers[0] == {"type": "conv", "filters": 20, "kernel": [5, 5], "stride": 1, "padding": 0,
-                         "activation": "relu"}
+    assert layers[0] == {
+        "type": "conv",
+        "filters": 20,
+        "kernel": [5, 5],
+        "stride": 1,
+        "padding": 0,
+        "activation": "relu",
+    }
     assert layers[1] == {"type": "maxpool", "size": 2, "stride": 2}
-    assert layers[2] == {"type": "conv", "filters": 40, "kernel": [5, 5], "stride": 1, "padding": 0,
-                         "activation": "relu"}
+    assert layers[2] == {
+        "type": "conv",
+        "filters": 40,
+        "kernel": [5, 5],
+        "stride": 1,
+        "padding": 0,
+        "activation": "relu",
+    }
     assert layers[5] == {"type": "dropout", "rate": 0.5}
     assert out["name"] == "lenet-mnist" and out["tags"] == ["baseline"]
     assert out["train"]["optimizer"] == {"type": "sgd", "lr": 0.05, "momentum": 0.9}
@@ -92,19 +109,36 @@ def test_defaults_filled():
     assert out["name"] == "train-digits"
     assert out["tags"] == []
     assert out["data"] == {"dataset": "digits", "test_fraction": 0.2, "validation_fraction": 0.1}
-    assert out["train"] == {"epochs": 2, "batch_size": 16, "seed": 0, "dtype": "float32",
-                            "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.0}, "weight_decay": 0.0}
-    assert out["model"]["layers"][0] == {"type": "conv", "filters": 4, "kernel": [3, 3], "stride": 1,
-                                         "padding": 0, "activation": "relu"}
+    assert out["train"] == {
+        "epochs": 2,
+        "batch_size": 16,
+        "seed": 0,
+        "dtype": "float32",
+        "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.0},
+        "weight_decay": 0.0,
+    }
+    assert out["model"]["layers"][0] == {
+        "type": "conv",
+        "filters": 4,
+        "kernel": [3, 3],
+        "stride": 1,
+        "padding": 0,
+        "activation": "relu",
+    }
 
 
 def test_adam_defaults_and_dense_default_activation():
-    spec = minimal_train({
-        "input_shape": [1, 8, 8],
-        "layers": [{"type": "flatten"}, {"type": "dense", "units": 32},
-                   {"type": "dense", "units": 10, "activation": "sigmoid"}],
-        "loss": "cross_entropy",
-    })
+    spec = minimal_train(
+        {
+            "input_shape": [1, 8, 8],
+            "layers": [
+                {"type": "flatten"},
+                {"type": "dense", "units": 32},
+                {"type": "dense", "units": 10, "activation": "sigmoid"},
+            ],
+            "loss": "cross_entropy",
+        }
+    )
     spec["train"]["optimizer"] = {"type": "adam", "lr": 1e-3}
     out = validate_job_spec(spec)
     assert out["train"]["optimizer"] == {"type": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
@@ -121,15 +155,27 @@ def test_gradcheck_job_defaults():
 
 def test_gradcheck_job_rules():
     model = minimal_train()["model"]
-    errs = errors_of({"type": "gradcheck", "model": model,
-                      "train": {"epochs": 1, "batch_size": 1, "optimizer": {"type": "sgd", "lr": 1}}})
+    errs = errors_of(
+        {
+            "type": "gradcheck",
+            "model": model,
+            "train": {"epochs": 1, "batch_size": 1, "optimizer": {"type": "sgd", "lr": 1}},
+        }
+    )
     assert errs == {"gradcheck": "required field", "train": "not allowed in a gradcheck job"}
     # data is optional for a gradcheck, and validated when present.
-    out = validate_job_spec({"type": "gradcheck", "model": model, "data": {"dataset": "digits"},
-                             "gradcheck": {"rotate_kernels": False, "batch_size": 3}})
+    out = validate_job_spec(
+        {
+            "type": "gradcheck",
+            "model": model,
+            "data": {"dataset": "digits"},
+            "gradcheck": {"rotate_kernels": False, "batch_size": 3},
+        }
+    )
     assert out["gradcheck"]["rotate_kernels"] is False and out["name"] == "gradcheck-digits"
-    errs = errors_of({"type": "gradcheck", "model": model,
-                      "gradcheck": {"batch_size": 17, "eps": 0.1, "rotate_kernels": 1}})
+    errs = errors_of(
+        {"type": "gradcheck", "model": model, "gradcheck": {"batch_size": 17, "eps": 0.1, "rotate_kernels": 1}}
+    )
     assert set(errs) == {"gradcheck.batch_size", "gradcheck.eps", "gradcheck.rotate_kernels"}
 
 
@@ -146,37 +192,52 @@ def test_train_job_requires_sections():
 
 # ------------------------------------------------------------------ messages and paths
 
+
 def test_kernel_larger_than_input():
-    spec = minimal_train({
-        "input_shape": [1, 12, 12],
-        "layers": [{"type": "conv", "filters": 2, "kernel": 3},
-                   {"type": "maxpool", "size": 2},
-                   {"type": "conv", "filters": 2, "kernel": 7},
-                   {"type": "dense", "units": 4, "activation": "softmax"}],
-        "loss": "cross_entropy",
-    }, dataset="synthetic")
+    spec = minimal_train(
+        {
+            "input_shape": [1, 12, 12],
+            "layers": [
+                {"type": "conv", "filters": 2, "kernel": 3},
+                {"type": "maxpool", "size": 2},
+                {"type": "conv", "filters": 2, "kernel": 7},
+                {"type": "dense", "units": 4, "activation": "softmax"},
+            ],
+            "loss": "cross_entropy",
+        },
+        dataset="synthetic",
+    )
     assert errors_of(spec) == {"model.layers[2].kernel": "7 is larger than the 5×5 input"}
 
 
 def test_kernel_larger_than_padded_input_mentions_padding():
-    spec = minimal_train({
-        "input_shape": [1, 3, 3],
-        "layers": [{"type": "conv", "filters": 2, "kernel": 7, "padding": 1},
-                   {"type": "dense", "units": 10, "activation": "softmax"}],
-        "loss": "cross_entropy",
-    }, dataset="other")
+    spec = minimal_train(
+        {
+            "input_shape": [1, 3, 3],
+            "layers": [
+                {"type": "conv", "filters": 2, "kernel": 7, "padding": 1},
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
+            "loss": "cross_entropy",
+        },
+        dataset="other",
+    )
     msg = errors_of(spec)["model.layers[0].kernel"]
     assert msg.startswith("7 is larger than the 3×3 input") and "padding 1" in msg and "5×5" in msg
 
 
 def test_pool_larger_than_input():
-    spec = minimal_train({
-        "input_shape": [1, 8, 8],
-        "layers": [{"type": "conv", "filters": 2, "kernel": 5},
-                   {"type": "avgpool", "size": 5},
-                   {"type": "dense", "units": 10, "activation": "softmax"}],
-        "loss": "cross_entropy",
-    })
+    spec = minimal_train(
+        {
+            "input_shape": [1, 8, 8],
+            "layers": [
+                {"type": "conv", "filters": 2, "kernel": 5},
+                {"type": "avgpool", "size": 5},
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
+            "loss": "cross_entropy",
+        }
+    )
     assert errors_of(spec) == {"model.layers[1].size": "5 is larger than the 4×4 input"}
 
 
@@ -204,21 +265,24 @@ def test_adam_fields_not_allowed_on_sgd():
     assert errors_of(spec) == {"train.optimizer.beta1": "unknown field"}
 
 
-@pytest.mark.parametrize("path,value", [
-    (("train", "epochs"), "10"),
-    (("train", "epochs"), 10.0),
-    (("train", "epochs"), 10.5),
-    (("train", "epochs"), None),
-    (("train", "batch_size"), [32]),
-    (("train", "optimizer", "lr"), "0.1"),
-    (("train", "dtype"), "float16"),
-    (("train", "seed"), -1),
-    (("train", "seed"), 2**32),
-    (("model", "loss"), "mse"),
-    (("data", "dataset"), 5),
-    (("data", "test_fraction"), 1.0),
-    (("name",), 3),
-])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        (("train", "epochs"), "10"),
+        (("train", "epochs"), 10.0),
+        (("train", "epochs"), 10.5),
+        (("train", "epochs"), None),
+        (("train", "batch_size"), [32]),
+        (("train", "optimizer", "lr"), "0.1"),
+        (("train", "dtype"), "float16"),
+        (("train", "seed"), -1),
+        (("train", "seed"), 2**32),
+        (("model", "loss"), "mse"),
+        (("data", "dataset"), 5),
+        (("data", "test_fraction"), 1.0),
+        (("name",), 3),
+    ],
+)
 def test_wrong_types_and_values(path, value):
     spec = example()
     target = spec
@@ -266,20 +330,32 @@ def test_multiple_errors_collected():
     spec["train"]["optimizer"]["momentum"] = 1.0
     spec["tags"] = ["a", "a", ""]
     errs = errors_of(spec)
-    assert set(errs) == {"type", "model.layers[0].kernel", "model.layers[4].units",
-                         "data.validation_fraction", "train.optimizer.momentum", "tags[1]", "tags[2]"}
+    assert set(errs) == {
+        "type",
+        "model.layers[0].kernel",
+        "model.layers[4].units",
+        "data.validation_fraction",
+        "train.optimizer.momentum",
+        "tags[1]",
+        "tags[2]",
+    }
     err = pytest.raises(SpecError, validate_job_spec, spec).value
     assert isinstance(err, ValueError)
     assert len(str(err).splitlines()) == 7
 
 
 def test_geometry_still_reported_alongside_other_errors():
-    spec = minimal_train({
-        "input_shape": [1, 5, 5],
-        "layers": [{"type": "conv", "filters": 2, "kernel": 7},
-                   {"type": "dense", "units": 10, "activation": "softmax"}],
-        "loss": "crossentropy",
-    }, dataset="other")
+    spec = minimal_train(
+        {
+            "input_shape": [1, 5, 5],
+            "layers": [
+                {"type": "conv", "filters": 2, "kernel": 7},
+                {"type": "dense", "units": 10, "activation": "softmax"},
+            ],
+            "loss": "crossentropy",
+        },
+        dataset="other",
+    )
     errs = errors_of(spec)
     assert errs["model.layers[0].kernel"] == "7 is larger than the 5×5 input"
     assert "model.loss" in errs
@@ -312,11 +388,16 @@ def test_last_layer_activation_required_and_last_layer_dense():
 
 
 def test_conv_after_dense():
-    model = {"input_shape": [1, 8, 8], "loss": "cross_entropy", "layers": [
-        {"type": "dense", "units": 32},
-        {"type": "conv", "filters": 2, "kernel": 3},
-        {"type": "maxpool", "size": 2},
-        {"type": "dense", "units": 10, "activation": "softmax"}]}
+    model = {
+        "input_shape": [1, 8, 8],
+        "loss": "cross_entropy",
+        "layers": [
+            {"type": "dense", "units": 32},
+            {"type": "conv", "filters": 2, "kernel": 3},
+            {"type": "maxpool", "size": 2},
+            {"type": "dense", "units": 10, "activation": "softmax"},
+        ],
+    }
     errs = errors_of(minimal_train(model))
     assert set(errs) == {"model.layers[1]", "model.layers[2]"}
     assert "spatial" in errs["model.layers[1]"]
@@ -345,11 +426,17 @@ def test_unknown_layer_type():
 
 # ------------------------------------------------------------------ limits
 
+
 def test_limit_parameter_count():
-    model = {"input_shape": [16, 128, 128], "loss": "cross_entropy", "layers": [
-        {"type": "conv", "filters": 8, "kernel": 3, "padding": 1},
-        {"type": "dense", "units": 4096},
-        {"type": "dense", "units": 10, "activation": "softmax"}]}
+    model = {
+        "input_shape": [16, 128, 128],
+        "loss": "cross_entropy",
+        "layers": [
+            {"type": "conv", "filters": 8, "kernel": 3, "padding": 1},
+            {"type": "dense", "units": 4096},
+            {"type": "dense", "units": 10, "activation": "softmax"},
+        ],
+    }
     errs = errors_of(minimal_train(model, dataset="upload-1"))
     msg = errs["model"]
     n = 8 * 16 * 9 + 8 + 8 * 128 * 128 * 4096 + 4096 + 4096 * 10 + 10
@@ -377,9 +464,15 @@ def test_limit_epochs_batch_size_and_sizes():
     spec["model"]["layers"][4]["units"] = 5000
     spec["model"]["input_shape"] = [17, 28, 129]
     errs = errors_of(spec)
-    assert set(errs) == {"train.epochs", "train.batch_size", "model.layers[0].filters",
-                         "model.layers[2].kernel[1]", "model.layers[4].units",
-                         "model.input_shape[0]", "model.input_shape[2]"}
+    assert set(errs) == {
+        "train.epochs",
+        "train.batch_size",
+        "model.layers[0].filters",
+        "model.layers[2].kernel[1]",
+        "model.layers[4].units",
+        "model.input_shape[0]",
+        "model.input_shape[2]",
+    }
     assert "500" in errs["train.epochs"]
 
 
@@ -400,6 +493,7 @@ def test_limits_from_mapping():
 
 # ------------------------------------------------------------------ datasets
 
+
 def test_dataset_shape_mismatch():
     spec = example(data={"dataset": "digits"})
     errs = errors_of(spec)
@@ -410,8 +504,10 @@ def test_dataset_shape_mismatch():
 def test_dataset_classes_mismatch():
     model = copy.deepcopy(LENET)
     model["input_shape"] = [1, 12, 12]
-    model["layers"] = [{"type": "conv", "filters": 2, "kernel": 3},
-                       {"type": "dense", "units": 10, "activation": "softmax"}]
+    model["layers"] = [
+        {"type": "conv", "filters": 2, "kernel": 3},
+        {"type": "dense", "units": 10, "activation": "softmax"},
+    ]
     errs = errors_of(example(model=model, data={"dataset": "synthetic"}))
     assert set(errs) == {"model.layers[1].units"}
     assert "4 classes" in errs["model.layers[1].units"]
@@ -430,11 +526,11 @@ def test_uploaded_datasets_lookup():
 
 # ------------------------------------------------------------------ shape inference
 
+
 def test_plan_model_lenet():
     model = validate_model_spec(LENET)
     plans = plan_model(model)
-    assert [p.out_shape for p in plans] == [(20, 24, 24), (20, 12, 12), (40, 8, 8), (40, 4, 4),
-                                           (100,), (100,), (10,)]
+    assert [p.out_shape for p in plans] == [(20, 24, 24), (20, 12, 12), (40, 8, 8), (40, 4, 4), (100,), (100,), (10,)]
     assert plans[0].in_shape == (1, 28, 28) and plans[4].in_shape == (40, 4, 4)
     assert plans[0].param_shapes == {"W": (20, 1, 5, 5), "b": (20,)}
     assert plans[2].param_shapes == {"W": (40, 20, 5, 5), "b": (40,)}
@@ -447,27 +543,55 @@ def test_plan_model_lenet():
 
 def test_plan_odd_sizes_floor_like_pytorch():
     # Values as torch.nn.Conv2d / MaxPool2d give them: floor((H + 2p - k) / s) + 1.
-    model = validate_model_spec({"input_shape": [3, 10, 9], "loss": "quadratic", "layers": [
-        {"type": "conv", "filters": 4, "kernel": [3, 2], "stride": 2},          # (10-3)//2+1=4, (9-2)//2+1=4
-        {"type": "conv", "filters": 5, "kernel": 3, "stride": 2, "padding": 1},  # (4+2-3)//2+1=2
-        {"type": "flatten"},
-        {"type": "dense", "units": 3, "activation": "linear"}]})
+    model = validate_model_spec(
+        {
+            "input_shape": [3, 10, 9],
+            "loss": "quadratic",
+            "layers": [
+                {"type": "conv", "filters": 4, "kernel": [3, 2], "stride": 2},  # (10-3)//2+1=4, (9-2)//2+1=4
+                {"type": "conv", "filters": 5, "kernel": 3, "stride": 2, "padding": 1},  # (4+2-3)//2+1=2
+                {"type": "flatten"},
+                {"type": "dense", "units": 3, "activation": "linear"},
+            ],
+        }
+    )
     assert [p.out_shape for p in plan_model(model)] == [(4, 4, 4), (5, 2, 2), (20,), (3,)]
-    model = validate_model_spec({"input_shape": [1, 7, 7], "loss": "quadratic", "layers": [
-        {"type": "conv", "filters": 2, "kernel": 3, "stride": 2, "padding": 1},  # (7+2-3)//2+1=4
-        {"type": "maxpool", "size": 3, "stride": 1},                              # 4-3+1=2
-        {"type": "dense", "units": 1, "activation": "tanh"}]})
+    model = validate_model_spec(
+        {
+            "input_shape": [1, 7, 7],
+            "loss": "quadratic",
+            "layers": [
+                {"type": "conv", "filters": 2, "kernel": 3, "stride": 2, "padding": 1},  # (7+2-3)//2+1=4
+                {"type": "maxpool", "size": 3, "stride": 1},  # 4-3+1=2
+                {"type": "dense", "units": 1, "activation": "tanh"},
+            ],
+        }
+    )
     assert [p.out_shape for p in plan_model(model)] == [(2, 4, 4), (2, 2, 2), (1,)]
-    model = validate_model_spec({"input_shape": [1, 7, 7], "loss": "quadratic", "layers": [
-        {"type": "avgpool", "size": 3},                                           # (7-3)//3+1=2
-        {"type": "dense", "units": 1, "activation": "linear"}]})
+    model = validate_model_spec(
+        {
+            "input_shape": [1, 7, 7],
+            "loss": "quadratic",
+            "layers": [
+                {"type": "avgpool", "size": 3},  # (7-3)//3+1=2
+                {"type": "dense", "units": 1, "activation": "linear"},
+            ],
+        }
+    )
     assert plan_model(model)[0].out_shape == (1, 2, 2)
 
 
 def test_estimate_batch_memory_formula():
-    model = validate_model_spec({"input_shape": [2, 6, 6], "loss": "quadratic", "layers": [
-        {"type": "conv", "filters": 3, "kernel": 3},
-        {"type": "dense", "units": 4, "activation": "linear"}]})
+    model = validate_model_spec(
+        {
+            "input_shape": [2, 6, 6],
+            "loss": "quadratic",
+            "layers": [
+                {"type": "conv", "filters": 3, "kernel": 3},
+                {"type": "dense", "units": 4, "activation": "linear"},
+            ],
+        }
+    )
     n = 5
     conv = n * (2 * 36 + 3 * 16) + n * 16 * 2 * 9 + n * 36 * 3 * 9
     dense = n * (48 + 4)
@@ -489,6 +613,7 @@ def test_spec_error_pickles():
 
 
 # ------------------------------------------------------------------ JSON Schema
+
 
 def _walk(node):
     yield node
@@ -525,23 +650,39 @@ def test_schema_follows_limits():
 
 # ------------------------------------------------------------------ imports
 
+
 def test_spec_module_does_not_import_numpy():
     """The module docstring promises the API process can validate without the numeric stack."""
-    code = ("import sys, engine.spec, engine.shapes, engine.constants, engine.summary; "
-            "from engine import SpecError, Limits, validate_job_spec; "
-            "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith('numpy.')))")
+    code = (
+        "import sys, engine.spec, engine.shapes, engine.constants, engine.summary; "
+        "from engine import SpecError, Limits, validate_job_spec; "
+        "print(sorted(m for m in sys.modules if m == 'numpy' or m.startswith('numpy.')))"
+    )
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
-                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.stdout.strip() == "[]", proc.stdout
 
 
 def test_output_size_is_the_shapes_the_plan_gives():
     """The one output-size formula: a strided, padded conv and a pool over odd sides."""
     assert output_size(10, 3, 2) == 4 and output_size(4, 3, 2, 1) == 2 and output_size(7, 3, 3) == 2
-    model = validate_model_spec({"input_shape": [1, 9, 10], "loss": "quadratic", "layers": [
-        {"type": "conv", "filters": 1, "kernel": [2, 3], "stride": 3, "padding": 2},
-        {"type": "dense", "units": 1, "activation": "linear"}]})
+    model = validate_model_spec(
+        {
+            "input_shape": [1, 9, 10],
+            "loss": "quadratic",
+            "layers": [
+                {"type": "conv", "filters": 1, "kernel": [2, 3], "stride": 3, "padding": 2},
+                {"type": "dense", "units": 1, "activation": "linear"},
+            ],
+        }
+    )
     assert plan_model(model)[0].out_shape == (1, output_size(9, 2, 3, 2), output_size(10, 3, 3, 2)) == (1, 4, 4)
 
 
@@ -549,6 +690,7 @@ def test_tables_cover_the_vocabulary():
     """Each name of engine.constants has its rules in the spec's tables and its class in the engine."""
     from engine import activations, spec
     from engine.constants import GRADCHECK_DEFAULTS
+
     assert tuple(spec.LAYER_FIELDS) == LAYER_TYPES
     assert tuple(spec.OPTIMIZER_FIELDS) == OPTIMIZERS
     assert tuple(spec.GRADCHECK_FIELDS) == tuple(GRADCHECK_DEFAULTS)

@@ -6,6 +6,7 @@ anywhere in the tree), then the spec goes to ``validate_job_spec`` and to
 the schema cannot express a rule: those are the cross-field rules listed in
 :data:`CROSS_FIELD`, and JSON Schema's ``integer`` admitting ``5.0``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,12 +30,24 @@ from tests.helpers import example, tiny_train_spec
 SCHEMA = jsonschema.Draft202012Validator(JOB_SPEC_SCHEMA)
 
 # Messages of the rules that span several fields: the validator's alone (see job_spec_schema's docstring).
-CROSS_FIELD = re.compile("|".join([
-    r"is larger than the", r"needs a spatial \(C, H, W\) input", r"the last layer must be dense",
-    r"softmax is only allowed on the last layer", r"cross_entropy needs", r"parameters, over the",
-    r"one batch of", r"the check would perturb", r"test_fraction \+ validation_fraction",
-    r"does not match the sample shape", r"units but dataset", r"unknown dataset",
-]))
+CROSS_FIELD = re.compile(
+    "|".join(
+        [
+            r"is larger than the",
+            r"needs a spatial \(C, H, W\) input",
+            r"the last layer must be dense",
+            r"softmax is only allowed on the last layer",
+            r"cross_entropy needs",
+            r"parameters, over the",
+            r"one batch of",
+            r"the check would perturb",
+            r"test_fraction \+ validation_fraction",
+            r"does not match the sample shape",
+            r"units but dataset",
+            r"unknown dataset",
+        ]
+    )
+)
 
 
 def _bases() -> list[dict]:
@@ -42,29 +55,118 @@ def _bases() -> list[dict]:
     adam["train"]["optimizer"] = {"type": "adam", "lr": 0.01, "beta2": 0.99}
     adam["tags"] = ["a", "b"]
     flat = tiny_train_spec(dataset="uploaded")
-    flat["model"]["layers"][2:2] = [{"type": "avgpool", "size": 2, "stride": 1}, {"type": "flatten"},
-                                    {"type": "dense", "units": 8, "activation": "tanh"}]
-    gradcheck = {"type": "gradcheck", "model": tiny_train_spec()["model"], "data": {"dataset": "synthetic"},
-                 "gradcheck": {"eps": 1e-5, "rotate_kernels": False}}
+    flat["model"]["layers"][2:2] = [
+        {"type": "avgpool", "size": 2, "stride": 1},
+        {"type": "flatten"},
+        {"type": "dense", "units": 8, "activation": "tanh"},
+    ]
+    gradcheck = {
+        "type": "gradcheck",
+        "model": tiny_train_spec()["model"],
+        "data": {"dataset": "synthetic"},
+        "gradcheck": {"eps": 1e-5, "rotate_kernels": False},
+    }
     return [example("lenet-mnist"), tiny_train_spec(), adam, flat, gradcheck]
 
 
 BASES = _bases()
-KEYS = sorted({"extra", "stride", "padding", "activation", "momentum", "beta1", "beta2", "eps", "size", "units",
-               "rate", "kernel", "filters", "seed", "dtype", "name", "tags", "data", "train", "gradcheck",
-               "weight_decay", "test_fraction", "validation_fraction", "batch_size", "rotate_kernels"})
-WORDS = sorted({*ACTIVATIONS, *DTYPES, *JOB_TYPES, *LAYER_TYPES, *LOSSES, *OPTIMIZERS, "float16", "synthetic",
-                "digits", "", "x", "x" * 65, "x" * 201})
-EDGES = [0, 1, 2, 3, 4, 10, 15, 16, 17, 128, 129, 500, 501, 512, 513, 2048, 2049, 4096, 4097, 2**32 - 1, 2**32,
-         -1, 0.0, 1e-9, 0.01, 0.011, 0.5, 0.9, 0.9999, 1.0, 1.5, 2.5, 3.0]
+KEYS = sorted(
+    {
+        "extra",
+        "stride",
+        "padding",
+        "activation",
+        "momentum",
+        "beta1",
+        "beta2",
+        "eps",
+        "size",
+        "units",
+        "rate",
+        "kernel",
+        "filters",
+        "seed",
+        "dtype",
+        "name",
+        "tags",
+        "data",
+        "train",
+        "gradcheck",
+        "weight_decay",
+        "test_fraction",
+        "validation_fraction",
+        "batch_size",
+        "rotate_kernels",
+    }
+)
+WORDS = sorted(
+    {
+        *ACTIVATIONS,
+        *DTYPES,
+        *JOB_TYPES,
+        *LAYER_TYPES,
+        *LOSSES,
+        *OPTIMIZERS,
+        "float16",
+        "synthetic",
+        "digits",
+        "",
+        "x",
+        "x" * 65,
+        "x" * 201,
+    }
+)
+EDGES = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    10,
+    15,
+    16,
+    17,
+    128,
+    129,
+    500,
+    501,
+    512,
+    513,
+    2048,
+    2049,
+    4096,
+    4097,
+    2**32 - 1,
+    2**32,
+    -1,
+    0.0,
+    1e-9,
+    0.01,
+    0.011,
+    0.5,
+    0.9,
+    0.9999,
+    1.0,
+    1.5,
+    2.5,
+    3.0,
+]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.sampled_from(EDGES), st.integers(-5, 40), st.sampled_from(WORDS),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(EDGES),
+    st.integers(-5, 40),
+    st.sampled_from(WORDS),
     st.floats(-2, 2, allow_nan=False, allow_infinity=False),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4),
-    st.dictionaries(st.sampled_from(KEYS + ["type"]), inner, max_size=3)), max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS + ["type"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 INT_EDGES = [v for v in EDGES if type(v) is int]
@@ -131,10 +233,11 @@ def _beyond_schema(detail: dict) -> bool:
     defaults to relu), which JSON Schema cannot say about one item of an array.
     """
     message = detail["message"]
-    return (bool(CROSS_FIELD.search(message))
-            or bool(re.fullmatch(r"must be an integer, got number -?\d+\.0", message))
-            or (message == "required field"
-                and bool(re.fullmatch(r"model\.layers\[\d+\]\.activation", detail["path"]))))
+    return (
+        bool(CROSS_FIELD.search(message))
+        or bool(re.fullmatch(r"must be an integer, got number -?\d+\.0", message))
+        or (message == "required field" and bool(re.fullmatch(r"model\.layers\[\d+\]\.activation", detail["path"])))
+    )
 
 
 def _disagreement(spec) -> str | None:
@@ -157,7 +260,7 @@ def test_validator_and_schema_agree_on_mutated_specs(spec):
 def test_the_comparison_can_fail():
     """The property above is not vacuous: each direction of disagreement is detected."""
     lenient = copy.deepcopy(BASES[1])
-    lenient["train"]["epochs"] = 501                            # validator rejects (limit); make the schema lenient
+    lenient["train"]["epochs"] = 501  # validator rejects (limit); make the schema lenient
     schema = copy.deepcopy(JOB_SPEC_SCHEMA)
     schema["oneOf"][0]["properties"]["train"]["properties"]["epochs"]["maximum"] = 10**6
     global SCHEMA

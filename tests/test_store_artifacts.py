@@ -2,6 +2,7 @@
 
 Each test runs on SQLite and on PostgreSQL (the ``db`` fixture).
 """
+
 from __future__ import annotations
 
 from store import create_job, load_artifact, save_artifact

@@ -2,6 +2,7 @@
 
 Each test runs on SQLite and on PostgreSQL (the ``db`` fixture).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -52,6 +53,7 @@ def test_get_user_by_id(db):
 
 def test_revoked_and_expired_tokens_stop_at_once_and_end_their_sessions(db):
     from store import end_session, list_tokens, revoke_tokens, session_user, start_session
+
     token = create_token(db, "alice")
     alice = authenticate(db, token)
     session_id = start_session(db, alice.token_id)
@@ -59,23 +61,23 @@ def test_revoked_and_expired_tokens_stop_at_once_and_end_their_sessions(db):
     assert [t["id"] for t in revoke_tokens(db, alice.token_id)] == [alice.token_id]
     assert authenticate(db, token) is None
     assert session_user(db, session_id) is None
-    assert revoke_tokens(db, alice.token_id) == []          # already revoked: nothing more
+    assert revoke_tokens(db, alice.token_id) == []  # already revoked: nothing more
     assert [t["state"] for t in list_tokens(db)] == ["revoked"]
 
     short = create_token(db, "bob", expires_in=timedelta(hours=1))
     bob = authenticate(db, short)
     bob_session = start_session(db, bob.token_id)
-    with db.session() as s:      # an hour later
+    with db.session() as s:  # an hour later
         s.get(ApiToken, bob.token_id).expires_at = utcnow() - timedelta(seconds=1)
     assert authenticate(db, short) is None
     assert session_user(db, bob_session) is None
     assert {t["user"]: t["state"] for t in list_tokens(db)} == {"alice": "revoked", "bob": "expired"}
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(WebSession)) == 1         # bob's, dead but still there
+        assert s.scalar(select(func.count()).select_from(WebSession)) == 1  # bob's, dead but still there
 
     carol = make_user(db, "carol")
     carol_session = start_session(db, carol.token_id)
-    with db.session() as s:                                  # the next sign-in swept bob's away
+    with db.session() as s:  # the next sign-in swept bob's away
         assert list(s.scalars(select(WebSession.token_id))) == [carol.token_id]
     end_session(db, carol_session)
     assert session_user(db, carol_session) is None
@@ -83,31 +85,34 @@ def test_revoked_and_expired_tokens_stop_at_once_and_end_their_sessions(db):
 
 def test_revoke_by_prefix_or_user_name_and_only_ones_own_tokens(db):
     from store import list_tokens, revoke_tokens
+
     first, second = create_token(db, "dave"), create_token(db, "dave")
     erin = make_user(db, "erin")
     dave = authenticate(db, first)
-    assert revoke_tokens(db, erin.token_id, viewer=dave) == []       # not his
+    assert revoke_tokens(db, erin.token_id, viewer=dave) == []  # not his
     assert authenticate(db, erin_token := create_token(db, "erin")) is not None
     assert [t["prefix"] for t in revoke_tokens(db, first[:12])] == [first[:12]]
     assert authenticate(db, second) is not None
     assert len(revoke_tokens(db, "erin")) == 2
     assert authenticate(db, erin_token) is None
     assert {t["user"] for t in list_tokens(db, viewer=dave)} == {"dave"}
-    assert revoke_tokens(db, "9" * 30) == []                  # an id no database column holds names nothing
+    assert revoke_tokens(db, "9" * 30) == []  # an id no database column holds names nothing
 
 
 def test_rotate_token_replaces_the_previous_one(db):
     from store import list_tokens, rotate_token
+
     kept = create_token(db, "admin", admin=True)
     old = rotate_token(db, "admin", label="convlab up")
     new = rotate_token(db, "admin", label="convlab up")
     assert authenticate(db, old) is None and authenticate(db, new).is_admin
-    assert authenticate(db, kept) is not None                # tokens made by hand are left alone
+    assert authenticate(db, kept) is not None  # tokens made by hand are left alone
     assert [t["label"] for t in list_tokens(db)] == [None, "convlab up"]
 
 
 def test_expiry_must_be_positive_and_bounded(db):
     import pytest
+
     for bad in (timedelta(0), timedelta(days=-1), timedelta(days=4000)):
         with pytest.raises(ValueError):
             create_token(db, "frank", expires_in=bad)

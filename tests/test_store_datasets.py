@@ -2,6 +2,7 @@
 
 Each test runs on SQLite and on PostgreSQL (the ``db`` fixture).
 """
+
 from __future__ import annotations
 
 from store import get_dataset, list_datasets, load_dataset_bytes, save_dataset
@@ -15,8 +16,13 @@ def test_datasets(db):
     ds = save_dataset(db, alice.id, "my digits", blob, samples=100, shape=(1, 8, 8), classes=10)
     assert len(ds["id"]) == 32 and ds["created_at"].endswith("Z")
     assert {k: ds[k] for k in ("name", "samples", "shape", "classes", "size_bytes", "user")} == {
-        "name": "my digits", "samples": 100, "shape": [1, 8, 8], "classes": 10, "size_bytes": 2560,
-        "user": "alice"}
+        "name": "my digits",
+        "samples": 100,
+        "shape": [1, 8, 8],
+        "classes": 10,
+        "size_bytes": 2560,
+        "user": "alice",
+    }
     assert get_dataset(db, ds["id"], alice) == ds
     assert get_dataset(db, ds["id"], bob) is None
     assert get_dataset(db, ds["id"], admin) == ds

@@ -4,6 +4,7 @@ create_jobs' quota), on SQLite and on PostgreSQL.
 The queue positions must be the real dispatch order: each test that ranks the queue then claims
 it job by job (no job finishing meanwhile) and compares.
 """
+
 from __future__ import annotations
 
 import random
@@ -62,10 +63,10 @@ def _claim_all(db, max_running=None) -> list[str]:
 def test_a_single_job_of_a_second_user_goes_before_the_first_users_backlog(db):
     alice, bob = make_user(db, "alice"), make_user(db, "bob")
     a = _submit(db, alice, [f"a{i}" for i in range(30)])
-    (b,) = _submit(db, bob, ["b"], start=utcnow())                  # submitted after all of alice's
+    (b,) = _submit(db, bob, ["b"], start=utcnow())  # submitted after all of alice's
     first = claim_next_job(db, "w1")["id"]
     second = claim_next_job(db, "w2")["id"]
-    assert (first, second) == (a[0], b)            # alice has one running, bob none: bob's job is next
+    assert (first, second) == (a[0], b)  # alice has one running, bob none: bob's job is next
     assert finish_job(db, first, "succeeded", worker="w1")
     assert claim_next_job(db, "w1")["id"] == a[1]
 
@@ -76,7 +77,7 @@ def test_fewest_running_first_then_least_recently_served(db):
     b = _submit(db, bob, ["b0", "b1"])
     c = _submit(db, carol, ["c0"])
     now = utcnow()
-    with db.session() as s:      # bob was served long ago, alice recently, carol never
+    with db.session() as s:  # bob was served long ago, alice recently, carol never
         s.execute(update(User).where(User.id == alice.id).values(last_claim_at=now - timedelta(minutes=1)))
         s.execute(update(User).where(User.id == bob.id).values(last_claim_at=now - timedelta(hours=1)))
     predicted = _predicted(db)
@@ -92,7 +93,7 @@ def test_priority_orders_one_users_jobs_only(db):
     b = _submit(db, bob, ["b0", "b1"], priority=-10)
     order = _claim_all(db)
     alice_order = [j for j in order if j not in b]
-    assert alice_order == urgent + plain + low                  # higher first, then older
+    assert alice_order == urgent + plain + low  # higher first, then older
     assert order[:2] in ([urgent[0], b[0]], [b[0], urgent[0]])  # bob's low priority does not demote him
 
 
@@ -106,12 +107,12 @@ def test_positions_are_the_dispatch_order_on_random_queues(db):
         with db.session() as s:
             created = start + timedelta(seconds=rng.randrange(600))
             s.execute(update(Job).where(Job.id == job_id).values(created_at=created))
-    for i in range(5):                   # some already run, unevenly
+    for i in range(5):  # some already run, unevenly
         claim_next_job(db, f"busy{i}")
     set_limits_by_name(db, "user1", {"max_running": 3}, Quota())
     predicted = _predicted(db)
     claimed = _claim_all(db)
-    assert claimed == predicted[:len(claimed)]
+    assert claimed == predicted[: len(claimed)]
     assert count_claimable(db) == 0
     user1_running = _count(db, Job.user_id == users[1].id, Job.status == "running")
     assert user1_running <= 3
@@ -128,7 +129,7 @@ def test_a_user_at_their_running_limit_is_skipped(db):
     set_limits_by_name(db, "alice", {"max_running": 1}, Quota())
     assert claim_next_job(db, "w1")["id"] == a[0]
     assert count_claimable(db) == 0
-    assert claim_next_job(db, "w2") is None                       # alice is at her limit
+    assert claim_next_job(db, "w2") is None  # alice is at her limit
     (b,) = _submit(db, bob, ["b"])
     assert count_claimable(db) == 1
     assert claim_next_job(db, "w2")["id"] == b

@@ -2,6 +2,7 @@
 
 Each test runs on SQLite and on PostgreSQL (the ``db`` fixture).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -30,9 +31,31 @@ from store import (
 from store.models import Job, utcnow
 from tests.helpers import age, job_spec, make_user, parse_ts, race
 
-JOB_FIELDS = {"id", "type", "name", "tags", "status", "spec", "result", "error", "attempts", "progress",
-              "created_at", "started_at", "finished_at", "user", "cancel_requested", "study_id", "trial_number",
-              "params", "environment", "triage", "reproduces", "certificate", "worker"}   # docs/trust.md
+JOB_FIELDS = {
+    "id",
+    "type",
+    "name",
+    "tags",
+    "status",
+    "spec",
+    "result",
+    "error",
+    "attempts",
+    "progress",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "user",
+    "cancel_requested",
+    "study_id",
+    "trial_number",
+    "params",
+    "environment",
+    "triage",
+    "reproduces",
+    "certificate",
+    "worker",
+}  # docs/trust.md
 
 
 def test_create_and_get_job(db):
@@ -49,9 +72,9 @@ def test_create_and_get_job(db):
     assert job["spec"] == job_spec("lenet", tags=("baseline", "mnist"))
 
     assert get_job(db, job["id"], alice) == job
-    assert get_job(db, job["id"], bob) is None          # not bob's
-    assert get_job(db, job["id"], admin) == job         # admins see all
-    assert get_job(db, job["id"], None) == job          # internal callers too
+    assert get_job(db, job["id"], bob) is None  # not bob's
+    assert get_job(db, job["id"], admin) == job  # admins see all
+    assert get_job(db, job["id"], None) == job  # internal callers too
     assert get_job(db, "0" * 32, alice) is None
 
 
@@ -69,7 +92,7 @@ def test_list_filters_pagination_and_visibility(db):
         assert total >= len(jobs)
         return [j["id"] for j in jobs], total
 
-    assert ids() == ([a3["id"], a2["id"], a1["id"]], 3)                 # newest first, own jobs only
+    assert ids() == ([a3["id"], a2["id"], a1["id"]], 3)  # newest first, own jobs only
     assert ids(user=bob) == ([b1["id"]], 1)
     assert ids(user=admin)[1] == 4
     assert ids(status="running") == ([a3["id"]], 1)
@@ -78,10 +101,10 @@ def test_list_filters_pagination_and_visibility(db):
     assert ids(tag="baseline") == ([a2["id"], a1["id"]], 2)
     assert ids(tag="check", type="train") == ([], 0)
     assert ids(tag="nope") == ([], 0)
-    assert ids(search="LENET") == ([a3["id"], a1["id"]], 2)             # case-insensitive substring
-    assert ids(search="%") == ([a2["id"]], 1)                            # wildcards are literal
+    assert ids(search="LENET") == ([a3["id"], a1["id"]], 2)  # case-insensitive substring
+    assert ids(search="%") == ([a2["id"]], 1)  # wildcards are literal
     assert ids(search="t_s") == ([a3["id"]], 1)
-    assert ids(search=a1["id"][:8]) == ([a1["id"]], 1)                   # id prefix
+    assert ids(search=a1["id"][:8]) == ([a1["id"]], 1)  # id prefix
     assert ids(user=admin, search="lenet", tag="baseline") == ([b1["id"], a1["id"]], 2)
     assert ids(limit=2) == ([a3["id"], a2["id"]], 3)
     assert ids(limit=2, offset=2) == ([a1["id"]], 3)
@@ -116,9 +139,9 @@ def test_claim_race_has_exactly_one_winner(db):
 def test_finish_only_from_running_and_only_once(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
-    assert not finish_job(db, job["id"], "succeeded")                    # still queued
+    assert not finish_job(db, job["id"], "succeeded")  # still queued
     claim_job(db, job["id"], "w1")
-    assert not finish_job(db, job["id"], "succeeded", worker="w2")       # not that worker's
+    assert not finish_job(db, job["id"], "succeeded", worker="w2")  # not that worker's
     with pytest.raises(ValueError):
         finish_job(db, job["id"], "running")
     assert finish_job(db, job["id"], "succeeded", result={"test_accuracy": 0.9}, worker="w1")
@@ -161,12 +184,12 @@ def test_cancel_queued_running_and_finished(db):
     running = create_job(db, alice.id, job_spec("r"))
     claim_job(db, running["id"], "w1")
 
-    assert request_cancel(db, queued["id"], bob) is None                 # not visible to bob
+    assert request_cancel(db, queued["id"], bob) is None  # not visible to bob
     assert request_cancel(db, "0" * 32, alice) is None
     assert request_cancel(db, queued["id"], alice) == "cancelled"
     q = get_job(db, queued["id"], None)
     assert q["status"] == "cancelled" and q["finished_at"] is not None
-    assert claim_job(db, queued["id"], "w2") is None                     # a late message is dropped
+    assert claim_job(db, queued["id"], "w2") is None  # a late message is dropped
 
     assert request_cancel(db, running["id"], alice) == "requested"
     r = get_job(db, running["id"], None)
@@ -187,12 +210,12 @@ def test_reap_requeues_then_fails_after_max_attempts(db):
     jid = job["id"]
     for attempt in (1, 2):
         assert claim_job(db, jid, f"w{attempt}")["attempts"] == attempt
-        assert reap_stale_jobs(db, 60) == []                             # heartbeat is recent
+        assert reap_stale_jobs(db, 60) == []  # heartbeat is recent
         age(db, Job, Job.id == jid, 120)
         assert reap_stale_jobs(db, 60) == [(jid, "queued")]
         j = get_job(db, jid, None)
         assert j["status"] == "queued" and j["finished_at"] is None and j["error"] is None
-        assert heartbeat(db, jid, f"w{attempt}") == "lost"              # the old worker must stop
+        assert heartbeat(db, jid, f"w{attempt}") == "lost"  # the old worker must stop
     claim_job(db, jid, "w3")
     age(db, Job, Job.id == jid, 120)
     assert reap_stale_jobs(db, 60) == [(jid, "failed")]
@@ -216,7 +239,7 @@ def test_release_job_hands_back_without_counting_the_attempt(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
     claim_job(db, job["id"], "w1")
-    assert release_job(db, job["id"], "w2") is None                  # not its worker
+    assert release_job(db, job["id"], "w2") is None  # not its worker
     assert release_job(db, job["id"], "w1") == "queued"
     j = get_job(db, job["id"], None)
     assert (j["status"], j["attempts"]) == ("queued", 0)
@@ -241,7 +264,7 @@ def test_artifacts_and_finish_are_written_only_by_the_owner(db):
 def test_requeue_job(db):
     alice = make_user(db, "alice")
     job = create_job(db, alice.id, job_spec())
-    assert requeue_job(db, job["id"]) is None                            # not running
+    assert requeue_job(db, job["id"]) is None  # not running
     claim_job(db, job["id"], "w1")
     assert requeue_job(db, job["id"], worker="w2") is None
     assert requeue_job(db, job["id"], worker="w1") == "queued"
@@ -257,7 +280,6 @@ def test_queue_position_counts_and_durations(db):
     request_cancel(db, jobs[2]["id"], alice)
     assert [queue_position(db, j["id"]) for j in jobs] == [None, 1, None, 2]
     finish_job(db, jobs[0]["id"], "succeeded")
-    assert count_by_status(db) == {"queued": 2, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 1,
-                                 "pruned": 0}
+    assert count_by_status(db) == {"queued": 2, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 1, "pruned": 0}
     durations = job_durations(db)
-    assert len(durations) == 1 and 0 <= durations[0] < 60                # the never-started cancel is left out
+    assert len(durations) == 1 and 0 <= durations[0] < 60  # the never-started cancel is left out

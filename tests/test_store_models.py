@@ -2,6 +2,7 @@
 
 Each test runs on SQLite and on PostgreSQL (the ``db`` fixture).
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

@@ -1,5 +1,6 @@
 """store.studies on SQLite and PostgreSQL: racing top-ups create each trial once, the sweep's query,
 a study ends inside a top-up, cancel against top-up."""
+
 from __future__ import annotations
 
 import store
@@ -14,8 +15,12 @@ MAKE = spec_maker(validate_job_spec)
 def new_study(db, **kw):
     base = tiny_train_spec()
     base["data"]["validation_fraction"] = 0.2
-    body = {"base": base, "algorithm": "grid", "max_concurrent": 2,
-            "space": {"train.optimizer.lr": {"type": "choice", "values": [0.01, 0.02, 0.03, 0.04, 0.05]}}}
+    body = {
+        "base": base,
+        "algorithm": "grid",
+        "max_concurrent": 2,
+        "space": {"train.optimizer.lr": {"type": "choice", "values": [0.01, 0.02, 0.03, 0.04, 0.05]}},
+    }
     body.update(kw)
     spec = validate_study(body, validate_job_spec, 1)
     study, created = store.create_study(db, make_user(db, "alice").id, spec, plan, MAKE)
@@ -65,8 +70,10 @@ def test_no_trial_is_created_after_a_cancel(db):
 
 def test_a_diverged_trial_has_no_objective_and_is_never_best(db):
     study, created = new_study(db, space={"train.optimizer.lr": {"type": "choice", "values": [0.01, 9.0]}})
-    results = [{"train_loss": 0.5, "val_loss": 0.6, "epochs_completed": 1},
-               {"train_loss": None, "val_loss": None, "epochs_completed": 1}]      # non-finite losses
+    results = [
+        {"train_loss": 0.5, "val_loss": 0.6, "epochs_completed": 1},
+        {"train_loss": None, "val_loss": None, "epochs_completed": 1},
+    ]  # non-finite losses
     for job_id, value, result in zip(created, [0.5, 0.99], results, strict=True):
         assert store.claim_job(db, job_id, "w") is not None
         assert store.record_metrics(db, job_id, [("val_accuracy", 10, value)], worker="w")
@@ -74,4 +81,5 @@ def test_a_diverged_trial_has_no_objective_and_is_never_best(db):
     _, trials = store.get_study(db, study["id"], None)
     assert [t["value"] for t in trials] == [0.5, None]
     from convlab.studies.trials import best
+
     assert best(study["spec"], trials)["job_id"] == created[0]

@@ -2,6 +2,7 @@
 the live trials table (sorted by a click), best so far, parallel coordinates, overlaid curves, compare
 from selected trials, and "Sweep this" from a job page through the form to a running study.
 With ``CONVLAB_UPDATE_DOCS=1`` the study page is saved as ``docs/study-page.png``."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,16 @@ def base(epochs: int = 3) -> dict:
 
 
 def test_study_page_is_live_sortable_and_compares(page, cluster, alice, request):
-    body = {"name": "lr-width", "base": base(), "algorithm": "grid", "max_concurrent": 2,
-            "space": {"train.optimizer.lr": {"type": "choice", "values": [0.02, 0.1]},
-                      "model.layers[0].filters": {"type": "choice", "values": [2, 6]}}}
+    body = {
+        "name": "lr-width",
+        "base": base(),
+        "algorithm": "grid",
+        "max_concurrent": 2,
+        "space": {
+            "train.optimizer.lr": {"type": "choice", "values": [0.02, 0.1]},
+            "model.layers[0].filters": {"type": "choice", "values": [2, 6]},
+        },
+    }
     study = alice.request("POST", "/studies", body)
     page.goto(f"{cluster.url}/studies/{study['id']}")
     expect(page.locator("#main")).to_have_attribute("data-status", "succeeded", timeout=TIMEOUT_MS * 2)
@@ -45,7 +53,7 @@ def test_study_page_is_live_sortable_and_compares(page, cluster, alice, request)
     expect(page.locator("tr.best")).to_have_attribute("data-job-id", done["best"]["job_id"])
 
     page.click("#trials-table th[data-key=value]")
-    page.click("#trials-table th[data-key=value]")          # descending: the best value first
+    page.click("#trials-table th[data-key=value]")  # descending: the best value first
     best_value = max(t["value"] for t in done["trials"])
     expect(rows.first.locator("td").nth(6)).to_have_text(str(float(f"{best_value:.4g}")).rstrip("0").rstrip("."))
     shot(page, request, "study")

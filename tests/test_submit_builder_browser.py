@@ -1,6 +1,7 @@
 """The Submit page's model builder in a real browser (Debian's Chromium via Playwright) against the real
 service and a real worker: build a model from a single output layer with drop-downs and add/move/remove
 buttons, watch the summary follow, see an impossible kernel flagged on its layer, then submit it."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,23 +48,23 @@ def cells(page, i: int) -> list[str]:
 
 def test_build_a_model_watch_the_summary_and_submit(page, cluster, request):
     page.goto(cluster.url + "/submit?template=cnn-digits")
-    expect(row(page, 5)).to_be_visible()                   # the template's six layers are summarised
+    expect(row(page, 5)).to_be_visible()  # the template's six layers are summarised
     # From nothing: only the output layer (dense 10, softmax) is left.
     for _ in range(5):
         page.click("button[aria-label='remove layer 0']")
     expect(page.locator("#summary tr[data-layer]")).to_have_count(1)
-    expect(row(page, 0)).to_contain_text("650")             # 8·8 inputs → 10 units: 640 + 10
+    expect(row(page, 0)).to_contain_text("650")  # 8·8 inputs → 10 units: 640 + 10
     # A conv layer goes in before the output layer; its kernel is a free number, its activation a choice.
     page.select_option(".new-layer-type", "conv")
     page.click("text=Add layer")
     expect(page.locator("#summary tr[data-layer]")).to_have_count(2)
-    expect(row(page, 0)).to_contain_text("8×6×6")           # 8 filters of 3×3 on 1×8×8
+    expect(row(page, 0)).to_contain_text("8×6×6")  # 8 filters of 3×3 on 1×8×8
     assert cells(page, 0)[3] == "80"
     page.select_option("[data-path='model.layers[0].activation']", "tanh")
     page.select_option(".new-layer-type", "maxpool")
     page.click("text=Add layer")
     expect(row(page, 1)).to_contain_text("8×3×3")
-    expect(row(page, 2)).to_contain_text("730")             # 72 inputs → 10 units
+    expect(row(page, 2)).to_contain_text("730")  # 72 inputs → 10 units
     # An impossible kernel is flagged on its layer, in the summary and in the form.
     page.fill("[data-path='model.layers[0].kernel']", "9")
     expect(row(page, 0)).to_have_class("bad")
@@ -78,7 +79,7 @@ def test_build_a_model_watch_the_summary_and_submit(page, cluster, request):
     # Move the pool first and back; change its type with the drop-down.
     page.click("button[aria-label='move down layer 0']")
     expect(row(page, 0)).to_contain_text("maxpool")
-    expect(row(page, 1)).to_contain_text("8×2×2")           # the conv now sees 1×4×4
+    expect(row(page, 1)).to_contain_text("8×2×2")  # the conv now sees 1×4×4
     page.click("button[aria-label='move up layer 1']")
     expect(row(page, 0)).to_contain_text("conv")
     page.select_option("[data-path='model.layers[1].type']", "avgpool")

@@ -1,4 +1,5 @@
 """Training on real data, determinism, checkpoint/resume and cancellation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,7 +28,7 @@ def test_digits_cnn_reaches_96_percent():
     assert outcome.result["epochs_completed"] == 15
     cm = np.array(outcome.result["confusion_matrix"])
     assert cm.shape == (10, 10)
-    assert abs(cm.sum() - 0.2 * 1797) <= 10           # 20 % of each class, rounded per class
+    assert abs(cm.sum() - 0.2 * 1797) <= 10  # 20 % of each class, rounded per class
     series = {s for s, _, _ in points}
     assert {"train_loss", "val_loss", "val_accuracy"} <= series
 
@@ -77,8 +78,7 @@ def test_global_numpy_random_state_is_not_used():
     assert pa == pb
 
 
-@pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.1, "momentum": 0.9},
-                                       {"type": "adam", "lr": 0.01}])
+@pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.1, "momentum": 0.9}, {"type": "adam", "lr": 0.01}])
 def test_resume_from_checkpoint_continues_exactly(optimizer):
     """Stop after epoch 2, restore the checkpoint in a fresh process state, finish: same as uninterrupted."""
     spec = validate_job_spec(tiny_train_spec(epochs=4, optimizer=optimizer, weight_decay=1e-3))
@@ -87,9 +87,14 @@ def test_resume_from_checkpoint_continues_exactly(optimizer):
     checkpoints = {}
     stop_after = 2
     first_points = []
-    partial = run_job(spec, Hooks(on_metric=lambda *p: first_points.append(p),
-                                  on_checkpoint=lambda blob, epoch: checkpoints.__setitem__(epoch, blob),
-                                  should_stop=lambda: len(checkpoints) >= stop_after))
+    partial = run_job(
+        spec,
+        Hooks(
+            on_metric=lambda *p: first_points.append(p),
+            on_checkpoint=lambda blob, epoch: checkpoints.__setitem__(epoch, blob),
+            should_stop=lambda: len(checkpoints) >= stop_after,
+        ),
+    )
     assert partial.status == "cancelled"
     assert sorted(checkpoints) == [1, 2]
 
@@ -119,8 +124,9 @@ def test_checkpoint_mid_epoch_resumes_exactly():
 
     first = trainer()
     points = []
-    first.run(xt, yt, xv, yv, on_metric=lambda *p: points.append(p),
-              on_batch_end=lambda t: t.state.step == 7)       # stop mid-epoch 1
+    first.run(
+        xt, yt, xv, yv, on_metric=lambda *p: points.append(p), on_batch_end=lambda t: t.state.step == 7
+    )  # stop mid-epoch 1
     blob = first.checkpoint()
     second = trainer()
     second.restore(blob)
@@ -165,8 +171,9 @@ def _train_in_child(queue):
 def test_engine_runs_in_a_forked_child_after_blas_was_used():
     """Celery's prefork pool forks after the parent imported NumPy: BLAS must still work in the child."""
     import multiprocessing as mp
+
     a = np.random.default_rng(0).random((512, 512))
-    a @ a                                            # the parent's BLAS thread pool is up
+    a @ a  # the parent's BLAS thread pool is up
     expected = run_job(validate_job_spec(tiny_train_spec(epochs=1))).result["test_accuracy"]
     ctx = mp.get_context("fork")
     queue = ctx.Queue()

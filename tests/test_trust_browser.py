@@ -4,6 +4,7 @@ card of a reproduction started with the job page's button.
 
 With ``CONVLAB_UPDATE_DOCS=1`` the cards are saved as docs/triage.png and docs/certificate.png.
 """
+
 # ruff: noqa: F811  (the browser fixtures of test_dashboard_browser are imported, then taken as arguments)
 from __future__ import annotations
 
@@ -45,10 +46,11 @@ def test_triage_card_and_the_marked_curve(page, cluster, alice, request):
     assert page.locator("#triage-history tbody tr").count() == len(job["triage"]["history"])
     expect(page.locator("#triage-history tr.diverged")).to_have_count(1)
     page.wait_for_function(
-        "() => (window.convlabCharts['chart-loss'].data.get('diverged') || {xs: []}).xs.length === 1")
+        "() => (window.convlabCharts['chart-loss'].data.get('diverged') || {xs: []}).xs.length === 1"
+    )
     marked = page.evaluate("() => window.convlabCharts['chart-loss'].data.get('diverged').xs[0]")
     assert marked == job["triage"]["step"]
-    expect(page.locator("#health-card")).to_be_hidden()          # it died before its first epoch ended
+    expect(page.locator("#health-card")).to_be_hidden()  # it died before its first epoch ended
     shot(page, request, "triage")
     _save_doc(card, "triage.png")
 
@@ -61,8 +63,9 @@ def test_layer_health_and_a_certificate_from_the_reproduce_button(page, cluster,
     expect(page.locator("#health-card")).to_be_visible()
     for metric in ("weight_norm", "grad_norm", "update_ratio", "dead_relu"):
         # One line per layer (conv 0 and dense 2; dead ReLUs: the conv only), one point per epoch.
-        expect(page.locator(f"#chart-health-{metric}")).to_have_attribute("data-points",
-                                                                          "3" if metric == "dead_relu" else "6")
+        expect(page.locator(f"#chart-health-{metric}")).to_have_attribute(
+            "data-points", "3" if metric == "dead_relu" else "6"
+        )
     shot(page, request, "health")
 
     page.click("#reproduce-button")

@@ -1,6 +1,7 @@
 """Trust with real processes (gunicorn API, Celery workers): a reproduction on a second worker is
 certified bitwise, a worker with another BLAS thread count is named in the certificate, and a diverged
 job carries its triage; on the embedded default and on PostgreSQL + a private Redis."""
+
 from __future__ import annotations
 
 import io
@@ -42,12 +43,14 @@ def _certified(client, job_id: str) -> dict:
     def check():
         job = client.request("GET", f"/jobs/{job_id}")
         return job if job.get("certificate") else None
+
     return wait_for(check, 120, f"the certificate of {job_id}")
 
 
 def _weights(client, job_id: str) -> dict[str, np.ndarray]:
-    req = urllib.request.Request(f"{client.url}/api/v1/jobs/{job_id}/artifacts/weights.npz",
-                                 headers={"Authorization": f"Bearer {client.token}"})
+    req = urllib.request.Request(
+        f"{client.url}/api/v1/jobs/{job_id}/artifacts/weights.npz", headers={"Authorization": f"Bearer {client.token}"}
+    )
     with urllib.request.urlopen(req, timeout=30) as r, np.load(io.BytesIO(r.read()), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -61,8 +64,13 @@ def test_reproductions_and_triage_on_real_workers(cluster):
 
     # convlab reproduce --wait: the other worker runs it, the certificate is bitwise.
     env = {**os.environ, "CONVLAB_URL": cluster.url, "CONVLAB_TOKEN": token, "PYTHONPATH": str(ROOT)}
-    cli = subprocess.run([sys.executable, "-m", "convlab.cli", "reproduce", original["id"], "--wait"],
-                         env=env, capture_output=True, text=True, timeout=180)
+    cli = subprocess.run(
+        [sys.executable, "-m", "convlab.cli", "reproduce", original["id"], "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "verdict: bitwise" in cli.stderr
     out = json.loads(cli.stdout)
@@ -80,8 +88,7 @@ def test_reproductions_and_triage_on_real_workers(cluster):
     wait_for(lambda: not store.live_workers(cluster.store, 3), 30, "the workers to be gone")
     cluster.env["CONVLAB_BLAS_THREADS"] = "2"
     cluster.start_worker()
-    again = client.request("POST", f"/jobs/{original['id']}/reproduce", {"tolerance": 1e-5},
-                           idempotency_key="blas-2")
+    again = client.request("POST", f"/jobs/{original['id']}/reproduce", {"tolerance": 1e-5}, idempotency_key="blas-2")
     cert = _certified(client, again["id"])["certificate"]
     assert cert["environment_differences"]["blas_threads"] == {"original": 1, "reproduction": 2}
     assert "blas_threads" in cert["explaining_differences"] and cert["tolerance"] == 1e-5

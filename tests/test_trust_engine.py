@@ -1,4 +1,5 @@
 """Divergence triage and layer health in the engine (docs/trust.md)."""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,25 @@ from engine.watch import Diverged, Watch, json_safe
 
 
 def _spec(lr: float, epochs: int = 2, layers=None, loss: str = "quadratic", batch_size: int = 32) -> dict:
-    layers = layers or [{"type": "flatten"}, {"type": "dense", "units": 32, "activation": "relu"},
-                        {"type": "dense", "units": 10, "activation": "linear"}]
-    return validate_job_spec({
-        "type": "train", "name": "trust", "model": {"input_shape": [1, 8, 8], "layers": layers, "loss": loss},
-        "data": {"dataset": "digits"},
-        "train": {"epochs": epochs, "batch_size": batch_size, "seed": 0,
-                  "optimizer": {"type": "sgd", "lr": lr, "momentum": 0.9}}})
+    layers = layers or [
+        {"type": "flatten"},
+        {"type": "dense", "units": 32, "activation": "relu"},
+        {"type": "dense", "units": 10, "activation": "linear"},
+    ]
+    return validate_job_spec(
+        {
+            "type": "train",
+            "name": "trust",
+            "model": {"input_shape": [1, 8, 8], "layers": layers, "loss": loss},
+            "data": {"dataset": "digits"},
+            "train": {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "seed": 0,
+                "optimizer": {"type": "sgd", "lr": lr, "momentum": 0.9},
+            },
+        }
+    )
 
 
 def _run(spec):
@@ -34,7 +47,7 @@ def test_learning_rate_far_too_large_ends_diverged_with_a_triage():
     assert outcome.status == "failed"
     assert outcome.error.startswith("diverged")
     t = outcome.triage
-    json.dumps(t, allow_nan=False)                                 # JSON-safe all through
+    json.dumps(t, allow_nan=False)  # JSON-safe all through
     assert t["phase"] in ("forward", "backward", "update")
     assert 0 <= t["layer"] < 3 and t["layer_type"] in ("flatten", "dense")
     assert f"layer {t['layer']}" in outcome.error and t["phase"] in outcome.error
@@ -83,26 +96,31 @@ def test_large_finite_float32_is_not_divergence():
     """A float32 sum of squares overflows for entries near 1e20, but the values themselves are finite."""
     w = Watch(1)
     w.begin(1, 0)
-    with np.errstate(over="ignore"):                 # the trainer runs its steps so
+    with np.errstate(over="ignore"):  # the trainer runs its steps so
         w.activation(0, np.full(4, 1e20, dtype=np.float32))
     assert w.current["layers"][0]["activation"] == pytest.approx(2e20, rel=1e-6)
 
 
 def test_json_safe_spells_non_finite_numbers():
-    assert json_safe({"a": [np.float32(np.nan), math.inf, -math.inf, 1.5, np.int64(2)]}) == \
-        {"a": ["nan", "inf", "-inf", 1.5, 2]}
+    assert json_safe({"a": [np.float32(np.nan), math.inf, -math.inf, 1.5, np.int64(2)]}) == {
+        "a": ["nan", "inf", "-inf", 1.5, 2]
+    }
 
 
 def test_layer_health_series_equal_the_engines_own_gradients_for_one_step():
     """One epoch of one batch: the series at step 1 are those of net.loss_and_gradients at the initial weights."""
-    layers = [{"type": "conv", "filters": 4, "kernel": 3, "activation": "relu"}, {"type": "maxpool", "size": 2},
-              {"type": "dense", "units": 10, "activation": "softmax"}]
+    layers = [
+        {"type": "conv", "filters": 4, "kernel": 3, "activation": "relu"},
+        {"type": "maxpool", "size": 2},
+        {"type": "dense", "units": 10, "activation": "softmax"},
+    ]
     spec = _spec(lr=0.05, epochs=1, layers=layers, loss="cross_entropy", batch_size=2048)
     outcome, points = _run(spec)
     assert outcome.status == "succeeded"
     got = {name: (step, value) for name, step, value in points if name.startswith("layers.")}
-    assert set(got) == {f"layers.{i}.{s}" for i in (0, 2) for s in ("weight_norm", "grad_norm", "update_ratio")} \
-        | {"layers.0.dead_relu"}
+    assert set(got) == {f"layers.{i}.{s}" for i in (0, 2) for s in ("weight_norm", "grad_norm", "update_ratio")} | {
+        "layers.0.dead_relu"
+    }
     assert all(step == 1 for step, _ in got.values())
 
     # The same network, batch and order by hand.

@@ -1,4 +1,5 @@
 """Uploads' memory and size bounds, and files created private (0600)."""
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,12 @@ def npz(X, y) -> bytes:
 
 
 def upload(client, headers, data: bytes):
-    return client.post(f"{API}/datasets", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(data), "d.npz")})
+    return client.post(
+        f"{API}/datasets",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(data), "d.npz")},
+    )
 
 
 def test_the_decompressed_bound_follows_the_request_limit(settings):
@@ -36,7 +41,7 @@ def test_the_decompressed_bound_follows_the_request_limit(settings):
 class TestDecompressedBound:
     @pytest.fixture
     def settings(self, settings):
-        settings.max_request_bytes = 64 * 1024          # so the decompressed bound is 256 KiB
+        settings.max_request_bytes = 64 * 1024  # so the decompressed bound is 256 KiB
         return settings
 
     def test_a_small_file_that_inflates_past_the_bound_is_refused(self, client, headers, app_store):
@@ -47,7 +52,7 @@ class TestDecompressedBound:
         assert resp.status_code in (413, 422), resp.get_json()
         assert "262144" in resp.get_json()["error"]["message"] + str(resp.get_json()["error"]["details"])
         assert store.list_datasets(app_store, None) == []
-        small = npz(np.zeros((100, 16, 16), np.uint8), np.arange(100) % 2)       # 25 KiB inflated: fine
+        small = npz(np.zeros((100, 16, 16), np.uint8), np.arange(100) % 2)  # 25 KiB inflated: fine
         assert upload(client, headers, small).status_code == 201
 
 
@@ -65,9 +70,9 @@ def test_uploads_over_the_memory_budget_get_503_and_the_budget_comes_back(client
     assert store.list_datasets(app_store, None) == []
     ext.upload_memory.release(held)
     assert upload(client, headers, data).status_code == 201
-    assert ext.upload_memory.in_use == 0                        # released after the answer
+    assert ext.upload_memory.in_use == 0  # released after the answer
     assert upload(client, headers, b"not a zip").status_code == 422
-    assert ext.upload_memory.in_use == 0                        # and after an error
+    assert ext.upload_memory.in_use == 0  # and after an error
 
 
 def private(path) -> bool:
@@ -80,6 +85,7 @@ def test_the_sqlite_file_is_created_private(tmp_path):
         db = store.Store.from_url(f"sqlite:///{tmp_path / 'sub' / 'convlab.db'}")
         try:
             from migrations.runner import upgrade
+
             upgrade(f"sqlite:///{tmp_path / 'sub' / 'convlab.db'}")
             store.create_token(db, "alice")
             files = [p for p in (tmp_path / "sub").iterdir()]

@@ -5,6 +5,7 @@ replaced by the monitors' sweep, a duplicate finds nothing to claim.  And the
 reaper's rule that makes attempts count lost workers, not lost databases, and the
 runner's patience with an unreachable database (in-process).
 """
+
 from __future__ import annotations
 
 import time
@@ -33,8 +34,9 @@ def cluster(tmp_path):
 
 
 def _celery(cluster: Cluster):
-    return make_celery(Settings(home=cluster.home, database_url=cluster.database_url, broker_url="filesystem://",
-                                secret_key="k"))
+    return make_celery(
+        Settings(home=cluster.home, database_url=cluster.database_url, broker_url="filesystem://", secret_key="k")
+    )
 
 
 def _steps(client, job_id: str) -> list[int]:
@@ -51,7 +53,7 @@ def test_a_lost_or_unreadable_message_costs_a_sweep_not_the_job(cluster):
     queue = cluster.home / "broker" / "queue"
     messages = list(queue.glob("*.msg"))
     assert len(messages) == 1
-    messages[0].unlink()                                                      # the message is lost
+    messages[0].unlink()  # the message is lost
     (queue / "00000000000000000000_unreadable.convlab.msg").write_bytes(b"")  # what kombu #1551 leaves
 
     cluster.start_worker()
@@ -59,7 +61,8 @@ def test_a_lost_or_unreadable_message_costs_a_sweep_not_the_job(cluster):
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert _steps(client, job["id"]) == list(range(1, done["progress"]["total_steps"] + 1))
     assert [p.name for p in (cluster.home / "broker" / "claimed").iterdir()] == [
-        "00000000000000000000_unreadable.convlab.msg.bad"]
+        "00000000000000000000_unreadable.convlab.msg.bad"
+    ]
 
 
 @pytest.mark.processes
@@ -76,8 +79,11 @@ def test_duplicate_wake_ups_run_the_job_once(cluster):
     cluster.start_worker()
     done = cluster.wait_status(client, job["id"], timeout=60)
     wait_for(lambda: pending_wakeups(app) == 0, 30, "every wake-up to be consumed")
-    wait_for(lambda: cluster.log_tail("worker1", 400).count("woken up, but no job is queued") == 4, 30,
-             "the four extra wake-ups to find nothing")
+    wait_for(
+        lambda: cluster.log_tail("worker1", 400).count("woken up, but no job is queued") == 4,
+        30,
+        "the four extra wake-ups to find nothing",
+    )
     again = client.request("GET", f"/jobs/{job['id']}")
     assert again["status"] == "succeeded" and again["attempts"] == 1 and again["finished_at"] == done["finished_at"]
     assert _steps(client, job["id"]) == list(range(1, done["progress"]["total_steps"] + 1))
@@ -89,10 +95,12 @@ def test_the_reaper_waits_a_stale_period_after_a_database_outage(tmp_path, monke
     taken for a lost worker."""
     url = f"sqlite:///{tmp_path / 'convlab.db'}"
     from migrations.runner import upgrade
+
     upgrade(url)
     st = store.Store.from_url(url)
-    settings = Settings(home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k",
-                        heartbeat_s=1.0, stale_after_s=30.0)
+    settings = Settings(
+        home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k", heartbeat_s=1.0, stale_after_s=30.0
+    )
     user = store.authenticate(st, store.create_token(st, "alice"))
     job = store.create_job(st, user.id, validate_job_spec(tiny_train_spec()))
     store.claim_job(st, job["id"], "silent:1")
@@ -113,15 +121,15 @@ def test_the_reaper_waits_a_stale_period_after_a_database_outage(tmp_path, monke
 
     monkeypatch.setattr(store, "worker_heartbeat", real_beat)
     clock[0] += 1.0
-    monitor.tick()                                            # the database answers again
+    monitor.tick()  # the database answers again
     clock[0] += settings.stale_after_s - 1.0
     monitor.tick()
-    assert store.get_job(st, job["id"], None)["status"] == "running"   # not yet a whole stale period
+    assert store.get_job(st, job["id"], None)["status"] == "running"  # not yet a whole stale period
 
     clock[0] += 1.0
     assert monitor.may_reap
     monitor.tick()
-    assert store.get_job(st, job["id"], None)["status"] == "queued"    # now the silent worker is lost
+    assert store.get_job(st, job["id"], None)["status"] == "queued"  # now the silent worker is lost
     st.dispose()
 
 
@@ -133,11 +141,13 @@ def _unreachable(*args, **kwargs):
 def local(tmp_path):
     """A migrated SQLite store, settings with a short heartbeat, and a user."""
     from migrations.runner import upgrade
+
     url = f"sqlite:///{tmp_path / 'convlab.db'}"
     upgrade(url)
     st = store.Store.from_url(url)
-    settings = Settings(home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k",
-                        heartbeat_s=0.2, stale_after_s=1.0)
+    settings = Settings(
+        home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k", heartbeat_s=0.2, stale_after_s=1.0
+    )
     user = store.authenticate(st, store.create_token(st, "alice"))
     yield st, settings, user
     st.dispose()
@@ -147,6 +157,7 @@ def test_a_worker_waits_out_an_outage_with_its_job_and_counts_no_attempt(local, 
     """Progress and metric writes fail for a while (the database is restarting): the job waits,
     then finishes with one attempt, every metric point written once, nothing handed back."""
     from workers.runner import JobRunner
+
     st, settings, user = local
     job = store.create_job(st, user.id, validate_job_spec(tiny_train_spec(epochs=2)))
     failures = {"update_progress": 3, "record_metrics": 3}
@@ -158,6 +169,7 @@ def test_a_worker_waits_out_an_outage_with_its_job_and_counts_no_attempt(local, 
                 failures[_name] -= 1
                 _unreachable()
             return _real(*args, **kwargs)
+
         monkeypatch.setattr(store, name, flaky)
 
     assert JobRunner(st, settings, "me:1").run_next() == "succeeded"
@@ -173,6 +185,7 @@ def test_a_worker_stopping_before_the_database_answers_gives_its_wake_up_back(lo
     then rejects its message back to the broker) and has claimed nothing."""
     from workers.retry import Interrupted
     from workers.runner import JobRunner
+
     st, settings, user = local
     job = store.create_job(st, user.id, validate_job_spec(tiny_train_spec()))
     monitor = Monitor(st, settings, "me:1")
@@ -181,8 +194,9 @@ def test_a_worker_stopping_before_the_database_answers_gives_its_wake_up_back(lo
     def down(*args, **kwargs):
         tries.append(1)
         if len(tries) == 3:
-            monitor.stop_for_shutdown()           # SIGTERM arrives during the outage
+            monitor.stop_for_shutdown()  # SIGTERM arrives during the outage
         _unreachable()
+
     monkeypatch.setattr(store, "claim_next_job", down)
     with pytest.raises(Interrupted):
         JobRunner(st, settings, "me:1", monitor).run_next()

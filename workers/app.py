@@ -10,6 +10,7 @@ running), makes the shutdown notice before it forks, and announces a shutdown
 through it; each pool process owns a :class:`WorkerProcess`, built after the
 fork and closed when the process exits.
 """
+
 from __future__ import annotations
 
 import logging

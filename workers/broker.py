@@ -17,6 +17,7 @@ it, and the message is gone (kombu issue #1551).  Here
 Messages are wake-ups (docs/architecture.md), so even a message
 lost some other way costs seconds; this keeps it from happening at all.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,7 @@ from kombu.utils.objects import cached_property
 
 log = logging.getLogger(__name__)
 
-TRANSPORT = f"{__name__}:Transport"        # for ``broker_transport``
+TRANSPORT = f"{__name__}:Transport"  # for ``broker_transport``
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -83,7 +84,7 @@ class Channel(filesystem.Channel):
             try:
                 os.rename(os.path.join(self.data_folder_in, name), claimed)
             except FileNotFoundError:
-                continue                      # another consumer took it first
+                continue  # another consumer took it first
             try:
                 payload = claimed.read_bytes()
                 message = loads(bytes_to_str(payload))

@@ -13,6 +13,7 @@ results ignored (the database holds them), and a hard time limit below
 Redis's visibility timeout.  The embedded broker is kombu's filesystem
 transport with atomic puts and gets (``workers.broker``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "convlab"
 TASK_WAKE = "convlab.wake"
-TASK_RUN_JOB = "convlab.run_job"       # the message of versions before wake-ups: handled as a wake-up
+TASK_RUN_JOB = "convlab.run_job"  # the message of versions before wake-ups: handled as a wake-up
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -42,9 +43,9 @@ def make_celery(settings: Settings) -> Celery:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
-            "control_folder": str(folder / "control"),     # exchange bindings (default: ./control)
-            "staging_folder": str(folder / "staging"),     # written here, renamed into queue/ (atomic)
-            "claimed_folder": str(folder / "claimed"),     # a consumer renames a message here to take it
+            "control_folder": str(folder / "control"),  # exchange bindings (default: ./control)
+            "staging_folder": str(folder / "staging"),  # written here, renamed into queue/ (atomic)
+            "claimed_folder": str(folder / "claimed"),  # a consumer renames a message here to take it
             "store_processed": False,
             "polling_interval": 0.1,
         }
@@ -67,7 +68,7 @@ def make_celery(settings: Settings) -> Celery:
         # The embedded broker's URL stays filesystem://, but through our hardened transport.
         broker_transport=TRANSPORT if settings.embedded_broker else None,
         broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,       # ride out a broker restart
+        broker_connection_max_retries=None,  # ride out a broker restart
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_default_queue=QUEUE,
@@ -89,7 +90,7 @@ def publish_wakeups(app: Celery, count: int) -> None:
     if count <= 0:
         return
     with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=0)     # broker down: fail now (the caller retries later)
+        conn.ensure_connection(max_retries=0)  # broker down: fail now (the caller retries later)
         producer = conn.Producer()
         for _ in range(count):
             app.send_task(TASK_WAKE, producer=producer)
@@ -98,7 +99,7 @@ def publish_wakeups(app: Celery, count: int) -> None:
 def pending_wakeups(app: Celery) -> int:
     """How many wake-ups wait on the broker (not yet delivered to a worker)."""
     with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=0)     # not kombu's default: retry forever
+        conn.ensure_connection(max_retries=0)  # not kombu's default: retry forever
         # Not passive: Redis reports a queue with no message as missing; declaring is idempotent.
         return conn.default_channel.queue_declare(queue=QUEUE, durable=True, auto_delete=False).message_count
 

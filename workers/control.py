@@ -1,12 +1,13 @@
 """How a running job is told to stop, and why: one small object shared by the runner and the monitor."""
+
 from __future__ import annotations
 
 import threading
 
-CANCEL = "cancel"         # the user asked: finish as ``cancelled``
-LOST = "lost"             # the job is not ours any more (reaped, taken over): write nothing more
-SHUTDOWN = "shutdown"     # this process is stopping: hand the job back, its attempt not counted
-PRUNE = "prune"           # a study's pruner stopped the trial: finish as ``pruned`` (docs/studies.md)
+CANCEL = "cancel"  # the user asked: finish as ``cancelled``
+LOST = "lost"  # the job is not ours any more (reaped, taken over): write nothing more
+SHUTDOWN = "shutdown"  # this process is stopping: hand the job back, its attempt not counted
+PRUNE = "prune"  # a study's pruner stopped the trial: finish as ``pruned`` (docs/studies.md)
 
 
 class JobControl:

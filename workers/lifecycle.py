@@ -15,6 +15,7 @@ learns both without anyone having to find its pid, and a SIGTERM sent to an
 idle pool process (the old way, which made it die "with signal 15", be
 replaced, and hang the warm shutdown) is never needed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,7 +45,7 @@ class ShutdownNotice:
 
     def __init__(self) -> None:
         """Made in the main process, before it forks its pool."""
-        self._read, self._write = os.pipe()     # fork copies both ends into every pool process
+        self._read, self._write = os.pipe()  # fork copies both ends into every pool process
 
     def announce(self) -> None:
         """Main process: a shutdown begins (idempotent)."""
@@ -55,13 +56,14 @@ class ShutdownNotice:
     def watch(self, on_notice: Callable[[], None]) -> None:
         """Pool process: call ``on_notice()`` once, from a thread, when the main process stops or dies."""
         if self._write is not None:
-            os.close(self._write)       # our copy would keep the pipe open forever
+            os.close(self._write)  # our copy would keep the pipe open forever
             self._write = None
 
         def wait() -> None:
-            while os.read(self._read, 64):      # nothing is ever written: this returns at end-of-file
+            while os.read(self._read, 64):  # nothing is ever written: this returns at end-of-file
                 pass
             on_notice()
+
         threading.Thread(target=wait, name="convlab-shutdown-notice", daemon=True).start()
 
 
@@ -99,6 +101,7 @@ def stop_polling_brokers_promptly() -> None:
                 return drain(self, connection, timeout=step)
             except TimeoutError:
                 continue
+
     drain_events.stoppable = True
     PollingTransport.drain_events = drain_events
 

@@ -18,6 +18,7 @@ Every ``heartbeat_s`` (with a little jitter, so that processes do not act in ste
 The training loop runs in the task's thread; this one only touches the
 database, the broker and the job's ``JobControl``, so the two never share engine state.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,14 +44,14 @@ class Monitor:
         """``wakeups``: a :class:`workers.celery_app.Wakeups` (None: no sweep, as in unit tests)."""
         self.store, self.settings, self.worker = st, settings, worker
         self.wakeups = wakeups
-        self.shutting_down = threading.Event()       # set once this process is asked to exit
+        self.shutting_down = threading.Event()  # set once this process is asked to exit
         self._lock = threading.Lock()
         self._job: JobControl | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="convlab-monitor", daemon=True)
         # A thread of its own: a broker that hangs must never delay a heartbeat.
         self._sweeper = threading.Thread(target=self._sweep_loop, name="convlab-wakeups", daemon=True)
-        self._healthy_since: float | None = None     # monotonic time of the first success after a failure
+        self._healthy_since: float | None = None  # monotonic time of the first success after a failure
         self._db_down_logged = False
         self._broker_ok = True
         self.studies = StudyKeeper(st, settings)
@@ -78,7 +79,7 @@ class Monitor:
         with self._lock:
             self._job = control
         if self.shutting_down.is_set():
-            control.stop(SHUTDOWN)              # the signal came between the claim and now
+            control.stop(SHUTDOWN)  # the signal came between the claim and now
         self.tick(reap=False)
 
     def unwatch(self) -> None:
@@ -135,15 +136,18 @@ class Monitor:
         if not unreachable(exc):
             log.exception("monitor %s: round failed", self.worker)
         elif not self._db_down_logged:
-            log.warning("monitor %s: database unreachable (%s); no reaping until it has been back for %.0f s",
-                        self.worker, summary(exc), self.settings.stale_after_s)
+            log.warning(
+                "monitor %s: database unreachable (%s); no reaping until it has been back for %.0f s",
+                self.worker,
+                summary(exc),
+                self.settings.stale_after_s,
+            )
         self._db_down_logged = True
 
     def _beat(self) -> None:
         with self._lock:
             job = self._job
-        store.worker_heartbeat(self.store, self.worker, socket.gethostname(), os.getpid(),
-                               job.job_id if job else None)
+        store.worker_heartbeat(self.store, self.worker, socket.gethostname(), os.getpid(), job.job_id if job else None)
         if job is None:
             return
         state = store.heartbeat(self.store, job.job_id, self.worker)
@@ -177,8 +181,12 @@ class Monitor:
             if unreachable(exc):
                 self._database_failed(exc)
             elif self._broker_ok:
-                log.warning("monitor %s: cannot top up wake-ups (%s: %s); retrying every heartbeat",
-                            self.worker, type(exc).__name__, exc)
+                log.warning(
+                    "monitor %s: cannot top up wake-ups (%s: %s); retrying every heartbeat",
+                    self.worker,
+                    type(exc).__name__,
+                    exc,
+                )
             self._broker_ok = False
             return
         if not self._broker_ok:

@@ -6,6 +6,7 @@ told to stop; it logs one line when the outage starts and one when it ends,
 not a traceback per attempt.  Only errors that mean "unreachable" are retried;
 anything else (a constraint violated, a bug) is raised at once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,9 @@ def summary(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0] if text else ''}"
 
 
-def patiently(fn: Callable[[], T], what: str, stop: threading.Event, cap_s: float = 2.0,
-              deadline_s: float | None = None) -> T:
+def patiently(
+    fn: Callable[[], T], what: str, stop: threading.Event, cap_s: float = 2.0, deadline_s: float | None = None
+) -> T:
     """``fn()``, retried while the database is unreachable, with exponential backoff up to ``cap_s``.
 
     Raises :class:`Interrupted` if ``stop`` is set while waiting (or once

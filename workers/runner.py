@@ -9,6 +9,7 @@ wake-up or a running job, instead of dropping it or handing it back through a
 dead connection.  Writes of a running job are fenced: each one checks, in its
 own transaction, that the job still runs on this worker.
 """
+
 from __future__ import annotations
 
 import logging
@@ -104,9 +105,13 @@ class JobRunner:
             # a job already running on this slot is then the one we claimed.
             own = not first[0]
             first[0] = False
-            return store.claim_next_job(self.store, self.worker, resume_own=own,
-                                        max_running=self.settings.max_running_jobs,
-                                        alive_s=self.settings.worker_alive_s)
+            return store.claim_next_job(
+                self.store,
+                self.worker,
+                resume_own=own,
+                max_running=self.settings.max_running_jobs,
+                alive_s=self.settings.worker_alive_s,
+            )
 
         job = self._db(claim, "claiming the next job")
         if job is None:
@@ -137,8 +142,12 @@ class JobRunner:
             if created and self.monitor is not None and self.monitor.wakeups is not None:
                 publish_wakeups(self.monitor.wakeups.app, len(created))
         except Exception as exc:  # noqa: BLE001 - the sweep tops up and publishes what this missed
-            log.warning("study %s: top-up after a trial failed (%s: %s); the sweep will do it",
-                        study_id, type(exc).__name__, exc)
+            log.warning(
+                "study %s: top-up after a trial failed (%s: %s); the sweep will do it",
+                study_id,
+                type(exc).__name__,
+                exc,
+            )
 
     def _run_claimed(self, job: dict, control: JobControl) -> str | None:
         job_id = job["id"]
@@ -149,45 +158,57 @@ class JobRunner:
                 raise JobLost()
 
         def write_metrics(points: list) -> bool:
-            return self._db(lambda: store.record_metrics(self.store, job_id, points, worker=self.worker),
-                            f"job {job_id}: metrics", control.event) is not None
+            return (
+                self._db(
+                    lambda: store.record_metrics(self.store, job_id, points, worker=self.worker),
+                    f"job {job_id}: metrics",
+                    control.event,
+                )
+                is not None
+            )
 
         metrics = MetricBuffer(write_metrics, self.settings.metrics_flush_s)
         pruned_at: list[int] = []
 
         def on_checkpoint(blob: bytes, epoch: int) -> None:
-            metrics.flush()                               # points before the checkpoint are never lost
-            fenced(lambda: store.save_artifact(self.store, job_id, CHECKPOINT, blob, worker=self.worker),
-                   "checkpoint")                          # never overwrite the new owner's checkpoint
+            metrics.flush()  # points before the checkpoint are never lost
+            fenced(
+                lambda: store.save_artifact(self.store, job_id, CHECKPOINT, blob, worker=self.worker), "checkpoint"
+            )  # never overwrite the new owner's checkpoint
             # Never at the last epoch: a trial that ran to its end is complete, not pruned.
             if job.get("study_id") and epoch < job["spec"]["train"]["epochs"] and self._prune_now(job_id, control):
                 pruned_at.append(epoch)
 
         def on_progress(epoch: int, step: int, total: int) -> None:
-            fenced(lambda: store.update_progress(self.store, job_id, epoch, step, total, worker=self.worker),
-                   "progress")
+            fenced(
+                lambda: store.update_progress(self.store, job_id, epoch, step, total, worker=self.worker), "progress"
+            )
 
-        hooks = Hooks(on_metric=metrics.add, on_progress=on_progress, on_checkpoint=on_checkpoint,
-                      should_stop=control.stopped)
+        hooks = Hooks(
+            on_metric=metrics.add, on_progress=on_progress, on_checkpoint=on_checkpoint, should_stop=control.stopped
+        )
         try:
             env = environment(self.worker)
             fenced(lambda: store.set_environment(self.store, job_id, env, self.worker), "environment")
-            checkpoint = self._db(lambda: store.load_artifact(self.store, job_id, CHECKPOINT),
-                                  f"job {job_id}: checkpoint", control.event)
+            checkpoint = self._db(
+                lambda: store.load_artifact(self.store, job_id, CHECKPOINT), f"job {job_id}: checkpoint", control.event
+            )
             if checkpoint is not None:
                 log.info("job %s resumes from its checkpoint", job_id)
-            outcome = run_job(job["spec"], hooks, checkpoint=checkpoint,
-                              resolve_dataset=lambda name: self._dataset(name, control))
-            metrics.flush()                               # a cancelled job keeps its points too
+            outcome = run_job(
+                job["spec"], hooks, checkpoint=checkpoint, resolve_dataset=lambda name: self._dataset(name, control)
+            )
+            metrics.flush()  # a cancelled job keeps its points too
         except (JobLost, Interrupted):
-            outcome = None                                # stopped in a write: see control.reason
-            if control.reason is None:                    # a refused write: the job was taken away
+            outcome = None  # stopped in a write: see control.reason
+            if control.reason is None:  # a refused write: the job was taken away
                 control.stop(LOST)
         except (DatasetError, SpecError, ValueError) as exc:
             return self._finish(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         except SoftTimeLimitExceeded:
-            return self._finish(job_id, "failed",
-                                error=f"time limit exceeded ({self.settings.task_time_limit_s} s per run)")
+            return self._finish(
+                job_id, "failed", error=f"time limit exceeded ({self.settings.task_time_limit_s} s per run)"
+            )
         except Exception as exc:
             log.exception("job %s failed", job_id)
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
@@ -200,7 +221,7 @@ class JobRunner:
             return self._finish(job_id, "pruned", result=result, artifacts=artifacts)
         if outcome is None or outcome.status == "cancelled":
             return self._stopped(job_id, control)
-        if outcome.status == "failed":                    # diverged: the triage says where and why
+        if outcome.status == "failed":  # diverged: the triage says where and why
             return self._finish(job_id, "failed", error=outcome.error, triage=outcome.triage)
         artifacts = {WEIGHTS: outcome.weights} if outcome.weights is not None else None
         control.finishing = True
@@ -226,8 +247,12 @@ class JobRunner:
             return None
         if why == SHUTDOWN:
             try:
-                status = self._db(lambda: store.release_job(self.store, job_id, self.worker),
-                                  f"job {job_id}: hand-back", threading.Event(), deadline_s=self.RELEASE_DEADLINE_S)
+                status = self._db(
+                    lambda: store.release_job(self.store, job_id, self.worker),
+                    f"job {job_id}: hand-back",
+                    threading.Event(),
+                    deadline_s=self.RELEASE_DEADLINE_S,
+                )
             except Interrupted:
                 log.warning("job %s: could not hand it back (database unreachable); the reaper will", job_id)
                 return None
@@ -235,13 +260,22 @@ class JobRunner:
             return None
         return self._finish(job_id, "cancelled")
 
-    def _finish(self, job_id: str, status: str, result=None, error=None, artifacts=None,
-                triage=None) -> str | None:
+    def _finish(self, job_id: str, status: str, result=None, error=None, artifacts=None, triage=None) -> str | None:
         """Write the terminal status once (with the weights, in one transaction); None if the job was no longer ours."""
         try:
-            written = self._db(lambda: store.finish_job(self.store, job_id, status, result=result, error=error,
-                                                        worker=self.worker, artifacts=artifacts, triage=triage),
-                               f"job {job_id}: finish")
+            written = self._db(
+                lambda: store.finish_job(
+                    self.store,
+                    job_id,
+                    status,
+                    result=result,
+                    error=error,
+                    worker=self.worker,
+                    artifacts=artifacts,
+                    triage=triage,
+                ),
+                f"job {job_id}: finish",
+            )
         except Interrupted:
             log.warning("job %s: stopping before %s could be written; the reaper takes it back", job_id, status)
             return None
@@ -257,8 +291,9 @@ class JobRunner:
 
     def _dataset(self, dataset_id: str, control: JobControl):
         """An uploaded dataset, read from the database (every worker host reaches it)."""
-        data = self._db(lambda: store.load_dataset_bytes(self.store, dataset_id),
-                        f"dataset {dataset_id}", control.event)
+        data = self._db(
+            lambda: store.load_dataset_bytes(self.store, dataset_id), f"dataset {dataset_id}", control.event
+        )
         if data is None:
             raise DatasetError(f"dataset {dataset_id!r} does not exist")
         return load_npz(data, self.dataset_limits, name=dataset_id)

@@ -6,6 +6,7 @@ trials as stored, asks it one question (the next parameters; prune this
 trial now?) and drops it.  Optuna is imported on first use: a worker that
 never sees a study never pays for the import.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,11 +26,12 @@ class Observation:
     params: dict[str, Any]
     state: str
     value: float | None = None
-    steps: dict[int, float] = field(default_factory=dict)     # epoch (1-based) -> objective at its end
+    steps: dict[int, float] = field(default_factory=dict)  # epoch (1-based) -> objective at its end
 
 
 def _optuna():
     import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -55,8 +57,12 @@ def _finite(x: float | None) -> bool:
 
 def _frozen(optuna, obs: Observation, dists: dict, system_attrs: dict | None = None):
     """``obs`` as an Optuna FrozenTrial; a complete one without a finite value counts as failed."""
-    state = {COMPLETE: optuna.trial.TrialState.COMPLETE, PRUNED: optuna.trial.TrialState.PRUNED,
-             FAILED: optuna.trial.TrialState.FAIL, RUNNING: optuna.trial.TrialState.RUNNING}[obs.state]
+    state = {
+        COMPLETE: optuna.trial.TrialState.COMPLETE,
+        PRUNED: optuna.trial.TrialState.PRUNED,
+        FAILED: optuna.trial.TrialState.FAIL,
+        RUNNING: optuna.trial.TrialState.RUNNING,
+    }[obs.state]
     value = obs.value
     if state == optuna.trial.TrialState.COMPLETE and not _finite(value):
         state, value = optuna.trial.TrialState.FAIL, None
@@ -64,9 +70,14 @@ def _frozen(optuna, obs: Observation, dists: dict, system_attrs: dict | None = N
         value = None
     steps = {k: v for k, v in obs.steps.items() if v is not None}
     params = {k: v for k, v in obs.params.items() if k in dists}
-    return optuna.trial.create_trial(state=state, value=value, params=params,
-                                     distributions={k: dists[k] for k in params},
-                                     intermediate_values=steps, system_attrs=system_attrs or {})
+    return optuna.trial.create_trial(
+        state=state,
+        value=value,
+        params=params,
+        distributions={k: dists[k] for k in params},
+        intermediate_values=steps,
+        system_attrs=system_attrs or {},
+    )
 
 
 def _study(optuna, study: Mapping, sampler=None, pruner=None):
@@ -92,7 +103,7 @@ def next_params(study: Mapping, history: Sequence[Observation], number: int) -> 
     else:
         sampler = optuna.samplers.RandomSampler(seed=_seed(study, number))
     opt = _study(optuna, study, sampler=sampler)
-    if study["algorithm"] == "tpe":           # random sampling ignores the history: skip rebuilding it
+    if study["algorithm"] == "tpe":  # random sampling ignores the history: skip rebuilding it
         for obs in history:
             opt.add_trial(_frozen(optuna, obs, dists))
     trial = opt.ask(dists)
@@ -101,10 +112,12 @@ def next_params(study: Mapping, history: Sequence[Observation], number: int) -> 
 
 def _pruner(optuna, options: Mapping):
     if options["type"] == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=options["n_startup_trials"],
-                                           n_warmup_steps=options["n_warmup_steps"])
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=options["min_resource"],
-                                                  reduction_factor=options["reduction_factor"])
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=options["n_startup_trials"], n_warmup_steps=options["n_warmup_steps"]
+        )
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=options["min_resource"], reduction_factor=options["reduction_factor"]
+    )
 
 
 def _rung_attrs(options: Mapping, steps: Mapping[int, float], before: int | None) -> dict:
@@ -133,11 +146,14 @@ def should_prune(study: Mapping, siblings: Sequence[Observation], own: Mapping[i
     opt = _study(optuna, study, pruner=_pruner(optuna, options))
     for obs in siblings:
         if obs.steps:
-            opt.add_trial(_frozen(optuna, Observation({}, obs.state, obs.value, obs.steps), {},
-                                  _rung_attrs(options, obs.steps, None)))
+            opt.add_trial(
+                _frozen(
+                    optuna, Observation({}, obs.state, obs.value, obs.steps), {}, _rung_attrs(options, obs.steps, None)
+                )
+            )
     last = max(own)
     steps = {k: (v if v is not None else float("nan")) for k, v in own.items()}
     opt.add_trial(_frozen(optuna, Observation({}, RUNNING, None, {}), {}, _rung_attrs(options, steps, last)))
-    for epoch, value in steps.items():     # create_trial drops nan; report them on the running trial
+    for epoch, value in steps.items():  # create_trial drops nan; report them on the running trial
         opt._storage.set_trial_intermediate_value(opt.trials[-1]._trial_id, epoch, value)
     return bool(opt.pruner.prune(opt, opt.trials[-1]))

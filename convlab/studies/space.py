@@ -6,6 +6,7 @@ Every trial spec a study can make is checked before the study is accepted:
 grid studies check every combination, the others every corner of the space
 (each dimension at its ends, each choice value); see docs/studies.md.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,19 +21,18 @@ from engine.errors import SpecError
 ALGORITHMS = ("grid", "random", "tpe")
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform", "int_uniform")
 PRUNERS = ("none", "median", "asha")
-METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}   # per-epoch series -> natural direction
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}  # per-epoch series -> natural direction
 DIRECTIONS = ("maximize", "minimize")
 
 MAX_DIMENSIONS = 16
 MAX_CHOICES = 64
-MAX_TRIALS = 1000            # configurations
+MAX_TRIALS = 1000  # configurations
 MAX_SEEDS = 10
-MAX_JOBS = 2000              # trial jobs of one study (configurations x seeds)
+MAX_JOBS = 2000  # trial jobs of one study (configurations x seeds)
 MAX_CONCURRENT = 256
-MAX_CORNERS = 4096           # trial specs checked at submission
+MAX_CORNERS = 4096  # trial specs checked at submission
 
-_FIELDS = {"name", "base", "space", "algorithm", "objective", "max_trials", "max_concurrent", "seeds",
-           "pruner", "seed"}
+_FIELDS = {"name", "base", "space", "algorithm", "objective", "max_trials", "max_concurrent", "seeds", "pruner", "seed"}
 _TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
 
@@ -153,8 +153,11 @@ def _check_pruner(errs: list, pruner: Any) -> dict | None:
     if not isinstance(pruner, Mapping) or pruner.get("type") not in PRUNERS:
         errs.append(("pruner.type", f"must be one of {', '.join(PRUNERS)}"))
         return None
-    options = {"none": {}, "median": {"n_startup_trials": (1, 0, 100), "n_warmup_steps": (0, 0, 1000)},
-               "asha": {"min_resource": (1, 1, 1000), "reduction_factor": (3, 2, 100)}}[pruner["type"]]
+    options = {
+        "none": {},
+        "median": {"n_startup_trials": (1, 0, 100), "n_warmup_steps": (0, 0, 1000)},
+        "asha": {"min_resource": (1, 1, 1000), "reduction_factor": (3, 2, 100)},
+    }[pruner["type"]]
     out = {"type": pruner["type"]}
     for extra in sorted(set(pruner) - set(options) - {"type"}):
         errs.append((f"pruner.{extra}", f"unknown field for pruner {pruner['type']}"))
@@ -273,16 +276,34 @@ def validate_study(body: Any, validate: Callable[[dict], dict], workers: int) ->
         errs.append(("max_trials", f"required for {algorithm}"))
     if max_trials and max_trials * seeds > MAX_JOBS:
         errs.append(("seeds", f"max_trials x seeds = {max_trials * seeds} trial jobs; at most {MAX_JOBS}"))
-    corners = corner_params(space) if not errs and math.prod(
-        len(d["values"]) if d["type"] == "choice" else 2 for d in space.values()) <= MAX_CORNERS else None
+    corners = (
+        corner_params(space)
+        if not errs
+        and math.prod(len(d["values"]) if d["type"] == "choice" else 2 for d in space.values()) <= MAX_CORNERS
+        else None
+    )
     if corners is None and not errs:
-        errs.append(("space", f"too many corners to check before starting (more than {MAX_CORNERS}); "
-                              "use fewer choice values or dimensions"))
+        errs.append(
+            (
+                "space",
+                f"too many corners to check before starting (more than {MAX_CORNERS}); "
+                "use fewer choice values or dimensions",
+            )
+        )
     if errs:
         fail()
-    study = {"name": name, "base": dict(base), "space": space, "algorithm": algorithm,
-             "objective": {"metric": metric, "direction": direction}, "max_trials": max_trials,
-             "max_concurrent": max_concurrent, "seeds": seeds, "pruner": pruner, "seed": seed}
+    study = {
+        "name": name,
+        "base": dict(base),
+        "space": space,
+        "algorithm": algorithm,
+        "objective": {"metric": metric, "direction": direction},
+        "max_trials": max_trials,
+        "max_concurrent": max_concurrent,
+        "seeds": seeds,
+        "pruner": pruner,
+        "seed": seed,
+    }
     seen: set[tuple[str, str]] = set()
     for params in corners:
         try:

@@ -1,6 +1,7 @@
 """Topping a study up, the one way every caller does it (the API on create, the worker that finished a
 trial, every worker's sweep): plan with the sampler, validate the trial specs, insert, and say which
 trials were queued so the caller can publish their wake-ups (docs/studies.md)."""
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ order, random and tpe ones from Optuna's sampler rebuilt from the
 configurations so far.  It never asks for more than ``max_concurrent``
 active trials or ``max_trials x seeds`` in all.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ from engine.errors import SpecError
 from . import sampler
 from .space import grid_params, trial_spec
 
-_STATE = {"succeeded": sampler.COMPLETE, "pruned": sampler.PRUNED, "failed": sampler.FAILED,
-          "cancelled": sampler.FAILED, "queued": sampler.RUNNING, "running": sampler.RUNNING}
+_STATE = {
+    "succeeded": sampler.COMPLETE,
+    "pruned": sampler.PRUNED,
+    "failed": sampler.FAILED,
+    "cancelled": sampler.FAILED,
+    "queued": sampler.RUNNING,
+    "running": sampler.RUNNING,
+}
 
 
 def _finite(x: Any) -> bool:
@@ -43,12 +50,17 @@ def configurations(study: Mapping, trials: list[dict]) -> list[dict[str, Any]]:
         members = groups[index]
         values = [t["value"] for t in members]
         complete = len(members) == seeds and all(t["status"] == "succeeded" and _finite(t["value"]) for t in members)
-        out.append({
-            "index": index, "params": members[0]["params"], "job_ids": [t["job_id"] for t in members],
-            "statuses": [t["status"] for t in members], "complete": complete,
-            "mean": statistics.fmean(values) if complete else None,
-            "std": statistics.stdev(values) if complete and len(values) > 1 else (0.0 if complete else None),
-        })
+        out.append(
+            {
+                "index": index,
+                "params": members[0]["params"],
+                "job_ids": [t["job_id"] for t in members],
+                "statuses": [t["status"] for t in members],
+                "complete": complete,
+                "mean": statistics.fmean(values) if complete else None,
+                "std": statistics.stdev(values) if complete and len(values) > 1 else (0.0 if complete else None),
+            }
+        )
     return out
 
 
@@ -64,8 +76,14 @@ def best(study: Mapping, trials: list[dict]) -> dict[str, Any] | None:
     top = max(configs, key=lambda c: (sign * c["mean"], -c["index"]))
     by_id = {t["job_id"]: t for t in trials}
     job_id = max(top["job_ids"], key=lambda j: sign * by_id[j]["value"])
-    return {"job_id": job_id, "params": top["params"], "value": top["mean"], "std": top["std"],
-            "seeds": len(top["job_ids"]), "configuration": top["index"]}
+    return {
+        "job_id": job_id,
+        "params": top["params"],
+        "value": top["mean"],
+        "std": top["std"],
+        "seeds": len(top["job_ids"]),
+        "configuration": top["index"],
+    }
 
 
 def _observations(study: Mapping, trials: list[dict]) -> list[sampler.Observation]:
@@ -76,9 +94,8 @@ def _observations(study: Mapping, trials: list[dict]) -> list[sampler.Observatio
             state = sampler.COMPLETE
         else:
             states = {_STATE[s] for s in c["statuses"]}
-            state = next(s for s in (sampler.RUNNING, sampler.FAILED, sampler.PRUNED, sampler.COMPLETE)
-                         if s in states)
-            if state == sampler.COMPLETE:      # every seed succeeded, one without a finite value: diverged
+            state = next(s for s in (sampler.RUNNING, sampler.FAILED, sampler.PRUNED, sampler.COMPLETE) if s in states)
+            if state == sampler.COMPLETE:  # every seed succeeded, one without a finite value: diverged
                 state = sampler.FAILED
         obs.append(sampler.Observation(c["params"], state, c["mean"]))
     return obs
@@ -107,12 +124,14 @@ def plan(study: dict, trials: list[dict]) -> list[tuple[int, dict, int]]:
 
 def spec_maker(validate: Callable[[dict], dict]) -> Callable[[dict, dict, int, int], tuple[dict, str | None]]:
     """The ``make`` of a top-up: the validated trial spec, or the raw one and why it is invalid."""
+
     def make(study: dict, params: dict, seed_index: int, number: int) -> tuple[dict, str | None]:
         raw = trial_spec(study, params, seed_index, number)
         try:
             return validate(raw), None
         except SpecError as exc:
             return raw, f"invalid trial spec: {exc}"
+
     return make
 
 
@@ -121,6 +140,9 @@ def should_prune(study: Mapping, trials: list[dict], job_id: str) -> bool:
     own = next((t for t in trials if t["job_id"] == job_id), None)
     if own is None or study["pruner"]["type"] == "none":
         return False
-    siblings = [sampler.Observation(t["params"], _STATE[t["status"]], t["value"], t["steps"])
-                for t in trials if t["job_id"] != job_id and t["status"] in ("succeeded", "pruned", "running")]
+    siblings = [
+        sampler.Observation(t["params"], _STATE[t["status"]], t["value"], t["steps"])
+        for t in trials
+        if t["job_id"] != job_id and t["status"] in ("succeeded", "pruned", "running")
+    ]
     return sampler.should_prune(study, siblings, own["steps"])

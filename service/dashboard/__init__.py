@@ -7,14 +7,14 @@ routes to it: ``auth`` (sign in/out, session user, CSRF), ``pages`` (HTML),
 does.  Everything it serves (uPlot included) comes from its own
 ``static/`` folder, so it works offline under ``default-src 'self'``.
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, Flask
 
 from convlab.names import TERMINAL_STATUSES
 
-bp = Blueprint("dashboard", __name__, template_folder="templates",
-               static_folder="static", static_url_path="/assets")
+bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
 
 # Imported for their routes (they use ``bp``).
 from . import auth, downloads, live, pages, studies, submit, trust, tryit  # noqa: E402,F401

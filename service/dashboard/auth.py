@@ -8,6 +8,7 @@ out, or revoking or expiring that token, ends it at once, even for a copied
 cookie.  The user goes into ``g.user``; pages without one redirect to the
 sign-in page, the JSON and event endpoints answer 401.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -36,12 +37,12 @@ def require_user():
     """Load ``g.user`` from the session, check CSRF on posts, and send strangers to sign in."""
     g.user = None
     if request.endpoint == "dashboard.static":
-        return None                 # stylesheets and scripts are the same for everyone
+        return None  # stylesheets and scripts are the same for everyone
     session_id = session.get(SESSION_ID)
     if isinstance(session_id, str):
         g.user = store.session_user(convlab().store, session_id)
         if g.user is None:
-            session.clear()             # signed out elsewhere, or its token was revoked or expired
+            session.clear()  # signed out elsewhere, or its token was revoked or expired
     csrf.check()
     if g.user is None and request.endpoint not in PUBLIC:
         if request.method == "GET" and request.accept_mimetypes.accept_html:
@@ -59,7 +60,7 @@ def login():
     if request.method == "POST":
         user = store.authenticate(convlab().store, request.form.get("token", "").strip())
         if user is not None:
-            session.clear()             # nothing from before the sign-in survives it
+            session.clear()  # nothing from before the sign-in survives it
             session[SESSION_ID] = store.start_session(convlab().store, user.token_id)
             csrf.rotate()
             return redirect(next_url or url_for("dashboard.jobs"))

@@ -4,6 +4,7 @@ Forms carry it in the hidden field ``csrf_token``; the pages' ``fetch`` calls
 send it as ``X-CSRF-Token`` (read from ``<meta name="csrf-token">``).  Every
 POST to the dashboard is checked; the session cookie alone is never enough.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -36,5 +37,8 @@ def check() -> None:
     expected = session.get(FIELD)
     sent = request.headers.get(HEADER) or request.form.get(FIELD)
     if not expected or not sent or not hmac.compare_digest(expected.encode(), sent.encode()):
-        abort(400, description="The form has expired or did not come from this site (CSRF token "
-                               "missing or wrong). Reload the page and try again.")
+        abort(
+            400,
+            description="The form has expired or did not come from this site (CSRF token "
+            "missing or wrong). Reload the page and try again.",
+        )

@@ -1,4 +1,5 @@
 """What a job page offers to download or draw: weights, metrics (CSV, JSON), first-layer kernels."""
+
 from __future__ import annotations
 
 import csv
@@ -15,13 +16,16 @@ from ..extension import convlab
 from . import bp
 from .live import visible_job
 
-MAX_KERNELS, MAX_CHANNELS = 64, 4       # what the kernel picture shows at most
+MAX_KERNELS, MAX_CHANNELS = 64, 4  # what the kernel picture shows at most
 
 
 def _attachment(data: bytes | str, filename: str, mimetype: str) -> Response:
     """``data`` as a download named ``filename``."""
-    return Response(data, mimetype=mimetype, headers={
-        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+    return Response(
+        data,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
 
 
 @bp.get(f"/jobs/<job_id>/{WEIGHTS}")

@@ -1,5 +1,6 @@
 """What the pages read while they are open: the jobs table and workers as JSON (polled),
 and one Server-Sent Events stream per job (status, progress, new metric points)."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,9 @@ from .present import job_summary
 
 PAGE_SIZE = 50
 DEFAULT_POINTS, MAX_POINTS = 2000, 20_000
-POLL_S = 0.5                # how often a stream looks at the job
-KEEPALIVE_S = 5.0           # a comment this often finds closed connections and keeps proxies open
-STREAM_LIFETIME_S = 600     # then the stream ends and EventSource reconnects (after RETRY_MS)
+POLL_S = 0.5  # how often a stream looks at the job
+KEEPALIVE_S = 5.0  # a comment this often finds closed connections and keeps proxies open
+STREAM_LIFETIME_S = 600  # then the stream ends and EventSource reconnects (after RETRY_MS)
 RETRY_MS = 2000
 # A live stream holds one server thread (gunicorn gthread: 16 per process) for its lifetime.
 # Past this many in one process a stream sends one snapshot and closes: the browser
@@ -35,7 +36,7 @@ RETRY_MS = 2000
 MAX_STREAMS = 10
 BUSY_RETRY_MS = 3000
 STREAMS_KEY = "convlab.live_streams"
-RESET_EVERY_S = 2.0         # a downsampled series is re-sent whole at most this often
+RESET_EVERY_S = 2.0  # a downsampled series is re-sent whole at most this often
 
 
 class LiveStreams:
@@ -93,26 +94,43 @@ def job_filters(args) -> dict[str, Any]:
         page = max(1, min(int(args.get("page", 1)), 10**6))
     except ValueError:
         page = 1
-    return {"status": status if status in store.STATUSES else None,
-            "type": job_type if job_type in JOB_TYPES else None,
-            "tag": _storable(args.get("tag") or "").strip()[:64] or None,
-            "search": _storable(args.get("search") or "").strip()[:200] or None,
-            "page": page}
+    return {
+        "status": status if status in store.STATUSES else None,
+        "type": job_type if job_type in JOB_TYPES else None,
+        "tag": _storable(args.get("tag") or "").strip()[:64] or None,
+        "search": _storable(args.get("search") or "").strip()[:200] or None,
+        "page": page,
+    }
 
 
 def jobs_page(filters: dict[str, Any]) -> dict[str, Any]:
     """One page of the jobs table, with the counts the page shows and whether any worker is alive."""
     ext = convlab()
     offset = (filters["page"] - 1) * PAGE_SIZE
-    jobs, total = store.list_jobs(ext.store, g.user, status=filters["status"], type=filters["type"],
-                                  tag=filters["tag"], search=filters["search"], limit=PAGE_SIZE, offset=offset)
-    positions = store.queue_positions(ext.store, [j["id"] for j in jobs if j["status"] == "queued"],
-                                      ext.settings.max_running_jobs)
+    jobs, total = store.list_jobs(
+        ext.store,
+        g.user,
+        status=filters["status"],
+        type=filters["type"],
+        tag=filters["tag"],
+        search=filters["search"],
+        limit=PAGE_SIZE,
+        offset=offset,
+    )
+    positions = store.queue_positions(
+        ext.store, [j["id"] for j in jobs if j["status"] == "queued"], ext.settings.max_running_jobs
+    )
     etas = queue_etas(ext.store, ext.settings.worker_alive_s, positions)
     rows = [job_summary(j, positions.get(j["id"]), queue_eta_s=etas.get(j["id"])) for j in jobs]
     workers = store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)
-    return {"jobs": rows, "total": total, "offset": offset, "page_size": PAGE_SIZE,
-            "filters": filters, "workers_alive": len(workers)}
+    return {
+        "jobs": rows,
+        "total": total,
+        "offset": offset,
+        "page_size": PAGE_SIZE,
+        "filters": filters,
+        "workers_alive": len(workers),
+    }
 
 
 @bp.get("/jobs.json")
@@ -125,8 +143,11 @@ def jobs_json():
 def workers_json():
     """Live workers with their heartbeat age and current job."""
     ext = convlab()
-    return {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)}, 200, \
-        {"Cache-Control": "no-store"}
+    return (
+        {"workers": store.live_workers(ext.store, ext.settings.worker_alive_s, viewer=g.user)},
+        200,
+        {"Cache-Control": "no-store"},
+    )
 
 
 def _max_points() -> int:
@@ -152,8 +173,13 @@ def _sse(event: str, data: Any) -> str:
 
 def _changes(state: dict[str, Any]) -> tuple:
     """What, when it changes, is worth an event (a job state's status, progress, place in line)."""
-    return (state["status"], state["progress"]["step"], state["progress"]["epoch"], state["cancel_requested"],
-            state["queue_position"])
+    return (
+        state["status"],
+        state["progress"]["step"],
+        state["progress"]["epoch"],
+        state["cancel_requested"],
+        state["queue_position"],
+    )
 
 
 class MetricsFeed:
@@ -208,7 +234,7 @@ def event_response(job: dict[str, Any]) -> Response:
     user, db, feed = g.user, ext.store, MetricsFeed(ext.store, job_id, _max_points())
     settings = ext.settings
     streams: LiveStreams = current_app.extensions[STREAMS_KEY]
-    database = database_state()         # the generator runs outside the app context
+    database = database_state()  # the generator runs outside the app context
 
     def snapshot() -> Iterator[str]:
         yield f"retry: {BUSY_RETRY_MS}\n\n"
@@ -246,7 +272,7 @@ def event_response(job: dict[str, Any]) -> Response:
                 return
             time.sleep(POLL_S)
             current = store.get_job(db, job_id, user)
-            if current is None:         # deleted, or no longer visible
+            if current is None:  # deleted, or no longer visible
                 break
             state = job_state(db, current, settings)
             if _changes(state) != seen:
@@ -258,5 +284,6 @@ def event_response(job: dict[str, Any]) -> Response:
                 yield ": keepalive\n\n"
         yield _sse("end", {"status": None if current is None else current["status"]})
 
-    return Response(stream(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return Response(
+        stream(), mimetype="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

@@ -1,5 +1,6 @@
 """The dashboard's pages.  Each renders its frame and first data on the server; the page's
 script keeps it live from ``live``'s JSON and event endpoints."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,16 @@ def ablation_partner(job: dict[str, Any]) -> dict[str, Any] | None:
         return None
     candidates, _ = store.list_jobs(convlab().store, g.user, type="gradcheck", limit=200)
     rotate = job["spec"]["gradcheck"]["rotate_kernels"]
-    return next((c for c in candidates if c["id"] != job["id"] and c["spec"]["model"] == job["spec"]["model"]
-                 and c["spec"]["gradcheck"]["rotate_kernels"] != rotate), None)
+    return next(
+        (
+            c
+            for c in candidates
+            if c["id"] != job["id"]
+            and c["spec"]["model"] == job["spec"]["model"]
+            and c["spec"]["gradcheck"]["rotate_kernels"] != rotate
+        ),
+        None,
+    )
 
 
 @bp.get("/jobs/<job_id>")
@@ -47,8 +56,9 @@ def job(job_id: str):
     """One job: live curves, result, kernels or gradient-check report, actions, spec and error."""
     job = visible_job(job_id)
     state = job_state(convlab().store, job, convlab().settings)
-    return render_template("job.html", job=job, state=state,
-                           spec_json=json.dumps(job["spec"], indent=2), partner=ablation_partner(job))
+    return render_template(
+        "job.html", job=job, state=state, spec_json=json.dumps(job["spec"], indent=2), partner=ablation_partner(job)
+    )
 
 
 @bp.post("/jobs/<job_id>/cancel")
@@ -56,9 +66,12 @@ def cancel(job_id: str):
     """Cancel the job (queued: now; running: at its next heartbeat), then back to its page."""
     outcome = store.request_cancel(convlab().store, job_id, g.user)
     if outcome is None:
-        visible_job(job_id)             # 404
-    messages = {"cancelled": "Cancelled.", "requested": "Cancel requested: the job stops at its next heartbeat.",
-                "finished": "The job had already finished."}
+        visible_job(job_id)  # 404
+    messages = {
+        "cancelled": "Cancelled.",
+        "requested": "Cancel requested: the job stops at its next heartbeat.",
+        "finished": "The job had already finished.",
+    }
     flash(messages[outcome], "warning" if outcome == "finished" else "info")
     return redirect(url_for("dashboard.job", job_id=job_id))
 
@@ -69,7 +82,7 @@ def delete(job_id: str):
     a running job is not deleted: cancel it first."""
     outcome = store.delete_job(convlab().store, job_id, g.user)
     if outcome is None:
-        visible_job(job_id)             # 404
+        visible_job(job_id)  # 404
     if outcome == "running":
         flash("The job is running: cancel it first, then delete it once it has stopped.", "warning")
         return redirect(url_for("dashboard.job", job_id=job_id))

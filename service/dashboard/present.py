@@ -1,5 +1,6 @@
 """How jobs and numbers are shown: one summary per job (the table, the job page and the
 live streams all use it) and the template filters that format times and numbers."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,12 @@ def parse_time(value: str | None) -> datetime | None:
     return None if not value else datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def job_summary(job: dict[str, Any], queue_position: int | None = None,
-                now: datetime | None = None, queue_eta_s: float | None = None) -> dict[str, Any]:
+def job_summary(
+    job: dict[str, Any],
+    queue_position: int | None = None,
+    now: datetime | None = None,
+    queue_eta_s: float | None = None,
+) -> dict[str, Any]:
     """What a row of the jobs table shows, computed once on the server.
 
     ``fraction`` is the share of steps done (0..1, None when unknown);
@@ -35,12 +40,22 @@ def job_summary(job: dict[str, Any], queue_position: int | None = None,
     if job["status"] == "running" and duration and fraction and 0 < fraction < 1:
         eta = duration * (1 - fraction) / fraction
     return {
-        "id": job["id"], "name": job["name"], "type": job["type"], "status": job["status"],
-        "tags": job["tags"], "user": job.get("user"), "attempts": job["attempts"],
-        "created_at": job["created_at"], "started_at": job["started_at"], "finished_at": job["finished_at"],
-        "progress": progress, "fraction": fraction, "eta_s": eta,
+        "id": job["id"],
+        "name": job["name"],
+        "type": job["type"],
+        "status": job["status"],
+        "tags": job["tags"],
+        "user": job.get("user"),
+        "attempts": job["attempts"],
+        "created_at": job["created_at"],
+        "started_at": job["started_at"],
+        "finished_at": job["finished_at"],
+        "progress": progress,
+        "fraction": fraction,
+        "eta_s": eta,
         "duration_s": None if duration is None else max(0.0, duration),
-        "queue_position": queue_position, "queue_eta_s": queue_eta_s,
+        "queue_position": queue_position,
+        "queue_eta_s": queue_eta_s,
         "cancel_requested": job.get("cancel_requested", False),
     }
 

@@ -1,5 +1,6 @@
 """The dashboard's study pages: the list, one study (live trials table, best so far, parallel
 coordinates, overlaid validation curves), and a form to start a study, e.g. "sweep this" from a job."""
+
 from __future__ import annotations
 
 import json
@@ -56,9 +57,11 @@ def cancel_study(study_id: str):
     """Cancel the study (queued trials now, running ones at their next heartbeat), back to its page."""
     outcome = store.cancel_study(convlab().store, study_id, g.user)
     if outcome is None:
-        _study(study_id)                   # 404
-    flash("Study cancelled." if outcome == "cancelled" else "The study had already finished.",
-          "info" if outcome == "cancelled" else "warning")
+        _study(study_id)  # 404
+    flash(
+        "Study cancelled." if outcome == "cancelled" else "The study had already finished.",
+        "info" if outcome == "cancelled" else "warning",
+    )
     return redirect(url_for("dashboard.study", study_id=study_id))
 
 
@@ -71,10 +74,15 @@ def sweep_of(job: dict | None) -> dict:
         base = {k: v for k, v in job["spec"].items() if k not in SWEEP_FIELDS}
         name = f"sweep of {job['name']}"[:150]
     lr = ((base.get("train") or {}).get("optimizer") or {}).get("lr", 0.1)
-    return {"name": name, "base": base, "algorithm": "grid",
-            "space": {"train.optimizer.lr": {"type": "choice", "values": [round(lr / 3, 6), lr, round(lr * 3, 6)]}},
-            "objective": {"metric": "val_accuracy", "direction": "maximize"}, "seeds": 1,
-            "pruner": {"type": "none"}}
+    return {
+        "name": name,
+        "base": base,
+        "algorithm": "grid",
+        "space": {"train.optimizer.lr": {"type": "choice", "values": [round(lr / 3, 6), lr, round(lr * 3, 6)]}},
+        "objective": {"metric": "val_accuracy", "direction": "maximize"},
+        "seeds": 1,
+        "pruner": {"type": "none"},
+    }
 
 
 @bp.get("/studies/new")
@@ -99,8 +107,9 @@ def create_study():
     def create(idem):
         workers = len(store.live_workers(ext.store, ext.settings.worker_alive_s))
         spec = validate_study(body, validate, workers)
-        created_study, created = store.create_study(ext.store, g.user.id, spec, plan, spec_maker(validate),
-                                                    ext.settings.max_attempts, idempotency=idem)
+        created_study, created = store.create_study(
+            ext.store, g.user.id, spec, plan, spec_maker(validate), ext.settings.max_attempts, idempotency=idem
+        )
         for job_id in created:
             try:
                 ext.publish(job_id)

@@ -1,6 +1,7 @@
 """The Submit page: templates from ``convlab/examples/``, a form and a JSON editor, and the post that
 submits one spec or a batch of them (the ablation pair): all validated first, then each
 stored and published as the API does."""
+
 from __future__ import annotations
 
 import importlib.resources
@@ -29,8 +30,11 @@ TEMPLATES = (
     ("cnn-digits", "Small CNN on digits", ("cnn-digits",)),
     ("lenet-mnist", "LeNet on MNIST-5k", ("lenet-mnist",)),
     ("gradcheck", "Gradient check", ("gradcheck",)),
-    ("ablation-pair", "Gradient check ablation pair (rotated vs rotate_kernels: false)",
-     ("gradcheck", "gradcheck-ablation")),
+    (
+        "ablation-pair",
+        "Gradient check ablation pair (rotated vs rotate_kernels: false)",
+        ("gradcheck", "gradcheck-ablation"),
+    ),
 )
 MAX_BATCH = 8
 # What the builder puts in a new layer (or optimizer) of each type: valid values to edit from.
@@ -48,12 +52,21 @@ OPTIMIZER_DEFAULTS = {"sgd": {"type": "sgd", "lr": 0.1, "momentum": 0.9}, "adam"
 def builder_choices() -> dict[str, Any]:
     """The builder's drop-downs (the spec's own vocabularies; datasets: built-in and the user's uploads)
     and what a new layer or optimizer of each type starts as."""
-    uploads = [{"value": d["id"], "label": f"{d['name']} ({d['id'][:8]}…)"}
-               for d in store.list_datasets(convlab().store, g.user)]
-    return {"job_type": list(JOB_TYPES), "layer_type": list(LAYER_TYPES), "activation": list(ACTIVATIONS),
-            "loss": list(LOSSES), "optimizer": list(OPTIMIZERS), "dtype": list(DTYPES),
-            "dataset": [{"value": name, "label": name} for name in BUILTIN_DATASETS] + uploads,
-            "layer_defaults": LAYER_DEFAULTS, "optimizer_defaults": OPTIMIZER_DEFAULTS}
+    uploads = [
+        {"value": d["id"], "label": f"{d['name']} ({d['id'][:8]}…)"}
+        for d in store.list_datasets(convlab().store, g.user)
+    ]
+    return {
+        "job_type": list(JOB_TYPES),
+        "layer_type": list(LAYER_TYPES),
+        "activation": list(ACTIVATIONS),
+        "loss": list(LOSSES),
+        "optimizer": list(OPTIMIZERS),
+        "dtype": list(DTYPES),
+        "dataset": [{"value": name, "label": name} for name in BUILTIN_DATASETS] + uploads,
+        "layer_defaults": LAYER_DEFAULTS,
+        "optimizer_defaults": OPTIMIZER_DEFAULTS,
+    }
 
 
 def templates() -> list[dict[str, Any]]:
@@ -75,10 +88,14 @@ def submit_page():
     if source:
         initial = visible_job(source)["spec"]
     # json.dumps keeps each spec's own key order (type, name, model...), which the form follows.
-    return render_template("submit.html", templates=templates(), templates_json=json.dumps(templates()),
-                           choices_json=json.dumps(builder_choices()),
-                           initial_json=None if initial is None else json.dumps(initial),
-                           template=request.args.get("template", "cnn-digits"))
+    return render_template(
+        "submit.html",
+        templates=templates(),
+        templates_json=json.dumps(templates()),
+        choices_json=json.dumps(builder_choices()),
+        initial_json=None if initial is None else json.dumps(initial),
+        template=request.args.get("template", "cnn-digits"),
+    )
 
 
 @bp.post("/submit/summary")
@@ -120,11 +137,10 @@ def submit():
                 valid.append(validate(raw))
             except SpecError as err:
                 prefix = f"[{i}]." if len(specs) > 1 else ""
-                details += [{"path": (prefix + d["path"]).rstrip("."), "message": d["message"]}
-                            for d in err.details]
+                details += [{"path": (prefix + d["path"]).rstrip("."), "message": d["message"]} for d in err.details]
         if details:
             raise SpecError(details)
-        return answer(enqueue(valid, g.user, idempotency))      # a batch: all stored, or none
+        return answer(enqueue(valid, g.user, idempotency))  # a batch: all stored, or none
 
     def replay(ids: list[str]):
         return answer([visible_job(job_id) for job_id in ids])

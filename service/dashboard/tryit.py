@@ -1,6 +1,7 @@
 """The job page's "try it" panel: predictions for a drawing, and the gallery of test images the
 network gets wrong.  Both run the API's code (``service.predict_api``, ``service.predictions``)
 with the dashboard's session and CSRF token instead of an API token (docs/predictions.md)."""
+
 from __future__ import annotations
 
 from ..params import json_object
@@ -9,7 +10,7 @@ from ..predictions import mistakes
 from . import bp
 from .live import visible_job
 
-GALLERY = 48                # mistakes shown at most (the count of all of them is sent too)
+GALLERY = 48  # mistakes shown at most (the count of all of them is sent too)
 
 
 @bp.post("/jobs/<job_id>/predict")
