@@ -166,3 +166,13 @@ def run_in_process(spec: dict, blas_threads: int, hooks=None):
 
     with threadpool_limits(limits=blas_threads):
         return run_job(validate_job_spec(spec), hooks) if hooks is not None else run_job(validate_job_spec(spec))
+
+
+def sse_events(text: str) -> list[tuple[str, dict]]:
+    """The ``(event, data)`` pairs of a Server-Sent Events body (comments and keep-alives left out)."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":") and ": " in line)
+        if "event" in fields:
+            out.append((fields["event"], json.loads(fields["data"])))
+    return out

@@ -16,12 +16,15 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 from sqlalchemy import create_engine
 
-from tests.cluster import free_port, redis_server_binary, wait_for
+from tests.cluster import Cluster, free_port, redis_server_binary, wait_for
+from tests.helpers import skip_or_fail
 
 PG_BIN = Path(os.environ.get("CONVLAB_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
@@ -205,3 +208,27 @@ class PrivateRedis:
         self.stop()
         if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def cluster_on(backend: str, home: Path, pg_databases, workers: int = 2) -> Iterator[Cluster]:
+    """The API and ``workers`` Celery workers on ``backend``, stopped (and their servers removed) on exit.
+
+    ``"embedded"``: SQLite and the filesystem broker under ``home``; ``"distributed"``: a fresh
+    database on the test PostgreSQL (``pg_databases``, the conftest fixture's factory) and a
+    private Redis of its own.
+    """
+    redis_server = None
+    if backend == "embedded":
+        cluster = Cluster(home, f"sqlite:///{home / 'convlab.db'}")
+    else:
+        if redis_server_binary() is None:
+            skip_or_fail("redis-server is not installed")
+        redis_server = PrivateRedis().start()
+        cluster = Cluster(home, pg_databases(), redis_server.url)
+    try:
+        yield cluster.start(workers=workers)
+    finally:
+        cluster.stop()
+        if redis_server is not None:
+            redis_server.remove()

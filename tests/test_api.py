@@ -10,8 +10,8 @@ import json
 import pytest
 
 import store
-from helpers import tiny_train_spec
 from service.schemas import ERROR
+from tests.helpers import tiny_train_spec
 
 API = "/api/v1"
 

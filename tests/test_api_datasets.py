@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import store
-from helpers import tiny_train_spec
 from test_api import API, assert_error, paths
+from tests.helpers import tiny_train_spec
 
 
 def npz(n: int = 40, side: int = 12, classes: int = 4, **arrays) -> bytes:

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 import store
-from helpers import tiny_train_spec
 from store.models import IdempotencyKey, utcnow
 from test_api import API, assert_error
 from test_api_datasets import npz, upload
 from test_api_outage import database_gone
 from test_dashboard import Dashboard
+from tests.helpers import tiny_train_spec
 
 KEY = "Idempotency-Key"
 

@@ -11,8 +11,8 @@ import pytest
 import store
 from engine import Network
 from engine.jobs import weights_to_bytes
-from helpers import tiny_train_spec
 from test_api import API, assert_error, paths
+from tests.helpers import tiny_train_spec
 
 
 def submit(client, headers, **fields) -> dict:

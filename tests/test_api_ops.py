@@ -14,8 +14,8 @@ from referencing.jsonschema import DRAFT202012
 
 import store
 from engine.spec import job_spec_schema
-from helpers import tiny_train_spec
 from test_api import API, assert_error
+from tests.helpers import tiny_train_spec
 
 OPENAPI_URI = "urn:convlab:openapi"
 

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import store
 from engine.spec import validate_job_spec
-from helpers import tiny_train_spec
 from test_api import API
+from tests.helpers import tiny_train_spec
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

@@ -18,10 +18,10 @@ import store
 from convlab.config import Settings
 from engine import Network
 from engine.jobs import run_job, weights_from_bytes, weights_to_bytes
-from helpers import tiny_train_spec
 from service.predict_inputs import area_matrix
 from service.predictions import CACHE_KEY, LoadedModel, ModelCache
 from test_api import API, assert_error, paths
+from tests.helpers import tiny_train_spec
 
 RNG = np.random.default_rng(11)
 

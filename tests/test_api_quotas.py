@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 import store
-from helpers import parse_ts, tiny_train_spec
 from store.models import Base, Job
 from test_api import API, assert_error, paths
 from test_api_datasets import npz, upload
 from tests.conftest import BACKENDS, sqlite_copy
+from tests.helpers import parse_ts, tiny_train_spec
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 import store
 from engine.shapes import estimate_batch_memory
 from engine.spec import validate_job_spec
-from helpers import example, tiny_train_spec
 from test_api import API, assert_error
+from tests.helpers import example, sse_events, tiny_train_spec
 
 SUMMARY = f"{API}/specs/summary"
 
@@ -91,15 +89,6 @@ def test_summary_stores_nothing(client, headers, app_store):
 # ------------------------------------------------------------------ the API's event stream
 
 
-def _events(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":") and ": " in line)
-        if "event" in fields:
-            out.append((fields["event"], json.loads(fields["data"])))
-    return out
-
-
 def test_event_stream_with_a_token(client, headers, app_store, auth):
     job = client.post(f"{API}/jobs", json=tiny_train_spec(), headers=headers).get_json()
     store.record_metrics(app_store, job["id"], [("train_loss", s, 1.0 / s) for s in range(1, 6)])
@@ -107,7 +96,7 @@ def test_event_stream_with_a_token(client, headers, app_store, auth):
     assert store.finish_job(app_store, job["id"], "succeeded", result={"test_accuracy": 0.5}, worker="w")
     resp = client.get(f"{API}/jobs/{job['id']}/events", headers=headers)
     assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
-    events = _events(resp.get_data(as_text=True))
+    events = sse_events(resp.get_data(as_text=True))
     assert [e for e, _ in events] == ["job", "series", "end"]
     assert events[0][1]["result"] == {"test_accuracy": 0.5}
     assert [p[0] for p in events[1][1]["series"]["train_loss"]] == [1, 2, 3, 4, 5]

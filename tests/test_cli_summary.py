@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from convlab.cli import main
-from helpers import example, tiny_train_spec
+from tests.helpers import example, tiny_train_spec
 
 
 def _run(capsys, tmp_path, spec, *args) -> tuple[int, str, str]:

@@ -18,7 +18,7 @@ from service.dashboard.live import MetricsFeed
 from service.dashboard.pages import spec_differences
 from service.dashboard.present import job_summary
 from service.dashboard.submit import templates
-from tests.helpers import example, tiny_train_spec
+from tests.helpers import example, sse_events, tiny_train_spec
 
 XSS = "<script>alert(1)</script>"
 
@@ -322,22 +322,13 @@ def test_weights_and_first_layer_kernels(dash, app_store, auth):
 # --- live streams ---------------------------------------------------------------------------------
 
 
-def _events(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":") and ": " in line)
-        if "event" in fields:
-            out.append((fields["event"], json.loads(fields["data"])))
-    return out
-
-
 def test_event_stream_of_a_finished_job(dash, app_store, auth):
     job = _job(app_store, auth, name=XSS)
     store.record_metrics(app_store, job["id"], [("train_loss", s, 1.0 / s) for s in range(1, 11)])
     _finish(app_store, job["id"], result={"test_accuracy": 0.9})
     response = dash.client.get(f"/jobs/{job['id']}/events", headers={"Accept": "text/event-stream"})
     assert response.mimetype == "text/event-stream"
-    events = _events(response.get_data(as_text=True))
+    events = sse_events(response.get_data(as_text=True))
     assert [e for e, _ in events] == ["job", "series", "end"]
     assert events[0][1]["status"] == "succeeded" and events[0][1]["result"] == {"test_accuracy": 0.9}
     assert len(events[1][1]["series"]["train_loss"]) == 10
@@ -347,15 +338,15 @@ def test_metrics_feed_sends_only_new_points_then_whole_downsampled_series(app_st
     job = _job(app_store, auth)
     store.record_metrics(app_store, job["id"], [("train_loss", s, 1.0) for s in range(1, 6)])
     feed = MetricsFeed(app_store, job["id"], max_points=100)
-    first = _events("".join(feed.events()))
+    first = sse_events("".join(feed.events()))
     assert first[0][0] == "series" and len(first[0][1]["series"]["train_loss"]) == 5
     assert list(feed.events()) == []
     store.record_metrics(app_store, job["id"], [("train_loss", s, 1.0) for s in range(6, 9)])
-    new = _events("".join(feed.events()))
+    new = sse_events("".join(feed.events()))
     assert new == [("points", {"series": {"train_loss": [[6, 1.0], [7, 1.0], [8, 1.0]]}})]
     # Past max_points the series comes downsampled, whole, with its spike.
     store.record_metrics(app_store, job["id"], [("train_loss", s, 99.0 if s == 500 else 1.0) for s in range(9, 1001)])
-    final = _events("".join(feed.events(final=True)))
+    final = sse_events("".join(feed.events(final=True)))
     assert final[0][0] == "series" and final[0][1]["downsampled"]
     points = final[0][1]["series"]["train_loss"]
     assert len(points) <= 100 and max(v for _, v in points) == 99.0

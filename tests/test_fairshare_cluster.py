@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from store.models import Job, User
-from tests.cluster import Cluster, wait_for
-from tests.helpers import skip_or_fail, tiny_train_spec
-from tests.private_servers import PrivateRedis, redis_server_binary
+from tests.cluster import wait_for
+from tests.helpers import tiny_train_spec
+from tests.private_servers import cluster_on
 
 pytestmark = pytest.mark.processes  # gunicorn and Celery workers
 
@@ -25,20 +25,8 @@ BATCH = 30
 @pytest.fixture(scope="module", params=["embedded", "distributed"])
 def cluster(request, tmp_path_factory):
     home = tmp_path_factory.mktemp(f"fairshare-{request.param}")
-    redis = None
-    if request.param == "embedded":
-        c = Cluster(home, f"sqlite:///{home / 'convlab.db'}")
-    else:
-        if redis_server_binary() is None:
-            skip_or_fail("redis-server is not installed")
-        redis = PrivateRedis().start()
-        c = Cluster(home, request.getfixturevalue("pg_databases")(), redis.url)
-    try:
-        yield c.start(workers=2)
-    finally:
-        c.stop()
-        if redis is not None:
-            redis.remove()
+    with cluster_on(request.param, home, lambda: request.getfixturevalue("pg_databases")()) as c:
+        yield c
 
 
 def _claims(cluster) -> list[tuple[str, str, object, object, int]]:

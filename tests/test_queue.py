@@ -7,8 +7,6 @@ away cannot write its metrics any more.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -27,7 +25,7 @@ from store import (
     request_cancel,
 )
 from store.models import Job, utcnow
-from tests.helpers import job_spec, make_user
+from tests.helpers import job_spec, make_user, race
 
 
 def _submitted(db, n: int, prefix: str = "job") -> list[str]:
@@ -39,18 +37,6 @@ def _submitted(db, n: int, prefix: str = "job") -> list[str]:
         for i, job_id in enumerate(ids):
             s.execute(update(Job).where(Job.id == job_id).values(created_at=start + timedelta(seconds=i)))
     return ids
-
-
-def _race(n: int, fn):
-    """Run ``fn(i)`` in ``n`` threads released together; return their results."""
-    barrier = threading.Barrier(n)
-
-    def go(i):
-        barrier.wait(timeout=10)
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(go, range(n)))
 
 
 def test_jobs_are_claimed_in_submission_order(db):
@@ -83,7 +69,7 @@ def test_cancelled_jobs_are_skipped(db):
 def test_concurrent_claimers_share_no_job_and_leave_none(db):
     """Twelve claimers, eight jobs: each job is claimed exactly once, by one claimer, one attempt."""
     ids = _submitted(db, 8)
-    results = _race(12, lambda i: claim_next_job(db, f"host:{i}"))
+    results = race(12, lambda i: claim_next_job(db, f"host:{i}"))
     won = [r["id"] for r in results if r is not None]
     assert sorted(won) == sorted(ids)
     assert results.count(None) == 4

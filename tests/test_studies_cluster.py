@@ -10,9 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.cluster import Cluster, wait_for
+from tests.cluster import wait_for
 from tests.helpers import tiny_train_spec
-from tests.private_servers import PrivateRedis
+from tests.private_servers import cluster_on
 
 pytestmark = pytest.mark.processes  # gunicorn and Celery workers
 
@@ -23,17 +23,8 @@ FILTERS = [2, 4]
 @pytest.fixture(scope="module", params=["embedded", "distributed"])
 def cluster(request, tmp_path_factory):
     home = tmp_path_factory.mktemp(f"studies-{request.param}")
-    redis_server = None
-    if request.param == "embedded":
-        c = Cluster(home, f"sqlite:///{home / 'convlab.db'}")
-    else:
-        redis_server = PrivateRedis().start()
-        c = Cluster(home, request.getfixturevalue("pg_databases")(), redis_server.url)
-    c.start(workers=2)
-    yield c
-    c.stop()
-    if redis_server is not None:
-        redis_server.remove()
+    with cluster_on(request.param, home, lambda: request.getfixturevalue("pg_databases")()) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import store
-from tests.cluster import ROOT, Cluster, wait_for
-from tests.private_servers import PrivateRedis
+from tests.cluster import ROOT, wait_for
+from tests.private_servers import cluster_on
 from tests.test_trust_api import DIVERGING, SMALL
 
 pytestmark = pytest.mark.processes
@@ -25,18 +25,8 @@ pytestmark = pytest.mark.processes
 
 @pytest.fixture(params=["embedded", "distributed"])
 def cluster(request, tmp_path):
-    redis = None
-    if request.param == "embedded":
-        c = Cluster(tmp_path, f"sqlite:///{tmp_path / 'convlab.db'}")
-    else:
-        redis = PrivateRedis().start()
-        c = Cluster(tmp_path, request.getfixturevalue("pg_databases")(), redis.url)
-    try:
-        yield c.start(workers=2)
-    finally:
-        c.stop()
-        if redis is not None:
-            redis.remove()
+    with cluster_on(request.param, tmp_path, lambda: request.getfixturevalue("pg_databases")()) as c:
+        yield c
 
 
 def _certified(client, job_id: str) -> dict:
