@@ -1,4 +1,4 @@
-"""Comparing a run with its reproduction: the certificate of SPEC §7 (docs/trust.md).
+"""Comparing a run with its reproduction: the certificate (docs/trust.md).
 
 Everything two runs of one spec produce is compared: every metric point
 (step by step, non-finite points by their kind), every weight, and the
@@ -121,7 +121,7 @@ def _points(run: Run, name: str) -> dict[int, object]:
 
 
 def certify(original: Run, reproduction: Run, tolerance: float) -> dict:
-    """The certificate (SPEC §7) of ``reproduction`` against ``original``."""
+    """The certificate (docs/trust.md) of ``reproduction`` against ``original``."""
     t = _Tally(tolerance)
     t.number("status", None, original.status, reproduction.status)
     for name in sorted(set(original.metrics) | set(reproduction.metrics)):

@@ -1,4 +1,4 @@
-"""Where a run happens: the facts that can change its numbers (SPEC §7, docs/trust.md).
+"""Where a run happens: the facts that can change its numbers (docs/trust.md).
 
 A reproduction certificate names the differences between two runs'
 environments; the BLAS library, its version and its thread count matter

@@ -168,7 +168,7 @@ def _train_result(net: Network, trainer: Trainer, splits: dict) -> dict:
     confusion = np.zeros((classes, classes), dtype=np.int64)
     test_loss = test_acc = None
     if len(x_test):
-        test_loss, test_acc, pred = net.evaluate(x_test, y_test)
+        test_loss, test_acc, pred = net.evaluate(x_test, y_test, trainer.batch_size)
         np.add.at(confusion, (y_test, pred), 1)
     return json_safe(
         {

@@ -180,12 +180,17 @@ class Network:
         """
         return [s for layer, cache in zip(self.layers[start:], caches, strict=True) for s in layer.signature(cache)]
 
-    def predict(self, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Last-layer activations (N, units) for many samples x (N, C, H, W), in batches to bound memory."""
+    def predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Last-layer activations (N, units) for many samples x (N, C, H, W), ``batch_size`` at a time.
+
+        Callers pass the batch size the job was admitted with (or less): the spec's memory
+        estimate bounds one batch, so no phase of a job may hold more samples at once.
+        """
         return np.concatenate([self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> tuple[float, float, np.ndarray]:
-        """Mean loss, accuracy and predicted labels over a whole split (x (N, C, H, W), y (N,))."""
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float, np.ndarray]:
+        """Mean loss, accuracy and predicted labels over a whole split (x (N, C, H, W), y (N,)),
+        ``batch_size`` samples at a time: the training batch, whose memory the spec was admitted with."""
         total, predictions = 0.0, []
         for i in range(0, len(x), batch_size):
             out, caches = self.forward_cached(x[i : i + batch_size])

@@ -151,7 +151,7 @@ class Trainer:
             st.order = None
             self._keep_finite()
             if x_val is not None and len(x_val):
-                val_loss, val_acc, _ = self.net.evaluate(x_val, y_val)
+                val_loss, val_acc, _ = self.net.evaluate(x_val, y_val, self.batch_size)
                 st.history.update(val_loss=val_loss, val_accuracy=val_acc)
                 stop = bool(emit("val_loss", st.step, val_loss)) | bool(emit("val_accuracy", st.step, val_acc))
             if on_epoch_end is not None:

@@ -1,4 +1,4 @@
-"""The triage report of a diverged training run (docs/trust.md, SPEC §7).
+"""The triage report of a diverged training run (docs/trust.md).
 
 Built once, after :class:`~engine.watch.Diverged` stopped a run: where the
 first non-finite value appeared, the per-layer norms of the last steps (the
@@ -144,7 +144,7 @@ def _growth(history: list[dict]) -> tuple[float | None, int]:
 def build_triage(
     exc: Diverged, net: Network, spec: dict, history: list[dict], last_finite: tuple[int, dict[str, np.ndarray]] | None
 ) -> dict:
-    """The triage report of SPEC §7 for a run stopped by ``exc`` (with ``exc.batch`` attached by the trainer)."""
+    """The triage report (docs/trust.md) for a run stopped by ``exc`` (with ``exc.batch`` attached by the trainer)."""
     train = spec["train"]
     lr = train["optimizer"].get("lr")
     x, y = getattr(exc, "batch", (None, None))

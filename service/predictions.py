@@ -43,6 +43,7 @@ class LoadedModel:
     job_id: str
     net: Network
     nbytes: int
+    batch_size: int  # the job's training batch: its spec was admitted for that many samples at once
     lock: threading.Lock = field(default_factory=threading.Lock)
     mistakes: dict | None = None  # the gallery, computed once
 
@@ -128,16 +129,18 @@ def trained_model(job: dict[str, Any]) -> LoadedModel:
             raise ApiError(409, f"the job {state} and has no trained weights yet")
         net = Network.from_spec(job["spec"]["model"], seed=0, dtype=job["spec"]["train"]["dtype"])
         net.load_params(weights_from_bytes(blob))
-        return LoadedModel(job["id"], net, sum(p.nbytes for p in net.params.values()))
+        nbytes = sum(p.nbytes for p in net.params.values())
+        return LoadedModel(job["id"], net, nbytes, job["spec"]["train"]["batch_size"])
 
     return model_cache().get(job["id"], load)
 
 
 def forward(model: LoadedModel, x: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """The last layer's activations for ``x`` (N, C, H, W), in the job's dtype, ``chunk`` samples at a time."""
+    """The last layer's activations for ``x`` (N, C, H, W), in the job's dtype, at most ``chunk`` samples at
+    a time, and never more than the job's training batch (what its memory estimate admitted)."""
     # A diverged network overflows: its NaNs are answered as null, not logged as warnings per request.
     with model.lock, np.errstate(all="ignore"):
-        return model.net.predict(x, batch_size=chunk)
+        return model.net.predict(x, batch_size=min(chunk, model.batch_size))
 
 
 def predict(job: dict[str, Any], x: np.ndarray) -> dict[str, list]:
@@ -176,9 +179,9 @@ def mistakes(job: dict[str, Any], limit: int) -> dict[str, Any]:
     model = trained_model(job)
     if model.mistakes is None:
         x, y = test_split(job)
-        # Batches of 512 in the job's dtype, as the job's own evaluation ran (Network.evaluate):
+        # In the job's dtype and training batches, as the job's own evaluation ran (Network.evaluate):
         # the same sums in the same order, so the gallery agrees with the confusion matrix.
-        out = forward(model, x.astype(model.net.dtype, copy=False), 512) if len(x) else np.zeros((0, 1))
+        out = forward(model, x.astype(model.net.dtype, copy=False), model.batch_size) if len(x) else np.zeros((0, 1))
         predicted = out.argmax(axis=1)
         wrong = np.flatnonzero(predicted != y)
         confidence = out[wrong, predicted[wrong]]

@@ -365,13 +365,13 @@ def test_the_cache_is_bounded_by_count_and_bytes():
     size = sum(p.nbytes for p in net.params.values())
     cache = ModelCache(max_models=2, max_bytes=3 * size)
     for job_id in ("a", "b", "a", "c"):  # "a" used again, so "b" is the oldest
-        cache.get(job_id, lambda j=job_id: LoadedModel(j, net, size))
+        cache.get(job_id, lambda j=job_id: LoadedModel(j, net, size, 32))
     assert list(cache._entries) == ["a", "c"] and cache.loads == 3
     cache.max_models = 10
     for job_id in ("d", "e"):
-        cache.get(job_id, lambda j=job_id: LoadedModel(j, net, size))
+        cache.get(job_id, lambda j=job_id: LoadedModel(j, net, size, 32))
     assert list(cache._entries) == ["c", "d", "e"] and cache.nbytes == 3 * size
-    cache.get("huge", lambda: LoadedModel("huge", net, 4 * size))  # used, never kept
+    cache.get("huge", lambda: LoadedModel("huge", net, 4 * size, 32))  # used, never kept
     assert "huge" not in cache._entries and len(cache) == 3
 
 
