@@ -72,8 +72,12 @@ def test_one_users_batch_does_not_hold_up_another_users_job(cluster):
     assert len(overtaking) <= 1, overtaking
     assert len([c for c in claims if c[1] == "alice"]) < BATCH  # and alice's backlog was still there
 
-    # carol's own jobs start by priority (higher first), whatever their order of submission.
+    # carol's own jobs start by priority (higher first), whatever their order of submission.  An admin holds
+    # her at zero running jobs while she submits (else a worker that frees up between two submits takes the
+    # first one, rightly: it is her only queued job then), and then lets her go.
+    root.request("PUT", "/users/carol/limits", {"max_running": 0})
     jobs = {p: carol.submit({**tiny_train_spec(epochs=1), "priority": p})["id"] for p in (0, 5, -5)}
+    root.request("PUT", "/users/carol/limits", {"max_running": None})
     for job_id in jobs.values():
         cluster.wait_status(carol, job_id, timeout=180)
     carols = [c[4] for c in _claims(cluster) if c[1] == "carol"]
