@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["Client", "Job", "StreamEvent", "errors"]
+__all__ = ["Client", "Job", "StreamEvent", "Study", "errors"]
 
-_HOMES = {"Client": "client", "Job": "job", "StreamEvent": "job"}
+_HOMES = {"Client": "client", "Job": "job", "StreamEvent": "job", "Study": "study"}
 
 
 def __getattr__(name: str):

@@ -87,6 +87,25 @@ class Client:
                 spec = json.load(f)
         return Job(self, self.request("POST", "/jobs", spec, idempotency_key=idempotency_key or str(uuid.uuid4())))
 
+    def create_study(self, spec: dict[str, Any] | str | os.PathLike[str], idempotency_key: str | None = None):
+        """Create a study (a dict, or the path of a JSON file: docs/reference/studies.md); returns the
+        :class:`~convlab.study.Study`, its first trials queued.  ``POST /studies`` once per call, as
+        :meth:`submit`; an invalid space or trial spec raises :class:`~convlab.errors.InvalidRequest`
+        with the paths."""
+        from .study import Study
+
+        if not isinstance(spec, dict):
+            with open(spec, encoding="utf-8") as f:
+                spec = json.load(f)
+        key = idempotency_key or str(uuid.uuid4())
+        return Study(self, self.request("POST", "/studies", spec, idempotency_key=key))
+
+    def study(self, study_id: str):
+        """One study by id (:class:`~convlab.errors.NotFound` if there is none, or it is not yours)."""
+        from .study import Study
+
+        return Study(self, self.request("GET", f"/studies/{urllib.parse.quote(study_id, safe='')}"))
+
     def job(self, job_id: str) -> Job:
         """One job by id (:class:`~convlab.errors.NotFound` if there is none, or it is not yours)."""
         return Job(self, self.request("GET", f"/jobs/{urllib.parse.quote(job_id, safe='')}"))

@@ -13,6 +13,7 @@ import io
 import json
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -265,6 +266,23 @@ class Job(Resource):
         """
         self.data = self.client.request("POST", f"{self.path}/cancel")["job"]
         return self
+
+    def reproduce(self, tolerance: float | None = None) -> Job:
+        """Run the same spec and seed again as a new job, on another worker when one is alive; returns it.
+
+        Once both have ended, the new job's :attr:`certificate` says whether the runs agree
+        (``bitwise``, ``within_tolerance`` of ``tolerance``, or ``diverged``: docs/trust.md).
+        """
+        body = {} if tolerance is None else {"tolerance": tolerance}
+        key = str(uuid.uuid4())
+        return Job(self.client, self.client.request("POST", f"{self.path}/reproduce", body, idempotency_key=key))
+
+    @property
+    def certificate(self) -> dict[str, Any] | None:
+        """A reproduction's certificate (verdict, largest difference, where the runs part, environment
+        differences), once both runs have ended; None before, and for a job that reproduces nothing.
+        Read from the last :meth:`refresh` / :meth:`wait`."""
+        return self.data.get("certificate")
 
     def clone(self, **changes: Any) -> Job:
         """Submit a copy of this job's spec with ``changes``; returns the new job.

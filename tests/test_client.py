@@ -229,3 +229,41 @@ def test_the_summary_command_asks_the_service(cluster, tmp_path):
         timeout=120,
     )
     assert refused.returncode == 2 and "cannot reach the API" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_study_through_the_client(cluster):
+    """create_study → wait → best and trials; an invalid space is an exception with its path."""
+    client = Client(cluster.url, cluster.token("sweeper"))
+    base = tiny_train_spec(epochs=1)
+    base["data"]["validation_fraction"] = 0.2
+    body = {
+        "name": "lr",
+        "base": base,
+        "algorithm": "grid",
+        "space": {"train.optimizer.lr": {"type": "choice", "values": [0.05, 0.1]}},
+    }
+    study = client.create_study(body)
+    assert study.status == "running" and client.study(study.id) == study
+    assert study.wait(timeout=180) is study and study.status == "succeeded"
+    trials = study.trials()
+    assert sorted(t["params"]["train.optimizer.lr"] for t in trials) == [0.05, 0.1]
+    assert {j.status for j in study.trial_jobs()} == {"succeeded"}
+    assert study.best["params"]["train.optimizer.lr"] in (0.05, 0.1)
+    assert study.best["job_id"] in {t["job_id"] for t in trials}
+    with pytest.raises(Conflict):
+        study.cancel()  # it had ended
+
+    bad = {**body, "space": {"model.layers[0].kernel": {"type": "choice", "values": [3, 13]}}}
+    with pytest.raises(InvalidRequest) as err:
+        client.create_study(bad)
+    assert any(d["path"].startswith("model.layers[0].kernel") for d in err.value.details), err.value.details
+
+
+def test_reproduce_and_its_certificate(trained):
+    """A reproduction of a finished job on the same single worker is certified bitwise."""
+    job, _ = trained
+    copy = job.reproduce()
+    assert copy.id != job.id and copy.certificate is None
+    copy.wait(timeout=120, progress=False)
+    cert = wait_for(lambda: copy.refresh().certificate, 30, "the certificate")
+    assert cert["verdict"] == "bitwise", cert
