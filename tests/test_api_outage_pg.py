@@ -14,6 +14,8 @@ from tests.cluster import Cluster, wait_for
 from tests.helpers import tiny_train_spec
 from tests.private_postgres import PrivatePostgres
 
+pytestmark = pytest.mark.processes  # gunicorn and a private PostgreSQL
+
 
 @pytest.fixture
 def postgres():

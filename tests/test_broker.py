@@ -127,6 +127,7 @@ with Connection("filesystem://", transport=TRANSPORT, transport_options=opts) as
 """
 
 
+@pytest.mark.processes
 def test_concurrent_producers_and_consumers_deliver_every_message_exactly_once(tmp_path):
     """Three producer and three consumer processes on one queue folder at the same time."""
     _options(tmp_path)

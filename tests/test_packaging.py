@@ -40,6 +40,8 @@ out["heavy"] = sorted(m for m in ("sklearn", "mlxtend", "pandas", "scipy", "matp
 print(json.dumps(out))
 """
 
+pytestmark = pytest.mark.slow  # builds and unpacks a wheel
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:

@@ -22,6 +22,8 @@ from convlab.client import Client
 from tests.cluster import ROOT, Cluster, free_port, redis_server_binary, wait_for
 from tests.helpers import tiny_train_spec
 
+pytestmark = pytest.mark.processes  # workers and `convlab up` as child processes
+
 BAD_LINES = re.compile(r"ERROR|CRITICAL|Traceback|exited with")
 
 

@@ -44,6 +44,7 @@ def _steps(client, job_id: str) -> list[int]:
 
 
 @pytest.mark.processes
+@pytest.mark.processes
 def test_a_lost_or_unreadable_message_costs_a_sweep_not_the_job(cluster):
     """Submitted while no worker runs; its message is then lost, and an unreadable file sits first
     in the queue. A worker started afterwards runs the job anyway and sets the file aside."""
@@ -65,6 +66,7 @@ def test_a_lost_or_unreadable_message_costs_a_sweep_not_the_job(cluster):
     ]
 
 
+@pytest.mark.processes
 @pytest.mark.processes
 def test_duplicate_wake_ups_run_the_job_once(cluster):
     """Five wake-ups for one queued job: it runs once (one attempt, no duplicate metric point),
