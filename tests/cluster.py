@@ -10,6 +10,7 @@ the clock alone.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -179,3 +180,44 @@ class Cluster:
 
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
+
+
+def start_convlab_up(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen, Path, str, str]:
+    """`convlab up` on a fresh home under ``tmp_path`` (embedded defaults, short heartbeats), as a user runs it.
+
+    Returns the process, its log, the API's URL and the admin token it printed, once the token is
+    printed and ``workers`` workers are live.
+    """
+    port = free_port()
+    env = dict(
+        os.environ,
+        CONVLAB_HOME=str(tmp_path / "home"),
+        PYTHONPATH=str(ROOT),
+        CONVLAB_HEARTBEAT_S="0.3",
+        CONVLAB_WORKER_ALIVE_S="3",
+    )
+    for key in ("CONVLAB_DATABASE_URL", "CONVLAB_BROKER_URL", "CONVLAB_SECRET_KEY"):
+        env.pop(key, None)
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "convlab.cli", "up", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        token = wait_for(
+            lambda: (re.search(r"admin token \(shown once\): (\S+)", log.read_text()) or [None, None])[1],
+            90,
+            "convlab up to print its admin token",
+        )
+        client = Client(url, token)
+        wait_for(lambda: len(client.request("GET", "/workers")["workers"]) == workers, 60, "the workers")
+    except BaseException:
+        up.terminate()  # never left running behind a failed start: it stops its children on SIGTERM
+        up.wait()
+        raise
+    return up, log, url, token

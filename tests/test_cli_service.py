@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from convlab.client import Client
-from tests.cluster import ROOT, Cluster, free_port, wait_for
+from tests.cluster import Cluster, start_convlab_up, wait_for
 from tests.helpers import EXAMPLES, tiny_train_spec
 
 pytestmark = pytest.mark.processes  # `convlab up` and its children
@@ -31,33 +30,10 @@ def _alive(pid: int) -> bool:
 
 def test_convlab_up_runs_everything_and_stops_every_child(tmp_path):
     """`convlab up` on a fresh home: migrations, API, two workers, an admin token; SIGTERM stops all."""
-    port = free_port()
-    env = dict(
-        os.environ,
-        CONVLAB_HOME=str(tmp_path / "home"),
-        PYTHONPATH=str(ROOT),
-        CONVLAB_HEARTBEAT_S="0.3",
-        CONVLAB_WORKER_ALIVE_S="3",
-    )
-    for key in ("CONVLAB_DATABASE_URL", "CONVLAB_BROKER_URL", "CONVLAB_SECRET_KEY"):
-        env.pop(key, None)
-    log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "convlab.cli", "up", "--port", str(port), "--workers", "2"],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    up, log, url, token = start_convlab_up(tmp_path, workers=2)
     try:
-        token = wait_for(
-            lambda: (re.search(r"admin token \(shown once\): (\S+)", log.read_text()) or [None, None])[1],
-            90,
-            "convlab up to print its admin token",
-        )
-        assert f"http://127.0.0.1:{port}/" in log.read_text()
-        client = Client(f"http://127.0.0.1:{port}", token)
+        assert f"{url}/" in log.read_text()
+        client = Client(url, token)
         workers = wait_for(
             lambda: (w := client.request("GET", "/workers")["workers"]) and len(w) == 2 and w, 60, "two workers"
         )
@@ -76,7 +52,7 @@ def test_convlab_up_runs_everything_and_stops_every_child(tmp_path):
     assert up.returncode == 0
     wait_for(lambda: not any(_alive(p) for p in pool_pids), 20, "the worker processes to exit")
     with pytest.raises(OSError):
-        Client(f"http://127.0.0.1:{port}", token, timeout=2).request("GET", "/jobs")
+        Client(url, token, timeout=2).request("GET", "/jobs")
 
 
 @pytest.fixture(scope="module")

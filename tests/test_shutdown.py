@@ -12,14 +12,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import store
-from convlab.client import Client
-from tests.cluster import ROOT, Cluster, free_port, redis_server_binary, wait_for
+from tests.cluster import Cluster, free_port, redis_server_binary, start_convlab_up, wait_for
 from tests.helpers import tiny_train_spec
 
 pytestmark = pytest.mark.processes  # workers and `convlab up` as child processes
@@ -124,32 +122,7 @@ def test_sigterm_to_a_busy_worker_hands_the_job_back_then_exits(cluster):
 
 
 def _start_up(tmp_path, workers: int = 2):
-    port = free_port()
-    env = dict(
-        os.environ,
-        CONVLAB_HOME=str(tmp_path / "home"),
-        PYTHONPATH=str(ROOT),
-        CONVLAB_HEARTBEAT_S="0.3",
-        CONVLAB_WORKER_ALIVE_S="3",
-    )
-    for key in ("CONVLAB_DATABASE_URL", "CONVLAB_BROKER_URL", "CONVLAB_SECRET_KEY"):
-        env.pop(key, None)
-    log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "convlab.cli", "up", "--port", str(port), "--workers", str(workers)],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    token = wait_for(
-        lambda: (re.search(r"admin token \(shown once\): (\S+)", log.read_text()) or [None, None])[1],
-        90,
-        "convlab up to print its admin token",
-    )
-    client = Client(f"http://127.0.0.1:{port}", token)
-    wait_for(lambda: len(client.request("GET", "/workers")["workers"]) == workers, 60, "the workers")
+    up, log, _, _ = start_convlab_up(tmp_path, workers)
     return up, log
 
 
