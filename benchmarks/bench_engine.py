@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import multiprocessing as mp
 import os
 import statistics
@@ -383,8 +384,15 @@ def worker_throughput(batch: int, steps: int, dtype: str) -> None:
 
 
 def watch_overhead(dtypes, batches, repeats: int) -> None:
-    """The divergence watch's cost (docs/trust.md): a watched Trainer step against the bare step, interleaved."""
-    from engine.training import Trainer
+    """The divergence watch's cost (docs/trust.md), interleaved against bare steps of the same network.
+
+    A block is SNAPSHOT_EVERY consecutive steps, so the watched block pays for one snapshot, as
+    training does; the block times are compared (median over ``repeats`` blocks).  The last step
+    of each epoch runs under the full watch (layer health): its cost is printed per step and as a
+    share of an epoch of the given length.
+    """
+    from engine.training import SNAPSHOT_EVERY, Trainer
+    from engine.watch import first_nonfinite
 
     for dtype in dtypes:
         for batch in batches:
@@ -396,24 +404,52 @@ def watch_overhead(dtypes, batches, repeats: int) -> None:
             y = rng.integers(0, 10, batch)
 
             def watched(trainer=trainer, x=x, y=y):
-                with np.errstate(over="ignore", invalid="ignore"):  # as Trainer.run
-                    trainer._step(x, y, False)
+                trainer._snapshot()
+                for _ in range(SNAPSHOT_EVERY):
+                    with np.errstate(over="ignore", invalid="ignore"):  # as Trainer.run
+                        trainer._step(x, y)
 
             def bare(net=net, opt=opt, x=x, y=y):
+                for _ in range(SNAPSHOT_EVERY):
+                    _, grads = net.loss_and_gradients(x, y, training=True)
+                    opt.step(grads)
+
+            def full(trainer=trainer, x=x, y=y):
+                with np.errstate(over="ignore", invalid="ignore"):
+                    trainer._watched_step(x, y, health=True)
+
+            def one_bare(net=net, opt=opt, x=x, y=y):
                 _, grads = net.loss_and_gradients(x, y, training=True)
                 opt.step(grads)
 
-            for _ in range(3):
-                bare()
-                watched()
-            tb, tw = [], []
+            def own(trainer=trainer, loss=2.3):
+                # The watch's own work per step (100 steps' worth, timed together), alone: robust where
+                # the difference of two whole steps drowns in the noise of a shared machine.
+                for _ in range(100):
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        math.isfinite(loss)
+                        first_nonfinite(trainer.net.params)
+
+            bare()
+            watched()
+            tb, tw, tf, t1, to, ts = [], [], [], [], [], []
             for _ in range(repeats):
                 tb.append(_seconds(bare))
                 tw.append(_seconds(watched))
-            mb, mw = statistics.median(tb), statistics.median(tw)
+                t1.append(_seconds(one_bare))
+                tf.append(_seconds(full))
+                to.append(_seconds(own))
+                ts.append(_seconds(trainer._snapshot))
+            mb, mw = statistics.median(tb) / SNAPSHOT_EVERY, statistics.median(tw) / SNAPSHOT_EVERY
+            m1, mf = statistics.median(t1), statistics.median(tf)
+            mo = statistics.median(to) / 100 + statistics.median(ts) / SNAPSHOT_EVERY
+            epoch_steps = -(-5000 // batch)  # mnist-5k's training split is about this long
             print(
                 f"divergence watch {dtype:8} batch {batch:4d}: {mb * 1e3:8.2f} ms bare, {mw * 1e3:8.2f} ms "
-                f"watched, {100 * (mw / mb - 1):+.1f} % of step time"
+                f"watched, {100 * (mw / mb - 1):+.1f} % of step time; the epoch's last step (full watch, "
+                f"layer health) {100 * (mf / m1 - 1):+.1f} %, {100 * (mf - m1) / (epoch_steps * mb):+.2f} % "
+                f"of a {epoch_steps}-step epoch; the watch's own work alone {mo * 1e6:.0f} µs per step = "
+                f"{100 * mo / mb:.2f} % of the bare step"
             )
 
 

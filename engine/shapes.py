@@ -32,7 +32,9 @@ __all__ = [
 
 #: Layers that need a spatial (C, H, W) input.
 SPATIAL_LAYERS = ("conv", "maxpool", "avgpool")
-PARAM_COPIES = 4  # params, grads and up to two optimizer moments (Adam)
+# Params, grads and up to two optimizer moments (Adam); the trainer's copy of the last epoch's
+# parameters (triage) and its two divergence snapshots of params and moments (engine.training).
+PARAM_COPIES = 4 + 1 + 2 * 3
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -174,8 +176,8 @@ def estimate_batch_memory(model: dict, batch_size: int, dtype: str) -> int:
     """Conservative bytes needed for one batch (forward + backward) of a normalised model.
 
     Per layer: :func:`layer_batch_elements` (activations and im2col buffers);
-    all times the itemsize. Plus 4 copies of the parameters (weights,
-    gradients, two optimizer moments).
+    all times the itemsize. Plus :data:`PARAM_COPIES` copies of the
+    parameters (what the trainer holds besides the batch's arrays).
     """
     plans = plan_model(model)
     elements = sum(layer_batch_elements(p, batch_size) for p in plans)

@@ -10,19 +10,29 @@ A checkpoint holds everything that decides what happens next (parameters,
 optimizer state, both random generators, position, the epoch's shuffle), so a
 run resumed from one continues exactly as the uninterrupted run would.
 
-Every step runs under a :class:`~engine.watch.Watch`: the first non-finite
-activation, loss, gradient or weight raises :class:`~engine.watch.Diverged`
-in that step (after ``train_loss`` of the step is emitted, NaN if the loss
-was never computed), with the batch and the last finite parameters attached
-for the triage report (engine.triage).  At the last step of each epoch the
-layer-health series are emitted (:data:`HEALTH_SERIES`, docs/trust.md).
+Every step is tested for divergence (engine.watch): a non-finite loss, or a
+non-finite weight after the update, stops the run in that step.  The trainer
+then replays the steps since its older in-memory snapshot (one is taken every
+:data:`SNAPSHOT_EVERY` steps, two are kept) under a full
+:class:`~engine.watch.Watch`, which raises :class:`~engine.watch.Diverged`
+in the layer and phase where the first non-finite value appears, with the
+norms of the steps before it; the batch and the parameters at the last
+epoch's end are attached for the triage report (engine.triage), and
+``train_loss`` of the step is emitted (NaN if the loss was never computed).
+Watching costs a test of the weights per step and a copy of the parameters and
+optimizer state every :data:`SNAPSHOT_EVERY` steps; the per-layer norms are
+paid for only by a run that diverges.  At the last step of each epoch the
+step runs under the full watch and the layer-health series are emitted
+(:data:`HEALTH_SERIES`, docs/trust.md).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,12 +40,38 @@ import numpy as np
 
 from .network import Network
 from .optimizers import Optimizer
-from .watch import Diverged, Watch
+from .watch import HISTORY_STEPS, Diverged, Watch, first_nonfinite
 
 MetricCallback = Callable[[str, int, float], object]
 
 #: Per-layer series emitted once per epoch, as ``layers.{i}.{name}`` (dead_relu: ReLU layers only).
 HEALTH_SERIES = ("weight_norm", "grad_norm", "update_ratio", "dead_relu")
+
+#: Steps between in-memory snapshots.  Two are kept, so a divergence is replayed over
+#: SNAPSHOT_EVERY + 1 to 2 · SNAPSHOT_EVERY steps and the watch's ring buffer is full.
+SNAPSHOT_EVERY = HISTORY_STEPS
+
+
+class NonFinite(Exception):
+    """The cheap per-step test failed: the loss (``where="loss"``) or a weight after the update (its key)."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+@dataclass
+class Snapshot:
+    """Everything a replay needs to re-run the steps after ``step``: a checkpoint, in memory."""
+
+    step: int
+    epoch: int
+    batch: int
+    order: np.ndarray | None  # the epoch's shuffle (never modified in place, so shared, not copied)
+    params: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray]
+    net_rng: dict
+    train_rng: dict
 
 
 @dataclass
@@ -61,14 +97,33 @@ class Trainer:
         self.rng = np.random.default_rng([seed, 1])
         self.state = TrainState()
         self.watch = Watch(len(net.layers), watched={i for i, layer in enumerate(net.layers) if layer.params})
+        self.snapshots: deque[Snapshot] = deque(maxlen=2)
         self.last_finite: tuple[int, dict[str, np.ndarray]] | None = None  # (step, params) at an epoch's end
 
     def _keep_finite(self) -> None:
-        """Remember the parameters as they are now (checked finite): the triage's gradient check starts there."""
+        """Remember the parameters as they are now (checked finite): the triage's gradient check starts there.
+
+        An epoch's end, not the step before the divergence: weights about to blow up make
+        finite differences as ill-conditioned as the step itself.
+        """
         self.last_finite = (self.state.step, {k: v.copy() for k, v in self.net.params.items()})
 
-    def _step(self, x: np.ndarray, y: np.ndarray, health: bool) -> tuple[float, dict[str, float]]:
-        """One watched optimizer step on batch (x, y); the layer-health values when ``health``."""
+    def _step(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One optimizer step on batch (x, y) with the cheap divergence test; its loss."""
+        net = self.net
+        out, caches = net.forward_cached(x, training=True)
+        loss, delta = net.loss_and_delta(out, y, caches)
+        if not math.isfinite(loss):
+            raise NonFinite("loss")
+        grads, _ = net.backward(delta, caches)
+        self.optimizer.step(grads)
+        bad = first_nonfinite(net.params)
+        if bad is not None:
+            raise NonFinite(bad)
+        return loss
+
+    def _watched_step(self, x: np.ndarray, y: np.ndarray, health: bool) -> tuple[float, dict[str, float]]:
+        """One optimizer step on batch (x, y) under the full watch; the layer-health values when ``health``."""
         net, watch, st = self.net, self.watch, self.state
         watch.begin(st.step + 1, st.epoch + 1)  # 1-based, as people count epochs
         out, caches = net.forward_cached(x, training=True, observe=watch)
@@ -97,6 +152,65 @@ class Trainer:
                 values[f"layers.{i}.dead_relu"] = float(1.0 - alive.mean())
         return loss, values
 
+    # --- divergence: snapshots and replay -----------------------------------------------------
+
+    def _snapshot(self) -> None:
+        """Keep the state before the next step (the older of two is what a divergence is replayed from)."""
+        st = self.state
+        self.snapshots.append(
+            Snapshot(
+                step=st.step,
+                epoch=st.epoch,
+                batch=st.batch,
+                order=st.order,
+                params={k: v.copy() for k, v in self.net.params.items()},
+                optimizer={k: np.array(v, copy=True) for k, v in self.optimizer.state().items()},
+                net_rng=self.net.rng.bit_generator.state,
+                train_rng=self.rng.bit_generator.state,
+            )
+        )
+
+    def _replay(self, x_train, y_train, failed: NonFinite) -> Diverged:
+        """Re-run the steps from the older snapshot to the one that failed the cheap test, under the full watch.
+
+        The replay meets the same numbers (the engine is deterministic), so the watch
+        raises where the first non-finite value appears, with the norms of the steps
+        before it in its ring buffer.  Should it not (it would take a non-deterministic
+        BLAS), the divergence is reported as the cheap test saw it.
+        """
+        until = self.state.step + 1
+        snap = self.snapshots[0]
+        self.net.load_params(snap.params)
+        self.optimizer.load_state(snap.optimizer)
+        self.net.rng.bit_generator.state = snap.net_rng
+        self.rng.bit_generator.state = snap.train_rng
+        st = self.state = TrainState(
+            snap.epoch, snap.batch, snap.step, snap.order, seconds=self.state.seconds, history=self.state.history
+        )
+        self.watch.history.clear()
+        batches = self.batches_per_epoch(len(x_train))
+        while st.step < until:
+            if st.order is None:
+                st.order = self.rng.permutation(len(x_train))
+            idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
+            try:
+                self._watched_step(x_train[idx], y_train[idx], health=False)
+            except Diverged as exc:
+                exc.batch = (x_train[idx], y_train[idx])
+                return exc
+            st.batch, st.step = st.batch + 1, st.step + 1
+            if st.batch == batches:
+                st.epoch, st.batch, st.order = st.epoch + 1, 0, None
+        # Not reproduced: name what the cheap test saw, in the step it saw it.
+        if failed.where == "loss":
+            layer, phase, quantity, param = len(self.net.layers) - 1, "forward", "loss", None
+        else:
+            _, layer, param = failed.where.split(".")
+            layer, phase, quantity = int(layer), "update", "weight"
+        exc = Diverged(until, st.epoch + 1, layer, phase, quantity, param)
+        exc.batch = (x_train[idx], y_train[idx])
+        return exc
+
     def run(
         self,
         x_train,
@@ -111,7 +225,8 @@ class Trainer:
         """Train until ``epochs`` are complete; True when finished, False when asked to stop.
 
         ``on_epoch_end`` runs after each epoch's validation (a worker saves its
-        checkpoint there); ``on_batch_end`` after each optimizer step.
+        checkpoint there); ``on_batch_end`` after each optimizer step.  Raises
+        :class:`~engine.watch.Diverged` in the step where a value becomes non-finite.
         """
         emit = on_metric or (lambda *a: None)
         n = len(x_train)
@@ -124,17 +239,25 @@ class Trainer:
             started = time.perf_counter()
             stop = False
             while st.batch < batches and not stop:
+                if not self.snapshots or st.step - self.snapshots[-1].step >= SNAPSHOT_EVERY:
+                    self._snapshot()
                 idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
                 try:
                     # Overflow is what the watch reports, in its own words: no RuntimeWarning per step.
                     with np.errstate(over="ignore", invalid="ignore"):
-                        loss, health = self._step(x_train[idx], y_train[idx], st.batch == batches - 1)
-                except Diverged as exc:
+                        if st.batch == batches - 1:
+                            loss, health = self._watched_step(x_train[idx], y_train[idx], health=True)
+                        else:
+                            loss, health = self._step(x_train[idx], y_train[idx]), {}
+                except (NonFinite, Diverged) as failed:
+                    cheap = failed if isinstance(failed, NonFinite) else NonFinite("loss")
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        exc = self._replay(x_train, y_train, cheap)
+                    st = self.state
                     st.seconds += time.perf_counter() - started
                     record = self.watch.current or {}
                     emit("train_loss", exc.step, record.get("loss") if record.get("loss") is not None else np.nan)
-                    exc.batch = (x_train[idx], y_train[idx])
-                    raise
+                    raise exc from None
                 st.batch += 1
                 st.step += 1
                 st.history["train_loss"] = loss

@@ -1,18 +1,25 @@
 """Watching a training run for divergence, and the per-layer norms that explain one (docs/trust.md).
 
-Every step the :class:`Watch` takes one norm of each layer's activations, of
-the gradient reaching each layer's output (its "delta"), of each layer's
-parameter gradients and, after the update, of its weights.  A norm is one
-BLAS dot product per array, and it is also the finiteness test: a NaN or an
-infinity anywhere makes the sum of squares non-finite, so a finite norm
-proves the whole array finite without a second pass.  Only when a norm is
-not finite is the array itself inspected (a float32 sum of squares can
-overflow while every entry is finite; it is then recomputed in float64).
+The trainer (engine.training) watches in two ways.  Every step it makes the
+cheap test: the loss and, after the update, every weight must be finite
+(:func:`first_nonfinite`, one BLAS dot product per parameter array).  A
+non-finite activation, delta or gradient cannot hide from it: NaN and
+infinities spread through every product and sum that reads them, so they
+reach the loss or, through the gradients, the weights within the same step.
+Only when the test fails does the trainer replay the last steps from an
+in-memory snapshot under a :class:`Watch`, which takes one norm of each
+layer's activations, of the gradient reaching each layer's output (its
+"delta"), of each layer's parameter gradients and, after the update, of its
+weights.  The engine is deterministic, so the replay meets the same values:
+the watch raises :class:`Diverged` in the layer and phase (``forward``,
+``backward``, ``update``) that produced the first non-finite one, and its
+ring buffer holds the norms of the :data:`HISTORY_STEPS` steps before.
 
-The first non-finite value raises :class:`Diverged` right where it appears,
-so the step stops in the layer and phase (``forward``, ``backward``,
-``update``) that produced it.  The norms of the last
-:data:`HISTORY_STEPS` steps stay in a ring buffer for the triage report.
+A norm is also a finiteness test: a NaN or an infinity anywhere makes the sum
+of squares non-finite, so a finite norm proves the whole array finite without
+a second pass.  Only when a norm is not finite is the array itself inspected
+(a float32 sum of squares can overflow while every entry is finite; it is
+then recomputed in float64).
 """
 
 from __future__ import annotations
@@ -72,6 +79,15 @@ def _norm(a: np.ndarray) -> float:
     if not np.isfinite(flat).all():
         return s if math.isnan(s) else float(np.nan if np.isnan(flat).any() else np.inf)
     return float(np.linalg.norm(flat.astype(np.float64)))
+
+
+def first_nonfinite(arrays: dict[str, np.ndarray]) -> str | None:
+    """The key of the first array holding a NaN or an infinity, None when all are finite."""
+    for key, a in arrays.items():
+        flat = _flat(a)
+        if not math.isfinite(float(np.dot(flat, flat))) and not np.isfinite(flat).all():
+            return key
+    return None
 
 
 class Diverged(Exception):

@@ -63,9 +63,9 @@ def test_evaluation_runs_in_admitted_chunks():
     spec = _wide_spec(batch_size=4)
     admitted = estimate_batch_memory(spec["model"], 4, "float64")
     net = Network.from_spec(spec["model"], seed=0, dtype="float64")
-    x = np.random.default_rng(0).random((360, 1, 8, 8))
-    y = np.arange(360) % 10
-    whole = _peak_bytes(lambda: net.evaluate(x, y, 360))
+    x = np.random.default_rng(0).random((720, 1, 8, 8))
+    y = np.arange(720) % 10
+    whole = _peak_bytes(lambda: net.evaluate(x, y, 720))
     chunked = _peak_bytes(lambda: net.evaluate(x, y, 4))
     assert whole > 20 * admitted  # the split at once would break the bound by far: the test can fail
     assert chunked <= admitted

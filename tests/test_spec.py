@@ -596,8 +596,8 @@ def test_estimate_batch_memory_formula():
     conv = n * (2 * 36 + 3 * 16) + n * 16 * 2 * 9 + n * 36 * 3 * 9
     dense = n * (48 + 4)
     params = (3 * 2 * 9 + 3) + (4 * 48 + 4)
-    assert estimate_batch_memory(model, n, "float64") == (conv + dense + 4 * params) * 8
-    assert estimate_batch_memory(model, n, "float32") == (conv + dense + 4 * params) * 4
+    assert estimate_batch_memory(model, n, "float64") == (conv + dense + 11 * params) * 8
+    assert estimate_batch_memory(model, n, "float32") == (conv + dense + 11 * params) * 4
 
 
 def test_validate_model_spec_path_and_error():

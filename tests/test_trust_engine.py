@@ -11,7 +11,9 @@ import pytest
 from engine import Network, validate_job_spec
 from engine.datasets import Dataset, load_builtin, split_dataset
 from engine.jobs import Hooks, run_job
-from engine.watch import Diverged, Watch, json_safe
+from engine.optimizers import make_optimizer
+from engine.training import SNAPSHOT_EVERY, Trainer
+from engine.watch import HISTORY_STEPS, Diverged, Watch, json_safe
 
 
 def _spec(lr: float, epochs: int = 2, layers=None, loss: str = "quadratic", batch_size: int = 32) -> dict:
@@ -142,3 +144,70 @@ def test_layer_health_series_equal_the_engines_own_gradients_for_one_step():
     out, caches = net.forward_cached(x, training=True)
     alive = caches[0].act.any(axis=(0, 2, 3))
     assert got["layers.0.dead_relu"][1] == pytest.approx(1 - alive.mean())
+
+
+class _WatchEveryStep(Trainer):
+    """The trainer as it would be if every step ran under the full watch: the replay's yardstick."""
+
+    def _step(self, x, y):
+        return self._watched_step(x, y, health=False)[0]
+
+
+def _diverge(trainer_class, lr=4.0, epochs=3):
+    spec = _spec(lr=lr, epochs=epochs, batch_size=16)
+    net = Network(spec["model"], seed=0, dtype="float32")
+    trainer = trainer_class(
+        net, make_optimizer(spec["train"]["optimizer"], net.params), epochs=epochs, batch_size=16, seed=0
+    )
+    x, y = split_dataset(load_builtin("digits", 0), 0.2, 0.1, 0)["train"]
+    points = []
+    with pytest.raises(Diverged) as info:
+        trainer.run(x.astype(np.float32), y, on_metric=lambda *p: points.append(p))
+    return info.value, trainer, points
+
+
+def test_the_replay_finds_what_watching_every_step_finds():
+    """The cheap test plus the replay from a snapshot names the same step, layer and phase, with the
+    same per-layer norms of the steps before, as a full watch on every step; here the replay starts
+    in the epoch before the diverging one, so it also re-draws the next epoch's shuffle."""
+    exc, trainer, points = _diverge(Trainer)
+    ref_exc, ref_trainer, ref_points = _diverge(_WatchEveryStep)
+    where = lambda e: (e.step, e.epoch, e.layer, e.phase, e.quantity, e.param)  # noqa: E731
+    assert where(exc) == where(ref_exc) and exc.epoch == 2
+    replayed_from = trainer.snapshots[0]
+    assert replayed_from.epoch == 0 and exc.step - replayed_from.step > SNAPSHOT_EVERY  # from epoch 1, the older one
+    history, ref_history = trainer.watch.report_history(), ref_trainer.watch.report_history()
+    assert len(history) == HISTORY_STEPS + 1 and history == ref_history
+    assert points == ref_points
+    assert trainer.last_finite[0] == ref_trainer.last_finite[0] == 79  # the end of epoch 1
+    for key, value in trainer.last_finite[1].items():
+        assert np.array_equal(value, ref_trainer.last_finite[1][key])
+
+
+def test_a_divergence_the_replay_cannot_reproduce_is_reported_as_the_cheap_test_saw_it():
+    """Non-deterministic input (a batch that is non-finite only when first read): no replayed step
+    diverges, so the report names the loss of the last layer in the forward pass of the failing step."""
+
+    class FlakyInputs:
+        def __init__(self, x, poisoned_read):
+            self.x, self.reads, self.poisoned_read = x, 0, poisoned_read
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, idx):
+            self.reads += 1
+            batch = self.x[idx].copy()
+            if self.reads == self.poisoned_read:
+                batch[0, 0, 0, 0] = np.inf
+            return batch
+
+    spec = _spec(lr=0.01, epochs=1, batch_size=16)
+    net = Network(spec["model"], seed=0, dtype="float32")
+    trainer = Trainer(net, make_optimizer(spec["train"]["optimizer"], net.params), epochs=1, batch_size=16, seed=0)
+    x, y = split_dataset(load_builtin("digits", 0), 0.2, 0.1, 0)["train"]
+    with pytest.raises(Diverged) as info:
+        trainer.run(FlakyInputs(x.astype(np.float32), poisoned_read=20), y)
+    e = info.value
+    assert (e.step, e.layer, e.phase, e.quantity) == (20, 2, "forward", "loss")
+    assert np.isfinite(e.batch[0]).all()  # the batch as the replay read it
