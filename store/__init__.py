@@ -18,7 +18,7 @@ from .auth import (
     session_user,
     start_session,
 )
-from .datasets import get_dataset, list_datasets, load_dataset_bytes, save_dataset
+from .datasets import dataset_exists, get_dataset, list_datasets, load_dataset_bytes, save_dataset
 from .db import Store, make_engine, ping
 from .deletion import delete_dataset, delete_job
 from .idempotency import IdempotentRequest, find_idempotency_key, sweep_idempotency_keys
@@ -63,6 +63,7 @@ from .studies import (
     get_study,
     list_studies,
     studies_to_top_up,
+    study_spec,
     top_up,
     trial_of,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "list_jobs",
     "live_workers",
     "load_artifact",
+    "dataset_exists",
     "load_dataset_bytes",
     "make_engine",
     "ping",
@@ -140,6 +142,7 @@ __all__ = [
     "get_study",
     "list_studies",
     "studies_to_top_up",
+    "study_spec",
     "top_up",
     "trial_of",
 ]

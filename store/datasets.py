@@ -98,6 +98,12 @@ def list_datasets(store: Store, user: UserInfo | None) -> list[dict[str, Any]]:
     return [_dataset_dict(r) for r in rows]
 
 
+def dataset_exists(store: Store, dataset_id: str) -> bool:
+    """Whether the upload ``dataset_id`` is stored (a worker that keeps it loaded asks before each use)."""
+    with store.session() as s:
+        return s.scalar(select(Dataset.id).where(Dataset.id == dataset_id)) is not None
+
+
 def load_dataset_bytes(store: Store, dataset_id: str) -> bytes | None:
     """The uploaded ``.npz`` bytes (internal: workers), or None if there is no such dataset."""
     with store.session() as s:

@@ -480,13 +480,16 @@ def finish_job(
     worker: str | None = None,
     artifacts: dict[str, bytes] | None = None,
     triage: dict[str, Any] | None = None,
+    progress: tuple[int, int, int] | None = None,
 ) -> bool:
     """Write a terminal status, once: only if the job is running (on ``worker`` if given).
 
     ``artifacts`` (e.g. the weights) are stored in the same transaction, so
     they exist exactly when the status says the job finished on this worker.
     False if it was not running there (already finished, reaped, or taken over).
-    ``triage``: a diverged run's report (docs/trust.md).
+    ``triage``: a diverged run's report (docs/trust.md).  ``progress``: the
+    last (epoch, step, total steps), written with the status (the worker writes
+    progress at most every 0.25 s while the job runs).
     """
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"not a terminal status: {status!r}")
@@ -495,6 +498,8 @@ def finish_job(
         where.append(Job.worker == worker)
     with store.session() as s:
         extra = {} if triage is None else {"triage": triage}
+        if progress is not None:
+            extra.update(epoch=progress[0], step=progress[1], total_steps=progress[2])
         if _update(s, *where, status=status, result=result, error=error, finished_at=utcnow(), **extra) is None:
             return False
         for name, data in (artifacts or {}).items():

@@ -281,3 +281,9 @@ def trial_of(store: Store, job_id: str) -> tuple[dict, list[dict]] | None:
         if row is None:
             return None
         return row.spec, trials_in(s, row.id, row.spec["objective"]["metric"])
+
+
+def study_spec(store: Store, study_id: str) -> dict | None:
+    """The study's normalised spec (it never changes once stored), or None if there is no such study."""
+    with store.session() as s:
+        return s.scalar(select(Study.spec).where(Study.id == study_id))

@@ -66,6 +66,8 @@ class Cluster:
                 "CONVLAB_STALE_AFTER_S": "3",
                 "CONVLAB_WORKER_ALIVE_S": "3",
                 "CONVLAB_METRICS_FLUSH_S": "0.2",
+                # A checkpoint after every epoch, so that a test can interrupt a job between two.
+                "CONVLAB_CHECKPOINT_S": "0",
                 "CONVLAB_BLAS_THREADS": "1",
                 "PYTHONPATH": str(ROOT),
             }

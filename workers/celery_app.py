@@ -17,6 +17,7 @@ transport with atomic puts and gets (``workers.broker``).
 from __future__ import annotations
 
 import logging
+import math
 
 from celery import Celery
 
@@ -35,6 +36,9 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app for ``settings``' broker (Redis, or the embedded filesystem transport)."""
     app = Celery("convlab", broker=settings.broker_url, set_as_current=False)
     transport_options: dict = {}
+    # A task may chain further jobs after the one it woke up for, but starts none past chain_s
+    # (workers.runner): with chain_s added, every run still gets at least the configured limit.
+    task_limit = settings.task_time_limit_s + math.ceil(settings.chain_s)
     if settings.embedded_broker:
         folder = settings.broker_folder
         for sub in ("queue", "processed", "control", "staging", "claimed"):
@@ -52,7 +56,7 @@ def make_celery(settings: Settings) -> Celery:
     else:
         # Redis re-delivers an unacknowledged message after this long: keep it well above the
         # longest a task may run, so a slow job is never run twice at once.
-        transport_options = {"visibility_timeout": settings.task_time_limit_s + 3600}
+        transport_options = {"visibility_timeout": task_limit + 3600}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -62,8 +66,8 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
-        task_time_limit=settings.task_time_limit_s,
-        task_soft_time_limit=max(settings.task_time_limit_s - 60, 1),
+        task_time_limit=task_limit,
+        task_soft_time_limit=max(task_limit - 60, 1),
         broker_transport_options=transport_options,
         # The embedded broker's URL stays filesystem://, but through our hardened transport.
         broker_transport=TRANSPORT if settings.embedded_broker else None,

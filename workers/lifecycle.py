@@ -106,6 +106,13 @@ def stop_polling_brokers_promptly() -> None:
     PollingTransport.drain_events = drain_events
 
 
+def _import_sampler() -> None:
+    try:
+        import optuna  # noqa: F401
+    except Exception:
+        log.debug("warming up optuna failed", exc_info=True)
+
+
 class WorkerProcess:
     """What one pool process owns: its database handle, its monitor thread, and the job runner.
 
@@ -126,15 +133,19 @@ class WorkerProcess:
         self.runner = JobRunner(self.store, settings, self.name, self.monitor)
         self.monitor.start()
         self.stopping = False
+        # Optuna takes about a second to import; a study's first top-up or pruning decision on this
+        # process would otherwise pay it between two trials.  Imported aside, while the process idles.
+        threading.Thread(target=_import_sampler, name="convlab-warm-up", daemon=True).start()
 
-    def take_work(self) -> str | None:
-        """Claim the next queued job and run it (see :meth:`JobRunner.run_next`); the status it ended with.
+    def take_work(self) -> int:
+        """Claim the next queued job and run it, and the next ones while they come
+        (:meth:`JobRunner.run_wakeup`); the number of jobs claimed.
 
         Asked to stop while the database was unreachable, nothing was claimed: the
         wake-up goes back to the broker (``Reject``) rather than being acknowledged.
         """
         try:
-            return self.runner.run_next()
+            return self.runner.run_wakeup()
         except Interrupted:
             raise Reject("stopping before the database answered", requeue=True) from None
 

@@ -48,6 +48,8 @@ class Monitor:
         self._lock = threading.Lock()
         self._job: JobControl | None = None
         self._stopping = threading.Event()
+        # Set to make the thread tick now (a job started or ended) rather than at its next heartbeat.
+        self._poke = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="convlab-monitor", daemon=True)
         # A thread of its own: a broker that hangs must never delay a heartbeat.
         self._sweeper = threading.Thread(target=self._sweep_loop, name="convlab-wakeups", daemon=True)
@@ -66,6 +68,7 @@ class Monitor:
     def stop(self) -> None:
         """Stop the thread and remove this worker's row (best effort: a dead worker's row expires anyway)."""
         self._stopping.set()
+        self._poke.set()
         self._thread.join(timeout=5)
         if self._sweeper.is_alive():
             self._sweeper.join(timeout=5)
@@ -75,18 +78,23 @@ class Monitor:
             log.warning("could not remove worker row: %s", summary(exc))
 
     def watch(self, control: JobControl) -> None:
-        """Heartbeat ``control.job_id`` from now on; stop it through ``control`` when it must stop."""
+        """Heartbeat ``control.job_id`` from now on; stop it through ``control`` when it must stop.
+
+        The worker's row is updated by the monitor thread right away (a poke), not
+        in the caller's thread: the claim has just set the job's heartbeat, and a
+        job's start or end must not wait for the worker row's write.
+        """
         with self._lock:
             self._job = control
         if self.shutting_down.is_set():
             control.stop(SHUTDOWN)  # the signal came between the claim and now
-        self.tick(reap=False)
+        self._poke.set()
 
     def unwatch(self) -> None:
-        """The job is over (or handed back): heartbeat this worker as idle."""
+        """The job is over (or handed back): heartbeat this worker as idle (from the monitor thread)."""
         with self._lock:
             self._job = None
-        self.tick(reap=False)
+        self._poke.set()
 
     def stop_for_shutdown(self) -> bool:
         """This process is asked to exit: stop the running job (it is handed back). True if there was one."""
@@ -105,8 +113,20 @@ class Monitor:
         return since is not None and time.monotonic() - since >= self.settings.stale_after_s
 
     def _loop(self) -> None:
-        while not self._stopping.wait(self.settings.heartbeat_s * random.uniform(0.8, 1.0)):
-            self.tick()
+        due = time.monotonic() + self._interval()
+        while True:
+            poked = self._poke.wait(max(0.0, due - time.monotonic()))
+            if self._stopping.is_set():
+                return
+            self._poke.clear()
+            if time.monotonic() >= due:
+                self.tick()
+                due = time.monotonic() + self._interval()
+            elif poked:
+                self.tick(reap=False)  # a job started or ended: show it now; the reaper keeps its pace
+
+    def _interval(self) -> float:
+        return self.settings.heartbeat_s * random.uniform(0.8, 1.0)
 
     def _sweep_loop(self) -> None:
         while not self._stopping.wait(self.settings.heartbeat_s * random.uniform(0.8, 1.2)):
