@@ -37,6 +37,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+import store
 from store.models import Job
 from tests.cluster import Cluster, wait_for
 from workers.phases import ORDER, parse
@@ -112,12 +113,21 @@ def phases_from_logs(logs: Path, job_ids: set[str]) -> dict[str, dict[str, float
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(size: str, workers: int, trials: int, database_url: str | None, broker_url: str | None) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"bench-study-{size}-{workers}-"))
     cluster = Cluster(home, database_url or f"sqlite:///{home / 'convlab.db'}", broker_url, **DEFAULTS)
     try:
         cluster.start(workers=workers)
+        # The pool processes that run the trials ("host:pid"): how much CPU they got while the study ran.
+        pids = [int(w["name"].rsplit(":", 1)[1]) for w in store.live_workers(cluster.store, 15)]
         client = cluster.client()
+        cpu0, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
         created = client.request("POST", "/studies", study(size, trials, workers))
         wait_for(
             lambda: client.request("GET", f"/studies/{created['id']}")["status"] != "running",
@@ -125,6 +135,9 @@ def run(size: str, workers: int, trials: int, database_url: str | None, broker_u
             "the study to finish",
             interval=0.5,
         )
+        cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+        wall = time.monotonic() - t0
+        load = os.getloadavg()[0]
         with cluster.store.session() as s:
             rows = s.execute(
                 select(
@@ -161,20 +174,31 @@ def run(size: str, workers: int, trials: int, database_url: str | None, broker_u
         "phases": mean_phase,
         "logged": len(phases),
         "blas": sorted({(r.environment or {}).get("blas_threads") for r in rows}, key=str),
+        "engine_s": statistics.fmean(ph.get("engine", 0.0) for ph in phases.values()) / 1000,
+        "cpu_share": sum(cpu) / (wall * len(pids)),
+        "load": load,
     }
 
 
 def show(results: list[dict]) -> None:
     print(
         f"{'size':>9} {'workers':>7} {'trials':>6} {'ok':>4} {'span s':>7} {'trials/min':>10} {'in engine':>9} "
-        f"{'loop':>6} {'trial s':>7} {'gap p50 ms':>10} {'gap p95 ms':>10} {'BLAS':>5}"
+        f"{'loop':>6} {'trial s':>7} {'engine s':>8} {'gap p50 ms':>10} {'gap p95 ms':>10} {'BLAS':>5} "
+        f"{'cpu/worker':>10} {'load':>5}"
     )
     for r in results:
         print(
             f"{r['size']:>9} {r['workers']:>7} {r['trials']:>6} {r['succeeded']:>4} {r['span_s']:>7.1f} "
-            f"{r['per_min']:>10.1f} {r['inside']:>9.1%} {r['loop']:>6.1%} {r['trial_s']:>7.2f} "
-            f"{r['gap_p50_ms']:>10.0f} {r['gap_p95_ms']:>10.0f} {','.join(map(str, r['blas'])):>5}"
+            f"{r['per_min']:>10.1f} {r['inside']:>9.1%} {r['loop']:>6.1%} {r['trial_s']:>7.2f} {r['engine_s']:>8.3f} "
+            f"{r['gap_p50_ms']:>10.0f} {r['gap_p95_ms']:>10.0f} {','.join(map(str, r['blas'])):>5} "
+            f"{r['cpu_share']:>10.2f} {r['load']:>5.2f}"
         )
+    print(
+        "in engine: the engine's share of the workers' wall time (phases); loop: the trainer's loop alone "
+        "(result.train_seconds); engine s: the engine's time per trial; cpu/worker: the share of a core each "
+        "worker process got while the study ran (the other load of the machine takes the rest); load: the "
+        "1-minute load average at the end"
+    )
     print("mean ms per trial by phase (workers/phases.py):")
     print(f"{'size':>9} {'workers':>7} " + " ".join(f"{p:>10}" for p in ORDER))
     for r in results:
@@ -209,9 +233,11 @@ def main() -> None:
     for size in a.sizes.split(","):
         mine = [r for r in results if r["size"] == size]
         if len(mine) > 1:
+            a, b = mine[0], mine[-1]
             print(
-                f"{size}: speed-up {mine[-1]['workers']} vs {mine[0]['workers']} worker(s): "
-                f"{mine[-1]['per_min'] / mine[0]['per_min']:.2f}x"
+                f"{size}: speed-up {b['workers']} vs {a['workers']} worker(s): {b['per_min'] / a['per_min']:.2f}x "
+                f"(the engine's time per trial {b['engine_s'] / a['engine_s']:.2f}x that of {a['workers']}; "
+                f"CPU the workers got: {b['cpu_share'] * b['workers'] / (a['cpu_share'] * a['workers']):.2f}x)"
             )
 
 

@@ -10,6 +10,7 @@ Statuses only move ``queued -> running -> succeeded | failed | cancelled``
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -216,6 +217,9 @@ def list_jobs(
 _UNLIMITED = 2**31 - 1
 
 
+# Built once per running limit and reused (an immutable expression): building it took as long as
+# running it, and every claim reads it twice.
+@functools.lru_cache(maxsize=16)
 def queue_order(max_running: int | None = None):
     """The queue in dispatch order: a subquery of the queued jobs with ``id``, ``user_id``, ``k``
     (the job's place among its user's queued jobs, 0 = next), ``place`` (1-based, in the whole

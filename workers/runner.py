@@ -164,6 +164,7 @@ class JobRunner:
         self._times = PhaseTimes()  # the phases of the job running now (workers.phases)
         self._progress: ProgressWriter | None = None  # the running job's, whose last report the finish writes
         self._chain_until: float | None = None  # monotonic time past which this task starts no further job
+        self._chain_next = False  # whether this task claims another job after the one that just ended
         self._env: dict | None = None
         self._pruners: dict[str, bool] = {}  # study id -> whether its trials ask a pruner at each epoch
 
@@ -197,7 +198,9 @@ class JobRunner:
                     break
                 claimed += 1
                 self._run(job)
-                if not self._chaining():
+                # Decided once, before the top-up (which woke no one for the trial taken here); a
+                # stop that came since ends the chain anyway, and the sweep wakes someone for it.
+                if not self._chain_next or self.shutting_down.is_set():
                     break
             return claimed
         finally:
@@ -259,10 +262,11 @@ class JobRunner:
         finally:
             if self.monitor is not None:
                 self.monitor.unwatch()
+        self._chain_next = self._chaining()
         if status is not None and job.get("study_id"):
             with times("topup"):
                 # The trial this worker claims next (when it chains) needs no wake-up.
-                self.top_up_study(job["study_id"], claiming=1 if self._chaining() else 0)
+                self.top_up_study(job["study_id"], claiming=1 if self._chain_next else 0)
         log.info("job %s phases: %s", job["id"], times.line())
         self._idle_since = time.perf_counter()
         return status
