@@ -1,7 +1,7 @@
 """Running jobs on a worker: claim the next one, resume, train or check, report, finish once.
 
 Independent of the Celery app, so it can be read and tested on its own; the
-task in ``workers.app`` only calls :meth:`JobRunner.run_next`.
+task in ``workers.app`` only calls :meth:`JobRunner.run_wakeup`.
 
 Every database call goes through :func:`~workers.retry.patiently`: while the
 database is unreachable the worker waits (backing off) with what it holds, a
