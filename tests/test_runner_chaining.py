@@ -229,3 +229,38 @@ def test_each_job_logs_its_phases(local, caplog):
     phases = parse(line.split("phases: ", 1)[1])
     assert {"claim", "setup", "engine", "finish"} <= set(phases) <= set(ORDER)
     assert phases["engine"] > 0
+
+
+def test_the_monitor_shows_a_job_starting_and_ending_at_once_not_at_its_next_heartbeat(local):
+    """watch/unwatch poke the monitor thread, which writes the worker's row right away (the task's
+    thread does not wait for it); the regular heartbeat here is a minute away."""
+    from tests.cluster import wait_for
+    from workers.control import JobControl
+
+    st, settings, user = local
+    slow = dataclasses.replace(settings, heartbeat_s=60, stale_after_s=180, worker_alive_s=180)
+    job_id = _submit(st, user, tiny_train_spec(epochs=1))
+    monitor = Monitor(st, slow, "me:1")
+    monitor.start()
+    try:
+
+        def shown():
+            return next(w["job_id"] for w in store.live_workers(st, 180) if w["name"] == "me:1")
+
+        assert shown() is None
+        monitor.watch(JobControl(job_id))
+        wait_for(lambda: shown() == job_id, 10, "the worker row to show the job")
+        monitor.unwatch()
+        wait_for(lambda: shown() is None, 10, "the worker row to show the worker idle")
+    finally:
+        monitor.stop()
+
+
+def test_a_task_s_time_limit_leaves_every_chained_run_the_configured_limit(local):
+    from workers.celery_app import make_celery
+
+    _, settings, _ = local
+    conf = make_celery(dataclasses.replace(settings, task_time_limit_s=3600, chain_s=60)).conf
+    # No job starts past chain_s into a task, so each run still has 3600 s (less the soft limit's 60).
+    assert conf.task_time_limit == 3600 + 60
+    assert conf.task_soft_time_limit == 3600
