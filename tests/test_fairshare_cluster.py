@@ -57,7 +57,9 @@ def test_one_users_batch_does_not_hold_up_another_users_job(cluster):
     root = cluster.client(cluster.token("root", admin=True))
     dave_token = cluster.token("dave")
     for _ in range(BATCH):
-        alice.submit(tiny_train_spec(epochs=3))
+        # Long enough that a backlog is left when bob submits: workers go from job to job without a
+        # broker round trip (docs/architecture.md), so short jobs drain while the batch is still submitted.
+        alice.submit(tiny_train_spec(epochs=12))
     wait_for(lambda: len(_claims(cluster)) >= 2, 120, "both workers to run alice's jobs")
 
     b = bob.submit(tiny_train_spec(epochs=1))

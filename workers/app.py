@@ -72,7 +72,8 @@ def _pool_process_exits(**_):
 
 @shared_task(bind=True, name=TASK_WAKE, ignore_result=True)
 def wake(self) -> None:
-    """Work is available: claim the next queued job (queue order) and run it; if none is queued, return."""
+    """Work is available: claim the next queued job (queue order) and run it, then the next ones while they
+    come, for at most ``CONVLAB_CHAIN_S`` (``JobRunner.run_wakeup``); if none is queued, return."""
     self.app.worker_process.take_work()
 
 
