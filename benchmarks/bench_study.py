@@ -119,6 +119,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [c for c, parent in parents.items() if parent == p]
+    return out
+
+
+def total_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for p in pids:
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            pass  # gone
+    return total
+
+
 def run(size: str, workers: int, trials: int, database_url: str | None, broker_url: str | None) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"bench-study-{size}-{workers}-"))
     cluster = Cluster(home, database_url or f"sqlite:///{home / 'convlab.db'}", broker_url, **DEFAULTS)
@@ -126,8 +152,11 @@ def run(size: str, workers: int, trials: int, database_url: str | None, broker_u
         cluster.start(workers=workers)
         # The pool processes that run the trials ("host:pid"): how much CPU they got while the study ran.
         pids = [int(w["name"].rsplit(":", 1)[1]) for w in store.live_workers(cluster.store, 15)]
+        # Everything else of ours: the API (gunicorn and its workers) and the Celery main processes.
+        infra = [d for top in [cluster.api, *cluster.workers] for d in descendants(top.pid) if d not in pids]
         client = cluster.client()
         cpu0, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
+        infra0 = total_cpu(infra)
         created = client.request("POST", "/studies", study(size, trials, workers))
         wait_for(
             lambda: client.request("GET", f"/studies/{created['id']}")["status"] != "running",
@@ -136,6 +165,7 @@ def run(size: str, workers: int, trials: int, database_url: str | None, broker_u
             interval=0.5,
         )
         cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+        infra_cpu = total_cpu(infra) - infra0
         wall = time.monotonic() - t0
         load = os.getloadavg()[0]
         with cluster.store.session() as s:
@@ -176,6 +206,7 @@ def run(size: str, workers: int, trials: int, database_url: str | None, broker_u
         "blas": sorted({(r.environment or {}).get("blas_threads") for r in rows}, key=str),
         "engine_s": statistics.fmean(ph.get("engine", 0.0) for ph in phases.values()) / 1000,
         "cpu_share": sum(cpu) / (wall * len(pids)),
+        "infra_share": infra_cpu / wall,
         "load": load,
     }
 
@@ -184,20 +215,21 @@ def show(results: list[dict]) -> None:
     print(
         f"{'size':>9} {'workers':>7} {'trials':>6} {'ok':>4} {'span s':>7} {'trials/min':>10} {'in engine':>9} "
         f"{'loop':>6} {'trial s':>7} {'engine s':>8} {'gap p50 ms':>10} {'gap p95 ms':>10} {'BLAS':>5} "
-        f"{'cpu/worker':>10} {'load':>5}"
+        f"{'cpu/worker':>10} {'cpu other':>9} {'load':>5}"
     )
     for r in results:
         print(
             f"{r['size']:>9} {r['workers']:>7} {r['trials']:>6} {r['succeeded']:>4} {r['span_s']:>7.1f} "
             f"{r['per_min']:>10.1f} {r['inside']:>9.1%} {r['loop']:>6.1%} {r['trial_s']:>7.2f} {r['engine_s']:>8.3f} "
             f"{r['gap_p50_ms']:>10.0f} {r['gap_p95_ms']:>10.0f} {','.join(map(str, r['blas'])):>5} "
-            f"{r['cpu_share']:>10.2f} {r['load']:>5.2f}"
+            f"{r['cpu_share']:>10.2f} {r['infra_share']:>9.2f} {r['load']:>5.2f}"
         )
     print(
         "in engine: the engine's share of the workers' wall time (phases); loop: the trainer's loop alone "
         "(result.train_seconds); engine s: the engine's time per trial; cpu/worker: the share of a core each "
-        "worker process got while the study ran (the other load of the machine takes the rest); load: the "
-        "1-minute load average at the end"
+        "worker process got while the study ran; cpu other: the cores the rest of convlab used meanwhile "
+        "(API, Celery main processes); the machine's other load takes the rest; load: the 1-minute load "
+        "average at the end"
     )
     print("mean ms per trial by phase (workers/phases.py):")
     print(f"{'size':>9} {'workers':>7} " + " ".join(f"{p:>10}" for p in ORDER))
