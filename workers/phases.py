@@ -6,8 +6,9 @@ worker, at the cost of a few clock reads.  ``benchmarks/bench_study.py``
 reads the lines back from the workers' logs and prints the breakdown.
 
 Phases (milliseconds):
-``wait``   from the end of this process's previous job to the start of this claim
-           (the broker's round trip, or nothing when the next job is claimed at once);
+``wait``   from the end of this process's previous job to the start of this claim: the
+           broker's round trip and any time without work (nothing when the task claims
+           the next job at once);
 ``claim``  the claim; ``setup`` watching the job, its environment, loading a checkpoint;
 ``engine`` the engine's own work: ``run_job``'s wall time less the hooks below;
 ``metrics``, ``progress``, ``checkpoint``, ``prune``, ``dataset``: the hooks' database work;
