@@ -211,6 +211,45 @@ def run(size: str, workers: int, trials: int, database_url: str | None, broker_u
     }
 
 
+def _engine_alone(size: str, trials: int, start, out) -> None:
+    """One process of :func:`engine_ceiling`: run ``trials`` trials with the engine alone, report their mean."""
+    import numpy  # noqa: F401 - loaded before the BLAS limit is set (threadpoolctl limits loaded libraries)
+    from threadpoolctl import threadpool_limits
+
+    from engine.jobs import run_job
+    from engine.spec import validate_job_spec
+
+    threadpool_limits(limits=1)
+    spec = base_spec(size)
+    low, high = {"short": (4, 12), "realistic": (24, 48)}[size]
+    spec["model"]["layers"][0]["filters"] = (low + high) // 2
+    spec = validate_job_spec(spec)
+    run_job(spec)  # warm up (imports, caches)
+    start.wait()
+    t = time.perf_counter()
+    for _ in range(trials):
+        run_job(spec)
+    out.put((time.perf_counter() - t) / trials)
+
+
+def engine_ceiling(size: str, processes: int, trials: int) -> float:
+    """Seconds per trial of the engine alone (no database, no Celery) in ``processes`` processes at once,
+    one BLAS thread each: what this machine allows before convlab adds anything."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_engine_alone, args=(size, trials, start, out)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(3)  # let every process import and warm up before they start together
+    start.set()
+    times = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return statistics.fmean(times)
+
+
 def show(results: list[dict]) -> None:
     print(
         f"{'size':>9} {'workers':>7} {'trials':>6} {'ok':>4} {'span s':>7} {'trials/min':>10} {'in engine':>9} "
@@ -244,6 +283,12 @@ def main() -> None:
     p.add_argument("--sizes", default="short,realistic")
     p.add_argument("--workers", default="1,2")
     p.add_argument("--repeat", type=int, default=1, help="runs of each configuration (medians are printed)")
+    p.add_argument(
+        "--no-ceiling",
+        dest="ceiling",
+        action="store_false",
+        help="skip timing the engine alone in 1 and in N processes (the machine's own ceiling for the speed-up)",
+    )
     p.add_argument("--database-url")
     p.add_argument("--broker-url")
     a = p.parse_args()
@@ -261,15 +306,22 @@ def main() -> None:
                     flush=True,
                 )
             results.append(median_of(runs))
+    ceilings = {}
+    if a.ceiling and len(counts) > 1:
+        for size in a.sizes.split(","):
+            one, many = (engine_ceiling(size, n, {"short": 40, "realistic": 4}[size]) for n in (counts[0], counts[-1]))
+            ceilings[size] = counts[-1] / counts[0] * one / many
     show(results)
     for size in a.sizes.split(","):
         mine = [r for r in results if r["size"] == size]
         if len(mine) > 1:
-            a, b = mine[0], mine[-1]
+            a_, b = mine[0], mine[-1]
             print(
-                f"{size}: speed-up {b['workers']} vs {a['workers']} worker(s): {b['per_min'] / a['per_min']:.2f}x "
-                f"(the engine's time per trial {b['engine_s'] / a['engine_s']:.2f}x that of {a['workers']}; "
-                f"CPU the workers got: {b['cpu_share'] * b['workers'] / (a['cpu_share'] * a['workers']):.2f}x)"
+                f"{size}: speed-up {b['workers']} vs {a_['workers']} worker(s): {b['per_min'] / a_['per_min']:.2f}x "
+                f"(the engine's time per trial {b['engine_s'] / a_['engine_s']:.2f}x that of {a_['workers']}; "
+                f"CPU the workers got: {b['cpu_share'] * b['workers'] / (a_['cpu_share'] * a_['workers']):.2f}x"
+                + (f"; the engine alone, no convlab, scales {ceilings[size]:.2f}x here now" if size in ceilings else "")
+                + ")"
             )
 
 
