@@ -211,7 +211,7 @@ def run(size: str, workers: int, trials: int, database_url: str | None, broker_u
     }
 
 
-def _engine_alone(size: str, trials: int, start, out) -> None:
+def _engine_alone(size: str, trials: int, ready, out) -> None:
     """One process of :func:`engine_ceiling`: run ``trials`` trials with the engine alone, report their mean."""
     import numpy  # noqa: F401 - loaded before the BLAS limit is set (threadpoolctl limits loaded libraries)
     from threadpoolctl import threadpool_limits
@@ -225,29 +225,37 @@ def _engine_alone(size: str, trials: int, start, out) -> None:
     spec["model"]["layers"][0]["filters"] = (low + high) // 2
     spec = validate_job_spec(spec)
     run_job(spec)  # warm up (imports, caches)
-    start.wait()
+    ready.wait()  # every process starts timing together
     t = time.perf_counter()
     for _ in range(trials):
         run_job(spec)
     out.put((time.perf_counter() - t) / trials)
 
 
-def engine_ceiling(size: str, processes: int, trials: int) -> float:
-    """Seconds per trial of the engine alone (no database, no Celery) in ``processes`` processes at once,
-    one BLAS thread each: what this machine allows before convlab adds anything."""
+def _engine_time(size: str, processes: int, trials: int) -> float:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_engine_alone, args=(size, trials, start, out)) for _ in range(processes)]
+    ready, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_engine_alone, args=(size, trials, ready, out)) for _ in range(processes)]
     for p in procs:
         p.start()
-    time.sleep(3)  # let every process import and warm up before they start together
-    start.set()
     times = [out.get() for _ in procs]
     for p in procs:
         p.join()
     return statistics.fmean(times)
+
+
+def engine_ceiling(size: str, few: int, many: int, rounds: int = 3) -> float:
+    """The speed-up of ``many`` over ``few`` processes of the engine alone (no database, no Celery, one BLAS
+    thread each): what this machine allows now, before convlab adds anything.  Timed in alternating
+    rounds (the machine's other load changes from minute to minute); the median of the rounds' ratios."""
+    trials = {"short": 40, "realistic": 4}[size]
+    ratios = []
+    for _ in range(rounds):
+        one, more = _engine_time(size, few, trials), _engine_time(size, many, trials)
+        ratios.append(many / few * one / more)
+    return statistics.median(ratios)
 
 
 def show(results: list[dict]) -> None:
@@ -309,8 +317,7 @@ def main() -> None:
     ceilings = {}
     if a.ceiling and len(counts) > 1:
         for size in a.sizes.split(","):
-            one, many = (engine_ceiling(size, n, {"short": 40, "realistic": 4}[size]) for n in (counts[0], counts[-1]))
-            ceilings[size] = counts[-1] / counts[0] * one / many
+            ceilings[size] = engine_ceiling(size, counts[0], counts[-1])
     show(results)
     for size in a.sizes.split(","):
         mine = [r for r in results if r["size"] == size]
