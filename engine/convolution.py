@@ -43,8 +43,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import parallel
+from . import allocator, parallel
 from .shapes import output_size
+
+# A step's temporaries are reused by the next step instead of being faulted in afresh (engine/allocator.py).
+allocator.keep_freed_memory()
 
 __all__ = [
     "pad",
