@@ -176,6 +176,10 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndar
     return z.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)  # (N, F, Ho, Wo), a view: no copy
 
 
+#: Numbers of tap maps :func:`convolve_full_rotated` computes per GEMM (16 MB in float64).
+TAPS_BLOCK = 1 << 21
+
+
 # --- backward to the input: δ^{l-1} = δ^l ∗_full rot180(w) -------------------------------
 
 
@@ -244,17 +248,25 @@ def convolve_full_rotated(
     h, wd = in_shape
     d = delta_rows(delta) if rows is None else rows  # (F, Ho·Wo·N)
     w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)  # (w_rot)^T, rows (c, u, v)
-    taps = (w_t @ d).reshape(c, kh, kw, ho, wo, n)  # (w_rot)^T δ, per tap: one GEMM
-    out = np.zeros((c, h, wd, n), dtype=taps.dtype)  # δ^{l-1}, batch innermost
+    out = np.zeros((c, h, wd, n), dtype=np.result_type(w_t, d))  # δ^{l-1}, batch innermost
     s = stride
+    # The tap maps of a block of δ's rows at a time, so that the largest temporary is a few MB (not
+    # C·kh·kw × Ho·Wo·N numbers: 33 MB at batch 256 in float32, 66 MB in float64, faulted in afresh
+    # every step).  Each entry of out still receives its kh·kw terms in the same order.
+    block = max(1, TAPS_BLOCK // (c * kh * kw * wo * n))
+    for i0 in range(0, ho, block):
+        i1 = min(i0 + block, ho)
+        taps = (w_t @ d[:, i0 * wo * n : i1 * wo * n]).reshape(c, kh, kw, i1 - i0, wo, n)  # (w_rot)^T δ: one GEMM
+        rows_out = s * (i1 - i0 - 1) + 1
 
-    def add_taps(lo, hi):  # channels lo..hi: disjoint parts of out, so blocks may run in parallel
-        for u in range(kh):
-            for v in range(kw):
-                y0, x0 = kh - 1 - u, kw - 1 - v
-                out[lo:hi, y0 : y0 + s * (ho - 1) + 1 : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[lo:hi, u, v]
+        def add_taps(lo, hi, taps=taps, i0=i0, rows_out=rows_out):  # channels lo..hi: disjoint parts of out
+            for u in range(kh):
+                for v in range(kw):
+                    y0, x0 = kh - 1 - u + s * i0, kw - 1 - v
+                    out[lo:hi, y0 : y0 + rows_out : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[lo:hi, u, v]
 
-    parallel.over_blocks(add_taps, c, taps.size)
+        parallel.over_blocks(add_taps, c, taps.size)
+        del taps
     return out.transpose(3, 0, 1, 2)
 
 
