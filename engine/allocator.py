@@ -12,9 +12,9 @@ limit for it) and keeps up to 128 MiB of freed heap, so every array of a
 LeNet step below 32 MiB is reused from the heap the next step: no page faults
 at batch 10, 64 or 256 in float32 (1 550 per step at batch 256 before), 160
 at batch 256 in float64, whose 66 MB im2col matrix stays mapped per step.
-With the input delta computed in blocks (its tap maps were the largest
-temporary) the peak of a batch-256 step does not grow (146 / 217 MB against
-145 / 241 MB in float32 / float64).  Measured alternatives: a lower
+With the input delta computed in blocks below 32 MiB (its float64 tap maps
+were the largest temporary) the peak of a batch-256 step does not grow (146 /
+234 MB against 145 / 241 MB in float32 / float64).  Measured alternatives: a lower
 mmap threshold (4–16 MiB) faulted more at batch 256; before the blocking, a
 trim threshold above 32 MiB let the heap fragment and the float64 peak grow
 by 7–16 %.

@@ -176,8 +176,9 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndar
     return z.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)  # (N, F, Ho, Wo), a view: no copy
 
 
-#: Bytes of tap maps :func:`convolve_full_rotated` computes per GEMM (at least one row of δ's positions).
-TAPS_BLOCK = 16 << 20
+#: Bytes of tap maps :func:`convolve_full_rotated` computes per GEMM (at least one row of δ's positions):
+#: glibc's mmap threshold as engine/allocator.py sets it, so the block comes from the heap and is reused.
+TAPS_BLOCK = 32 << 20
 
 
 # --- backward to the input: δ^{l-1} = δ^l ∗_full rot180(w) -------------------------------
@@ -250,9 +251,9 @@ def convolve_full_rotated(
     w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)  # (w_rot)^T, rows (c, u, v)
     out = np.zeros((c, h, wd, n), dtype=np.result_type(w_t, d))  # δ^{l-1}, batch innermost
     s = stride
-    # The tap maps of a block of δ's rows at a time, so that the largest temporary is at most 16 MB
-    # (not C·kh·kw × Ho·Wo·N numbers: 33 MB at batch 256 in float32, 66 MB in float64, faulted in
-    # afresh every step).  Each entry of out still receives its kh·kw terms in the same order.
+    # The tap maps of a block of δ's rows at a time, so that no temporary is above 32 MiB (all
+    # C·kh·kw × Ho·Wo·N numbers are 66 MB at batch 256 in float64: mapped and faulted in afresh every
+    # step).  Each entry of out still receives its kh·kw terms in the same order.
     block = max(1, TAPS_BLOCK // (c * kh * kw * wo * n * out.itemsize))
     for i0 in range(0, ho, block):
         i1 = min(i0 + block, ho)
