@@ -17,8 +17,8 @@ and for a convolutional layer the matrix product becomes a correlation:
     ∂C/∂b^l    = Σ_{x,y} δ^l
 
 Each operation exists twice: a plain-loop ``*_reference`` that reads like the
-equation, and the fast vectorised version (stride-trick windows + one BLAS
-GEMM per batch) that the network uses.  The tests hold the two equal.
+equation, and the fast vectorised version (stride-trick windows + BLAS GEMMs
+over the whole batch) that the network uses.  The tests hold the two equal.
 
 Shapes: inputs ``(N, C, H, W)``, kernels ``(F, C, kh, kw)`` (PyTorch's
 ``Conv2d`` layout), deltas ``(N, F, Ho, Wo)``.  Padding is applied by the
