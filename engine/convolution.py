@@ -17,8 +17,8 @@ and for a convolutional layer the matrix product becomes a correlation:
     ∂C/∂b^l    = Σ_{x,y} δ^l
 
 Each operation exists twice: a plain-loop ``*_reference`` that reads like the
-equation, and the fast vectorised version (stride-trick windows + one BLAS
-GEMM per batch) that the network uses.  The tests hold the two equal.
+equation, and the fast vectorised version (stride-trick windows + BLAS GEMMs
+over the whole batch) that the network uses.  The tests hold the two equal.
 
 Shapes: inputs ``(N, C, H, W)``, kernels ``(F, C, kh, kw)`` (PyTorch's
 ``Conv2d`` layout), deltas ``(N, F, Ho, Wo)``.  Padding is applied by the
@@ -43,8 +43,11 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import parallel
+from . import allocator, parallel
 from .shapes import output_size
+
+# A step's temporaries are reused by the next step instead of being faulted in afresh (engine/allocator.py).
+allocator.keep_freed_memory()
 
 __all__ = [
     "pad",
@@ -173,6 +176,11 @@ def correlate_valid(x: np.ndarray, w: np.ndarray, stride: int = 1, cols: np.ndar
     return z.reshape(f, ho, wo, n).transpose(3, 0, 1, 2)  # (N, F, Ho, Wo), a view: no copy
 
 
+#: Bytes of tap maps :func:`convolve_full_rotated` computes per GEMM (at least one row of δ's positions):
+#: glibc's mmap threshold as engine/allocator.py sets it, so the block comes from the heap and is reused.
+TAPS_BLOCK = 32 << 20
+
+
 # --- backward to the input: δ^{l-1} = δ^l ∗_full rot180(w) -------------------------------
 
 
@@ -241,17 +249,25 @@ def convolve_full_rotated(
     h, wd = in_shape
     d = delta_rows(delta) if rows is None else rows  # (F, Ho·Wo·N)
     w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)  # (w_rot)^T, rows (c, u, v)
-    taps = (w_t @ d).reshape(c, kh, kw, ho, wo, n)  # (w_rot)^T δ, per tap: one GEMM
-    out = np.zeros((c, h, wd, n), dtype=taps.dtype)  # δ^{l-1}, batch innermost
+    out = np.zeros((c, h, wd, n), dtype=np.result_type(w_t, d))  # δ^{l-1}, batch innermost
     s = stride
+    # The tap maps of a block of δ's rows at a time, so that no temporary is above 32 MiB (all
+    # C·kh·kw × Ho·Wo·N numbers are 66 MB at batch 256 in float64: mapped and faulted in afresh every
+    # step).  Each entry of out still receives its kh·kw terms in the same order.
+    block = max(1, TAPS_BLOCK // (c * kh * kw * wo * n * out.itemsize))
+    for i0 in range(0, ho, block):
+        i1 = min(i0 + block, ho)
+        taps = (w_t @ d[:, i0 * wo * n : i1 * wo * n]).reshape(c, kh, kw, i1 - i0, wo, n)  # (w_rot)^T δ: one GEMM
+        rows_out = s * (i1 - i0 - 1) + 1
 
-    def add_taps(lo, hi):  # channels lo..hi: disjoint parts of out, so blocks may run in parallel
-        for u in range(kh):
-            for v in range(kw):
-                y0, x0 = kh - 1 - u, kw - 1 - v
-                out[lo:hi, y0 : y0 + s * (ho - 1) + 1 : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[lo:hi, u, v]
+        def add_taps(lo, hi, taps=taps, i0=i0, rows_out=rows_out):  # channels lo..hi: disjoint parts of out
+            for u in range(kh):
+                for v in range(kw):
+                    y0, x0 = kh - 1 - u + s * i0, kw - 1 - v
+                    out[lo:hi, y0 : y0 + rows_out : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[lo:hi, u, v]
 
-    parallel.over_blocks(add_taps, c, taps.size)
+        parallel.over_blocks(add_taps, c, taps.size)
+        del taps
     return out.transpose(3, 0, 1, 2)
 
 
@@ -301,6 +317,8 @@ def weight_gradient(
         cols = im2col(x, kh, kw, stride)
     c = cols.shape[0] // (kh * kw)
     # Σ over positions and batch of δ (F, Ho·Wo·N) · cols^T (Ho·Wo·N, C·kh·kw): both operands have the
-    # long summed axis contiguous, so BLAS reads them as they are (no transposed copy).
+    # long summed axis contiguous, so BLAS reads them as they are (no transposed copy).  Computed as
+    # the transpose of cols · δ^T (the same sums): OpenBLAS's float32 kernels run this orientation
+    # 12–22 % faster on LeNet's shapes, float64 the same (docs/engine-speed.md).
     d = delta_rows(delta) if rows is None else rows
-    return (d @ cols.T).reshape(f, c, kh, kw)
+    return (cols @ d.T).T.reshape(f, c, kh, kw)

@@ -259,7 +259,7 @@ class MaxPool(_Pool):
                 missed &= (tap != o).view(np.uint8)
                 won += missed
 
-        parallel.over_blocks(max_block, out.shape[1], x.size)
+        parallel.over_blocks(max_block, out.shape[1], x.size, pieces=True)
         return out, (x.shape, winners)
 
     def backward(self, grad_out, cache, need_input_grad=True):

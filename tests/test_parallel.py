@@ -44,11 +44,12 @@ def test_split_passes_give_identical_numbers(monkeypatch, dtype):
     calls = []
     real = parallel.over_blocks
 
-    def counting(fn, count, size):
+    def counting(fn, count, size, **kwargs):
         calls.append(count)
-        return real(fn, count, size)
+        return real(fn, count, size, **kwargs)
 
     monkeypatch.setattr(parallel, "MIN_SPLIT", 0)
+    monkeypatch.setattr(parallel, "PIECE", 1)  # passes run in pieces do so one unit at a time
     monkeypatch.setattr(parallel, "budget", lambda: 3)
     monkeypatch.setattr(parallel, "over_blocks", counting)
     split = _run(dtype)
@@ -78,3 +79,18 @@ def test_blocks_cover_the_range_once(monkeypatch):
     seen = []
     parallel.over_blocks(lambda lo, hi: seen.append((lo, hi)), 8, 1 << 30)
     assert sorted(seen) == [(0, 2), (2, 5), (5, 8)]
+
+
+def test_pieces_run_each_block_in_order(monkeypatch):
+    """With ``pieces``, a large pass runs each thread's block as consecutive pieces of about PIECE entries."""
+    monkeypatch.setattr(parallel, "budget", lambda: 1)
+    seen = []
+    size = 10 * parallel.PIECE
+    parallel.over_blocks(lambda lo, hi: seen.append((lo, hi)), 7, size, pieces=True)
+    assert seen == [(i, i + 1) for i in range(7)]  # one unit holds 10/7 PIECE entries: a piece each
+    seen.clear()
+    parallel.over_blocks(lambda lo, hi: seen.append((lo, hi)), 40, size, pieces=True)
+    assert seen == [(i, i + 4) for i in range(0, 40, 4)]
+    seen.clear()
+    parallel.over_blocks(lambda lo, hi: seen.append((lo, hi)), 40, parallel.MIN_SPLIT - 1, pieces=True)
+    assert seen == [(0, 40)]  # a small pass stays one call
