@@ -161,8 +161,12 @@ def test_submit_watch_live_and_cancel(context, cluster, alice, request):
         page.goto(cluster.url + "/submit")
         page.click("button.template[data-template='cnn-digits']")
         page.fill("[data-path='name']", "watch-me")
-        page.fill("[data-path='train.epochs']", "12")
-        assert '"epochs": 12' in page.locator("#spec-json").input_value()  # the form edits the JSON
+        # ~2 s of training on a quiet machine, so the stream delivers several batches of points, in
+        # 480 train_loss points: under half of the chart's smallest max_points (1000), so never downsampled.
+        page.fill("[data-path='train.epochs']", "48")
+        page.fill("[data-path='train.batch_size']", "128")
+        spec_json = page.locator("#spec-json").input_value()
+        assert '"epochs": 48' in spec_json and '"batch_size": 128' in spec_json  # the form edits the JSON
         shot(page, request, "submit")
         page.click("#submit-button")
         page.wait_for_url(re.compile(r"/jobs/[0-9a-f]{32}$"))
@@ -208,7 +212,7 @@ def test_submit_watch_live_and_cancel(context, cluster, alice, request):
         growing = [n for s, n in samples if s == "running" and n > 0]
         assert len(set(growing)) >= 3 and growing == sorted(growing), samples
         final = page.evaluate("Number(document.getElementById('chart-loss').dataset.points)")
-        assert final == 12 * 40 + 12  # 40 steps per epoch of train_loss, one val_loss per epoch
+        assert final == 48 * 10 + 48  # 10 steps per epoch of train_loss, one val_loss per epoch
         assert page.evaluate("window.__marker") == "same page"  # never reloaded
         assert page.locator("#result").inner_text().startswith("test accuracy")
         path = shot(page, request, "job")
