@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
+from convlab.config import Settings
 from store import Store, UserInfo, authenticate, create_token
 from store.models import utcnow
 
@@ -176,3 +177,15 @@ def sse_events(text: str) -> list[tuple[str, dict]]:
         if "event" in fields:
             out.append((fields["event"], json.loads(fields["data"])))
     return out
+
+
+def local_worker_env(tmp_path: Path, **settings) -> tuple[Store, Settings, UserInfo]:
+    """A migrated SQLite store under ``tmp_path``, Settings for it with the embedded broker
+    (``settings`` override the defaults) and the user alice: what a JobRunner needs in-process."""
+    from migrations.runner import upgrade
+
+    url = f"sqlite:///{tmp_path / 'convlab.db'}"
+    upgrade(url)
+    st = Store.from_url(url)
+    config = Settings(home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k", **settings)
+    return st, config, authenticate(st, create_token(st, "alice"))

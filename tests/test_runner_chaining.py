@@ -15,13 +15,12 @@ import pytest
 
 import store
 import workers.runner as runner_module
-from convlab.config import Settings
 from convlab.names import CHECKPOINT
 from convlab.studies.space import validate_study
 from convlab.studies.trials import plan, spec_maker
 from engine.datasets import Dataset
 from engine.spec import validate_job_spec
-from tests.helpers import tiny_train_spec
+from tests.helpers import local_worker_env, tiny_train_spec
 from workers.dataset_cache import DatasetCache
 from workers.monitor import Monitor
 from workers.phases import ORDER, PhaseTimes, parse
@@ -31,15 +30,7 @@ from workers.runner import Checkpoints, JobRunner
 @pytest.fixture
 def local(tmp_path):
     """A migrated SQLite store, settings (checkpoints on a time basis, long), and a user."""
-    from migrations.runner import upgrade
-
-    url = f"sqlite:///{tmp_path / 'convlab.db'}"
-    upgrade(url)
-    st = store.Store.from_url(url)
-    settings = Settings(
-        home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k", checkpoint_s=3600, blas_threads=1
-    )
-    user = store.authenticate(st, store.create_token(st, "alice"))
+    st, settings, user = local_worker_env(tmp_path, checkpoint_s=3600, blas_threads=1)
     yield st, settings, user
     st.dispose()
 

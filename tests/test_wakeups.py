@@ -21,7 +21,7 @@ from convlab.config import Settings
 from engine import validate_job_spec
 from store.models import Job, utcnow
 from tests.cluster import Cluster, wait_for
-from tests.helpers import tiny_train_spec
+from tests.helpers import local_worker_env, tiny_train_spec
 from workers.celery_app import make_celery, pending_wakeups, publish_wakeups
 from workers.monitor import Monitor
 
@@ -142,15 +142,7 @@ def _unreachable(*args, **kwargs):
 @pytest.fixture
 def local(tmp_path):
     """A migrated SQLite store, settings with a short heartbeat, and a user."""
-    from migrations.runner import upgrade
-
-    url = f"sqlite:///{tmp_path / 'convlab.db'}"
-    upgrade(url)
-    st = store.Store.from_url(url)
-    settings = Settings(
-        home=tmp_path, database_url=url, broker_url="filesystem://", secret_key="k", heartbeat_s=0.2, stale_after_s=1.0
-    )
-    user = store.authenticate(st, store.create_token(st, "alice"))
+    st, settings, user = local_worker_env(tmp_path, heartbeat_s=0.2, stale_after_s=1.0)
     yield st, settings, user
     st.dispose()
 
