@@ -170,13 +170,13 @@ class Trainer:
             )
         )
 
-    def _replay(self, x_train, y_train, failed: NonFinite) -> Diverged:
-        """Re-run the steps from the older snapshot to the one that failed the cheap test, under the full watch.
+    def _replay(self, x_train, y_train) -> Diverged | None:
+        """Re-run the steps from the older snapshot to the one that just failed, under the full watch.
 
         The replay meets the same numbers (the engine is deterministic), so the watch
         raises where the first non-finite value appears, with the norms of the steps
-        before it in its ring buffer.  Should it not (it would take a non-deterministic
-        BLAS), the divergence is reported as the cheap test saw it.
+        before it in its ring buffer.  None if no replayed step diverges (it would take
+        a non-deterministic input).
         """
         until = self.state.step + 1
         snap = self.snapshots[0]
@@ -193,22 +193,27 @@ class Trainer:
             if st.order is None:
                 st.order = self.rng.permutation(len(x_train))
             idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
+            x, y = x_train[idx], y_train[idx]
             try:
-                self._watched_step(x_train[idx], y_train[idx], health=False)
+                self._watched_step(x, y, health=False)
             except Diverged as exc:
-                exc.batch = (x_train[idx], y_train[idx])
+                exc.batch = (x, y)
                 return exc
             st.batch, st.step = st.batch + 1, st.step + 1
             if st.batch == batches:
                 st.epoch, st.batch, st.order = st.epoch + 1, 0, None
-        # Not reproduced: name what the cheap test saw, in the step it saw it.
-        if failed.where == "loss":
-            layer, phase, quantity, param = len(self.net.layers) - 1, "forward", "loss", None
+        return None
+
+    def _as_seen(self, failed: NonFinite | Diverged, batch: tuple[np.ndarray, np.ndarray]) -> Diverged:
+        """The divergence as the failing step itself saw it (when a replay does not reproduce it)."""
+        if isinstance(failed, Diverged):
+            exc = failed
+        elif failed.where == "loss":
+            exc = Diverged(self.state.step + 1, self.state.epoch + 1, len(self.net.layers) - 1, "forward", "loss")
         else:
             _, layer, param = failed.where.split(".")
-            layer, phase, quantity = int(layer), "update", "weight"
-        exc = Diverged(until, st.epoch + 1, layer, phase, quantity, param)
-        exc.batch = (x_train[idx], y_train[idx])
+            exc = Diverged(self.state.step + 1, self.state.epoch + 1, int(layer), "update", "weight", param)
+        exc.batch = batch
         return exc
 
     def run(
@@ -242,17 +247,18 @@ class Trainer:
                 if not self.snapshots or st.step - self.snapshots[-1].step >= SNAPSHOT_EVERY:
                     self._snapshot()
                 idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
+                x, y = x_train[idx], y_train[idx]
                 try:
                     # Overflow is what the watch reports, in its own words: no RuntimeWarning per step.
                     with np.errstate(over="ignore", invalid="ignore"):
                         if st.batch == batches - 1:
-                            loss, health = self._watched_step(x_train[idx], y_train[idx], health=True)
+                            loss, health = self._watched_step(x, y, health=True)
                         else:
-                            loss, health = self._step(x_train[idx], y_train[idx]), {}
+                            loss, health = self._step(x, y), {}
                 except (NonFinite, Diverged) as failed:
-                    cheap = failed if isinstance(failed, NonFinite) else NonFinite("loss")
+                    seen = self._as_seen(failed, (x, y))
                     with np.errstate(over="ignore", invalid="ignore"):
-                        exc = self._replay(x_train, y_train, cheap)
+                        exc = self._replay(x_train, y_train) or seen
                     st = self.state
                     st.seconds += time.perf_counter() - started
                     record = self.watch.current or {}
