@@ -409,18 +409,17 @@ def watch_overhead(dtypes, batches, repeats: int) -> None:
                     with np.errstate(over="ignore", invalid="ignore"):  # as Trainer.run
                         trainer._step(x, y)
 
-            def bare(net=net, opt=opt, x=x, y=y):
+            def one_bare(net=net, opt=opt, x=x, y=y):
+                _, grads = net.loss_and_gradients(x, y, training=True)
+                opt.step(grads)
+
+            def bare():
                 for _ in range(SNAPSHOT_EVERY):
-                    _, grads = net.loss_and_gradients(x, y, training=True)
-                    opt.step(grads)
+                    one_bare()
 
             def full(trainer=trainer, x=x, y=y):
                 with np.errstate(over="ignore", invalid="ignore"):
                     trainer._watched_step(x, y, health=True)
-
-            def one_bare(net=net, opt=opt, x=x, y=y):
-                _, grads = net.loss_and_gradients(x, y, training=True)
-                opt.step(grads)
 
             def own(trainer=trainer, loss=2.3):
                 # The watch's own work per step (100 steps' worth, timed together), alone: robust where

@@ -49,9 +49,8 @@ class Settings:
     worker_alive_s: float = 15.0  # a worker silent this long is not listed as live
     task_time_limit_s: int = 6 * 3600  # hard limit of one job run, below the broker's visibility timeout
     metrics_flush_s: float = 0.5  # metric points are written in batches at most this often
-    checkpoint_s: float = (
-        5.0  # a running job's checkpoint is saved at an epoch's end at most this often (0: every epoch)
-    )
+    # A running job's checkpoint is saved at an epoch's end at most this often (0: every epoch).
+    checkpoint_s: float = 5.0
     chain_s: float = 60.0  # a task that ended a job within this many seconds claims the next queued job itself
     blas_threads: int | None = None  # per worker process; default: all cores / local workers
     max_predict_batch: int = 256  # inputs of one prediction request (more: 413)

@@ -71,6 +71,7 @@ from .trust import certify, create_reproduction, set_environment
 from .workers import live_workers, remove_stale_workers, remove_worker, worker_heartbeat
 
 __all__ = [
+    "dataset_exists",
     "certify",
     "create_reproduction",
     "set_environment",
@@ -119,7 +120,6 @@ __all__ = [
     "list_jobs",
     "live_workers",
     "load_artifact",
-    "dataset_exists",
     "load_dataset_bytes",
     "make_engine",
     "ping",
