@@ -47,6 +47,20 @@ def broker(tmp_path, monkeypatch):
         yield conn
 
 
+def _held_write(half_written: threading.Event, go_on: threading.Event):
+    """A ``workers.broker._write`` that stops halfway until ``go_on`` is set."""
+
+    def slow_write(path, data):
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            half_written.set()
+            assert go_on.wait(10)
+            f.write(data[len(data) // 2 :])
+
+    return slow_write
+
+
 def test_the_celery_app_uses_the_hardened_transport(tmp_path):
     settings = Settings(home=tmp_path, database_url="sqlite://", broker_url="filesystem://", secret_key="k")
     with make_celery(settings).connection_for_write() as conn:
@@ -58,17 +72,10 @@ def test_a_message_being_written_is_invisible_until_complete(broker, tmp_path, m
     and once the write completes they get the whole message."""
     half_written, go_on = threading.Event(), threading.Event()
     real_write = workers.broker._write
+    slow_write = _held_write(half_written, go_on)
 
-    def slow_write(path, data):
-        with open(path, "wb") as f:
-            f.write(data[: len(data) // 2])
-            f.flush()
-            half_written.set()
-            assert go_on.wait(10)
-            f.write(data[len(data) // 2 :])
-
+    queue = broker.SimpleQueue("convlab")  # declared (its binding written) before the slow write
     monkeypatch.setattr(workers.broker, "_write", slow_write)
-    queue = broker.SimpleQueue("convlab")
     producer = threading.Thread(target=queue.put, args=({"wake": 1},))
     producer.start()
     assert half_written.wait(10)
@@ -99,6 +106,34 @@ def test_an_unreadable_message_is_set_aside_and_the_next_one_delivered(broker, t
     aside = sorted(p.name for p in (tmp_path / "claimed").iterdir())
     assert aside == ["00000000000000000000_empty.convlab.msg.bad", "00000000000000000001_garbled.convlab.msg.bad"]
     queue.close()
+
+
+def test_a_binding_table_being_written_is_never_seen_half_written(broker, tmp_path, monkeypatch):
+    """Two workers declaring their queues at once: while one binding is being written, the table
+    reads as it was before (never empty), a second binding waits for the first, and both end in it."""
+    first, second, reader = broker.channel(), broker.channel(), broker.channel()
+    first._queue_bind("convlab", "convlab", None, "convlab")
+    half_written, go_on = threading.Event(), threading.Event()
+    real_write = workers.broker._write
+    slow_write = _held_write(half_written, go_on)
+
+    monkeypatch.setattr(workers.broker, "_write", slow_write)
+    binder = threading.Thread(target=first._queue_bind, args=("convlab", "a", None, "queue-a"))
+    binder.start()
+    assert half_written.wait(10)
+    monkeypatch.setattr(workers.broker, "_write", real_write)
+    assert [b.queue for b in reader.get_table("convlab")] == ["convlab"]
+    waiter = threading.Thread(target=second._queue_bind, args=("convlab", "b", None, "queue-b"))
+    waiter.start()  # waits for the lock the first binder holds: it cannot start from the old table
+    go_on.set()
+    binder.join(10)
+    waiter.join(10)
+    assert sorted(b.queue for b in reader.get_table("convlab")) == ["convlab", "queue-a", "queue-b"]
+    second._delete("queue-b", "convlab", "b", None)
+    assert sorted(b.queue for b in reader.get_table("convlab")) == ["convlab", "queue-a"]
+    assert sorted(p.name for p in (tmp_path / "control").iterdir()) == ["convlab.exchange", "convlab.exchange.lock"]
+    for channel in (first, second, reader):
+        channel.close()
 
 
 _CHILD = """
@@ -143,12 +178,10 @@ def test_concurrent_producers_and_consumers_deliver_every_message_exactly_once(t
 
     consumers = [spawn("consume", str(tmp_path), "0", stdout=subprocess.PIPE) for _ in range(3)]
     producers = [spawn("produce", str(tmp_path), str(n), f"p{i}") for i in range(3)]
-    for p in producers:
-        assert p.wait(timeout=120) == 0
-    received = []
-    for c in consumers:
-        out, _ = c.communicate(timeout=120)
-        assert c.returncode == 0
-        received += json.loads(out)
+    # Every child is waited for (and its pipe closed) whatever fails first.
+    codes = [p.wait(timeout=120) for p in producers]
+    outputs = [c.communicate(timeout=120)[0] for c in consumers]
+    assert codes + [c.returncode for c in consumers] == [0] * 6
+    received = [job for out in outputs for job in json.loads(out)]
     assert sorted(received) == sorted(f"p{i}-{j}" for i in range(3) for j in range(n))
     assert not list((tmp_path / "claimed").glob("*.bad"))

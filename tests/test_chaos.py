@@ -44,9 +44,6 @@ pytestmark = [pytest.mark.processes, pytest.mark.slow]
 JOBS = 240
 VARIANTS = 4  # distinct seeds: each job's numbers are checked against an in-process run of its variant
 WORKERS = 3
-# TODO(integrator): the API's 503 + Retry-After while the database is down lands with branch api-lifecycle.
-# Until then the API answers 500 during the outage; set this to False once it is merged.
-TOLERATE_500_DURING_OUTAGE = True
 
 
 def _spec(i: int) -> dict:
@@ -256,9 +253,8 @@ def test_chaos(tmp_path, servers):
     # --- the API: no 5xx but 503, and those only while PostgreSQL was down ----------------------
     down_from, down_to = outage
     grace = 5.0  # pooled connections die on their first use
-    allowed = {503, 500} if TOLERATE_500_DURING_OUTAGE else {503}
     during = [s for t, s in poller.answers if down_from <= t <= down_to + grace]
     outside = [s for t, s in poller.answers if not down_from <= t <= down_to + grace]
-    assert [s for s in during if s is not None and s >= 500 and s not in allowed] == []
+    assert [s for s in during if s is not None and s >= 500 and s != 503] == []
     assert [s for s in outside if s is None or s >= 500] == []
     assert any(s is not None and s >= 500 for s in during), "the poller never saw the outage"

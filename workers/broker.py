@@ -12,7 +12,12 @@ it, and the message is gone (kombu issue #1551).  Here
   one consumer wins each file, whatever other consumers do at the same time;
 - a file that cannot be parsed anyway (left by an older version, a full disk)
   is logged and set aside, and the consumer goes on to the next message
-  instead of failing the poll.
+  instead of failing the poll;
+- an exchange's binding table (``control/<exchange>.exchange``) is changed
+  under an exclusive lock on a separate lock file and replaced whole by a
+  rename.  Stock kombu creates the table file and only then locks and writes
+  it, so a second process declaring the same queue at that moment (two
+  workers starting together) read an empty table and failed.
 
 Messages are wake-ups (docs/architecture.md), so even a message
 lost some other way costs seconds; this keeps it from happening at all.
@@ -20,6 +25,7 @@ lost some other way costs seconds; this keeps it from happening at all.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
@@ -73,6 +79,52 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             staged.unlink(missing_ok=True)
             raise filesystem.ChannelError(f"Cannot add message {name!r} to the queue folder") from exc
+
+    def get_table(self, exchange):
+        """The queues bound to ``exchange``: the table file is always whole, so no lock is needed."""
+        try:
+            table = loads(bytes_to_str(self._exchange_file(exchange).read_bytes()))
+            return [filesystem.exchange_queue_t(*binding) for binding in table]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, TypeError) as exc:
+            raise filesystem.ChannelError(f"Cannot read the bindings of exchange {exchange!r}") from exc
+
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(exchange, lambda table: table if binding in table else [binding, *table])
+
+    def _delete(self, queue, exchange, routing_key, pattern, *args, **kwargs):
+        # kombu's virtual.Channel._delete (the in-memory state); the filesystem class's own
+        # edits the table file in place, which is what _change_table replaces.
+        super(filesystem.Channel, self)._delete(queue, exchange, routing_key, pattern, *args, **kwargs)
+        binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        self._change_table(exchange, lambda table: [b for b in table if b != binding])
+
+    def _change_table(self, exchange, change) -> None:
+        """Apply ``change`` (old table -> new table) to ``exchange``'s bindings, atomically."""
+        file = self._exchange_file(exchange)
+        self.control_folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(file.with_name(file.name + ".lock"), "a") as lock:  # "a": never truncated
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                try:
+                    table = self.get_table(exchange)
+                except filesystem.ChannelError:
+                    # Left half-written by stock kombu: every consumer binds its queue again when it
+                    # starts, so a table rebuilt from here on is complete again soon.
+                    log.warning("embedded broker: exchange table %s was unreadable; rebuilt", file, exc_info=True)
+                    table = []
+                new = change(table)
+                if new != table:
+                    staged = file.with_name(f"{file.name}.{uuid.uuid4().hex}.tmp")  # same file system
+                    _write(staged, str_to_bytes(dumps(new)))
+                    try:
+                        os.replace(staged, file)
+                    finally:
+                        staged.unlink(missing_ok=True)
+        except OSError as exc:
+            raise filesystem.ChannelError(f"Cannot change the bindings of exchange {exchange!r}") from exc
 
     def _get(self, queue):
         """Take the oldest message of ``queue``; raise ``Empty`` if there is none."""
