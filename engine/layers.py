@@ -70,7 +70,7 @@ class ConvCache(NamedTuple):
 
     cols: np.ndarray  # im2col of the padded input, (C·kh·kw, Ho·Wo·N): reused by ∂C/∂w
     padded_shape: tuple[int, int]  # (H + 2p, W + 2p), the size the full convolution must give back
-    act: Any  # the activation's cache
+    act: Any  # the activation's cache; None when the output was z (its ReLU deferred: MaxPool.forward)
 
 
 class Conv2D(Layer):
@@ -90,8 +90,12 @@ class Conv2D(Layer):
         self.act: Activation = make_activation(activation)
         self.rotate_kernels = True
 
-    def forward(self, x, training):
-        """x: (N, C, H, W) → a: (N, F, Ho, Wo), and a :class:`ConvCache`."""
+    def forward(self, x, training, activate=True):
+        """x: (N, C, H, W) → a: (N, F, Ho, Wo), and a :class:`ConvCache`.
+
+        ``activate=False`` returns z instead, for a max-pool above to apply the ReLU after it
+        (``MaxPool.forward``'s ``then``); the backward pass then takes δ^l itself as ``grad_out``.
+        """
         w = self.params["W"]
         kh, kw = w.shape[2:]
         xp = conv.pad(x, self.padding)
@@ -103,13 +107,16 @@ class Conv2D(Layer):
             np.add(z[:, lo:hi], b[lo:hi, None, None], out=z[:, lo:hi])
 
         parallel.over_blocks(add_bias, z.shape[1], z.size)
+        if not activate:
+            return z, ConvCache(cols, xp.shape[2:], None)
         a, act_cache = self.act.forward(z, out=z)  # z is this layer's own and needed no more
         return a, ConvCache(cols, xp.shape[2:], act_cache)
 
     def backward(self, grad_out, cache, need_input_grad=True):
         """grad_out: (N, F, Ho, Wo) → ∂C/∂x (N, C, H, W) or None, and {"W": (F, C, kh, kw), "b": (F,)}."""
         w = self.params["W"]
-        delta = self.act.backward(grad_out, cache.act)  # δ^l = ∂C/∂a ⊙ σ'(z^l)
+        # δ^l = ∂C/∂a ⊙ σ'(z^l); a deferred ReLU was applied (and differentiated) by the pool above.
+        delta = grad_out if cache.act is None else self.act.backward(grad_out, cache.act)
         rows = conv.delta_rows(delta)  # laid out once for both GEMMs
         grads = {
             "W": conv.weight_gradient(
@@ -225,17 +232,33 @@ class _Pool(Layer):
         return grad
 
 
+class MaxPoolCache(NamedTuple):
+    """What a max-pool's backward pass needs from its forward pass."""
+
+    shape: tuple[int, ...]  # the input's shape
+    winners: np.ndarray  # each window's winning tap u·size + v, (N, C, Ho, Wo) uint8
+    then: Activation | None  # the ReLU applied after the max (the conv layer's, deferred), or None
+    then_cache: Any  # that activation's cache
+
+
 class MaxPool(_Pool):
     """Max over each size×size window; the delta goes back to the argmax only.
 
     Ties go to the first tap in row-major order, as in PyTorch.  The forward
     pass records each window's winning tap ``u·size + v`` (one byte per output,
-    instead of keeping the input to search it again); the cache is
-    ``(input shape, winners)``.
+    instead of keeping the input to search it again); the cache is a
+    :class:`MaxPoolCache`.
     """
 
-    def forward(self, x, training):
-        """x: (N, C, H, W) → (N, C, Ho, Wo), and the cache ``(x.shape, winners)``."""
+    def forward(self, x, training, then: Activation | None = None):
+        """x: (N, C, H, W) → (N, C, Ho, Wo), and a :class:`MaxPoolCache`.
+
+        ``then``: the ReLU of the conv layer below, applied to the pooled output instead of to that
+        layer's whole output (``Conv2D.forward(activate=False)``).  ReLU is non-decreasing and exact,
+        so max and ReLU commute: the output is the same numbers, the winners are the same wherever the
+        window's maximum is positive, and where it is not the gradient is zero either way; ReLU and
+        its backward pass then touch a quarter of the entries (of a 2×2 pool).
+        """
         taps = [self._tap(x, u, v) for u, v in self._taps()]
         out = np.empty_like(taps[0])  # in the input's memory order
         winners = np.empty_like(out, dtype=np.uint8)
@@ -260,13 +283,18 @@ class MaxPool(_Pool):
                 won += missed
 
         parallel.over_blocks(max_block, out.shape[1], x.size, pieces=True)
-        return out, (x.shape, winners)
+        if then is None:
+            return out, MaxPoolCache(x.shape, winners, None, None)
+        out, then_cache = then.forward(out, out=out)
+        return out, MaxPoolCache(x.shape, winners, then, then_cache)
 
     def backward(self, grad_out, cache, need_input_grad=True):
         """grad_out: (N, C, Ho, Wo) → ∂C/∂x (N, C, H, W) or None; no parameters."""
         if not need_input_grad:
             return None, {}
-        shape, winners = cache
+        shape, winners, then, then_cache = cache
+        if then is not None:
+            grad_out = then.backward(grad_out, then_cache)
         if self.stride == self.size:
             return self._tiled_backward(grad_out, shape, winners), {}
         grad = np.zeros_like(winners, dtype=grad_out.dtype, shape=shape)  # in the input's memory order
@@ -296,7 +324,7 @@ class MaxPool(_Pool):
         return grad
 
     def signature(self, cache):
-        return [cache[1]]
+        return [cache.winners] if cache.then is None else [cache.winners, cache.then.signature(cache.then_cache)]
 
 
 class AvgPool(_Pool):

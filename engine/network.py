@@ -12,6 +12,8 @@ optimizer updates them in place.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from .constants import DEFAULT_DTYPE, DTYPES
@@ -65,6 +67,12 @@ class Network:
         self.plan = plan_model(model)
         self.layers = [_build_layer(p, self.rng, self.dtype) for p in self.plan]
         self.loss = model["loss"]
+        # Conv layers with ReLU right under a max-pool: the pool may apply their ReLU (forward_cached's fuse).
+        self.relu_under_pool = frozenset(
+            i
+            for i, (layer, above) in enumerate(itertools.pairwise(self.layers))
+            if isinstance(layer, Conv2D) and layer.act.name == "relu" and isinstance(above, MaxPool)
+        )
         self.params = {
             f"layers.{i}.{name}": arr for i, layer in enumerate(self.layers) for name, arr in layer.params.items()
         }
@@ -92,10 +100,10 @@ class Network:
 
     def forward(self, x: np.ndarray, training: bool = False, start: int = 0) -> np.ndarray:
         """x: (N, C, H, W) → the last layer's activations (N, units)."""
-        return self.forward_cached(x, training, start)[0]
+        return self.forward_cached(x, training, start, fuse=True)[0]
 
     def forward_cached(
-        self, x: np.ndarray, training: bool = False, start: int = 0, observe=None
+        self, x: np.ndarray, training: bool = False, start: int = 0, observe=None, fuse: bool = False
     ) -> tuple[np.ndarray, list]:
         """x: (N, C, H, W) → (the last layer's activations (N, units), the cache of every layer run).
 
@@ -104,11 +112,27 @@ class Network:
         then those of layers ``start`` to the last.  ``observe`` (the
         divergence watch, engine.watch) sees each layer's output as soon as it
         exists: ``observe.activation(i, a)`` may raise to stop the pass there.
+
+        ``fuse``: the ReLU of a conv layer right under a max-pool is applied after the pool
+        (``relu_under_pool``; docs/engine-speed.md).  The loss, the parameter gradients and the
+        network's output are the same numbers, but that conv layer's output is then z, not σ(z),
+        and the gradient of the pool's input is δ: so not with ``observe``, nor where each layer's
+        own output, input gradient or kinks are looked at (the gradient check).
         """
+        if fuse and observe is not None:
+            raise ValueError("a fused pass hides the conv layers' activations from observe")
         a = np.asarray(x, dtype=self.dtype)
         caches = []
+        deferred = None  # the ReLU the layer below left for this max-pool to apply
         for i, layer in enumerate(self.layers[start:], start):
-            a, cache = layer.forward(a, training)
+            if deferred is not None:
+                a, cache = layer.forward(a, training, then=deferred)
+                deferred = None
+            elif fuse and i in self.relu_under_pool:
+                a, cache = layer.forward(a, training, activate=False)
+                deferred = layer.act
+            else:
+                a, cache = layer.forward(a, training)
             caches.append(cache)
             if observe is not None:
                 observe.activation(i, a)
@@ -122,7 +146,7 @@ class Network:
         self, x: np.ndarray, y: np.ndarray, training: bool = False
     ) -> tuple[float, dict[str, np.ndarray]]:
         """The batch-mean loss for x (N, C, H, W), y (N,) and its exact gradients, keyed like ``params``."""
-        out, caches = self.forward_cached(x, training)
+        out, caches = self.forward_cached(x, training, fuse=True)
         value, delta = self.loss_and_delta(out, y, caches)
         grads, _ = self.backward(delta, caches)
         return value, grads
@@ -193,7 +217,7 @@ class Network:
         ``batch_size`` samples at a time: the training batch, whose memory the spec was admitted with."""
         total, predictions = 0.0, []
         for i in range(0, len(x), batch_size):
-            out, caches = self.forward_cached(x[i : i + batch_size])
+            out, caches = self.forward_cached(x[i : i + batch_size], fuse=True)
             value, _ = self.loss_and_delta(out, y[i : i + batch_size], caches)
             total += value * len(out)
             predictions.append(out.argmax(axis=1))

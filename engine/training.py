@@ -111,7 +111,7 @@ class Trainer:
     def _step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One optimizer step on batch (x, y) with the cheap divergence test; its loss."""
         net = self.net
-        out, caches = net.forward_cached(x, training=True)
+        out, caches = net.forward_cached(x, training=True, fuse=True)
         loss, delta = net.loss_and_delta(out, y, caches)
         if not math.isfinite(loss):
             raise NonFinite("loss")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import Network, SpecError, validate_model_spec
+from engine.layers import Dropout
 from tests.helpers import example, rel_err
 
 FORWARD_RTOL = 1e-9
@@ -349,3 +350,48 @@ def test_lenet_params_layout(dtype):
 def test_lenet_matches_torch():
     """LeNet (examples/lenet-mnist.json) in float64 agrees with the same model in PyTorch (dropout off)."""
     compare_with_torch(LENET, seed=3, dtype="float64", fwd_tol=FORWARD_RTOL, grad_tol=GRAD_RTOL)
+
+
+FUSABLE = [i for i, m in enumerate(MODELS) if Network.from_spec(m).relu_under_pool]
+
+
+def test_some_generated_models_have_a_relu_under_a_max_pool():
+    assert len(FUSABLE) >= 3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("quantized", [False, True], ids=["continuous", "ties"])
+@pytest.mark.parametrize("index", FUSABLE, ids=lambda i: f"{i}-{_mid(MODELS[i])}")
+def test_relu_after_the_pool_gives_the_same_numbers(index, quantized, dtype):
+    """A conv's ReLU applied after the max-pool above it (``fuse``): the same output, loss and parameter
+    gradients, bit for bit, as the layers one by one.  "ties": inputs and weights on a coarse grid, so
+    windows tie and many maxima are exactly zero or negative (where the winner differs but the
+    gradient is zero either way)."""
+    net, x, y = _prepare(MODELS[index], seed=index, dtype=dtype, batch=5)
+    if quantized:
+        x = np.round(x)
+        for arr in net.params.values():
+            arr[...] = np.round(arr * 4) / 4
+    for training in (False, True):
+        outputs, results = [], []
+        for fuse in (False, True):
+            for layer in net.layers:  # the same dropout masks in both passes
+                if isinstance(layer, Dropout):
+                    layer.rng = np.random.default_rng(9)
+            out, caches = net.forward_cached(x, training, fuse=fuse)
+            loss, delta = net.loss_and_delta(out, y, caches)
+            grads, _ = net.backward(delta, caches)
+            outputs.append(out)
+            results.append((loss, grads))
+        np.testing.assert_array_equal(outputs[0], outputs[1])
+        (loss, grads), (fused_loss, fused_grads) = results
+        assert fused_loss == loss
+        assert fused_grads.keys() == grads.keys()
+        for key, g in grads.items():
+            np.testing.assert_array_equal(fused_grads[key], g, err_msg=key)
+
+
+def test_a_fused_pass_cannot_be_observed():
+    net = Network.from_spec(LENET)
+    with pytest.raises(ValueError, match="observe"):
+        net.forward_cached(np.zeros((1, 1, 28, 28)), observe=object(), fuse=True)
