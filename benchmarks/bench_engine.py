@@ -2,8 +2,9 @@
 
 For the reference network of docs/reference/job-spec.md (LeNet on 1×28×28, without dropout), each
 configuration (dtype × batch size) times one training step (forward, backward,
-SGD update) of the engine and of the same network in PyTorch, interleaved,
-and prints the median ratio engine/PyTorch.  Machines here are noisy: only the
+SGD update) of the engine and of the same network in PyTorch, in alternating
+blocks (each library alone on the cores while it is timed, see
+``_alternating_blocks``), and prints the median ratio engine/PyTorch.  Machines here are noisy: only the
 ratios, measured side by side, mean anything.
 
     python benchmarks/bench_engine.py [--repeats 15] [--batches 10 64 256]
@@ -200,6 +201,31 @@ def conv_op_table(batch: int, dtype: str, repeats: int) -> None:
                     f"{'  mem' if memory_bound else ''}"
                 )
         a, _ = layer.forward(a, False)
+
+
+#: Seconds each library runs untimed before its timed steps in a block (see _alternating_blocks).
+SETTLE_S = 0.2
+
+
+def _alternating_blocks(fns, rounds: int, timed: int = 3) -> list[float]:
+    """The median seconds of one call of each of ``fns``, timed in alternating blocks.
+
+    Each round runs each function in turn: untimed for :data:`SETTLE_S`, then ``timed`` timed
+    calls.  Alternating one step of each (as this benchmark did until issue 12's third round) let
+    each library's idle threads busy-wait through the other's step (OpenBLAS's thread server,
+    libgomp's workers), on a 2-core machine a whole core taken from the step being timed: PyTorch's
+    batch-64 float32 step measured 48 ms interleaved and 18 ms alone (two threads each; with one
+    thread each, where no thread is idle, both ways agree).  Rounds still interleave the libraries
+    over the same minutes, so a change of the machine's load affects both.
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            while time.perf_counter() - start < SETTLE_S:
+                fn()
+            spent += [_seconds(fn) for _ in range(timed)]
+    return [statistics.median(t) for t in times]
 
 
 def _seconds(fn) -> float:
@@ -514,7 +540,7 @@ PARTS = ("steps", "watch", "ops", "share", "profile", "memory", "workers")
 
 
 def steps_table(args) -> None:
-    """Engine against PyTorch, one training step, interleaved; the ratios and their geometric mean."""
+    """Engine against PyTorch, one training step, in alternating blocks; the ratios and their geometric mean."""
     import torch
 
     if args.threads:
@@ -538,16 +564,7 @@ def steps_table(args) -> None:
             y = rng.integers(0, 10, batch)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-            engine_step, torch_step = _steps(net, opt, x, y, model, topt, lossf, xt, yt)
-
-            for _ in range(3):
-                engine_step()
-                torch_step()
-            te, tt = [], []
-            for _ in range(args.repeats):
-                te.append(_seconds(engine_step))
-                tt.append(_seconds(torch_step))
-            me, mt = statistics.median(te), statistics.median(tt)
+            me, mt = _alternating_blocks(_steps(net, opt, x, y, model, topt, lossf, xt, yt), args.repeats)
             ratio = me / mt
             ratios.append(ratio)
             print(
