@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import allocator, parallel
+from . import allocator
 from .shapes import output_size
 
 # A step's temporaries are reused by the next step instead of being faulted in afresh (engine/allocator.py).
@@ -132,11 +132,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1) -> np.ndarray:
     # copy of Wo·N contiguous numbers per output row (stride 1), not of Wo.
     windows = as_strided(xc, (c, kh, kw, ho, wo, n), (sc, sh, sw, sh * stride, sw * stride, sn), writeable=False)
     cols = np.empty(windows.shape, dtype=x.dtype)
-
-    def copy_windows(lo, hi):  # output rows lo..hi
-        np.copyto(cols[:, :, :, lo:hi], windows[:, :, :, lo:hi])
-
-    parallel.over_blocks(copy_windows, ho, cols.size)
+    np.copyto(cols, windows)
     return cols.reshape(c * kh * kw, ho * wo * n)
 
 
@@ -259,14 +255,10 @@ def convolve_full_rotated(
         i1 = min(i0 + block, ho)
         taps = (w_t @ d[:, i0 * wo * n : i1 * wo * n]).reshape(c, kh, kw, i1 - i0, wo, n)  # (w_rot)^T δ: one GEMM
         rows_out = s * (i1 - i0 - 1) + 1
-
-        def add_taps(lo, hi, taps=taps, i0=i0, rows_out=rows_out):  # channels lo..hi: disjoint parts of out
-            for u in range(kh):
-                for v in range(kw):
-                    y0, x0 = kh - 1 - u + s * i0, kw - 1 - v
-                    out[lo:hi, y0 : y0 + rows_out : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[lo:hi, u, v]
-
-        parallel.over_blocks(add_taps, c, taps.size)
+        for u in range(kh):
+            for v in range(kw):
+                y0, x0 = kh - 1 - u + s * i0, kw - 1 - v
+                out[:, y0 : y0 + rows_out : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[:, u, v]
         del taps
     return out.transpose(3, 0, 1, 2)
 

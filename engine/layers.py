@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import convolution as conv
-from . import parallel
+from . import pieces
 from .activations import Activation, make_activation
 from .losses import loss_and_delta
 from .shapes import output_size
@@ -101,12 +101,7 @@ class Conv2D(Layer):
         xp = conv.pad(x, self.padding)
         cols = conv.im2col(xp, kh, kw, self.stride)
         z = conv.correlate_valid(xp, w, self.stride, cols=cols)
-        b = self.params["b"]
-
-        def add_bias(lo, hi):  # filters lo..hi
-            np.add(z[:, lo:hi], b[lo:hi, None, None], out=z[:, lo:hi])
-
-        parallel.over_blocks(add_bias, z.shape[1], z.size)
+        np.add(z, self.params["b"][:, None, None], out=z)
         if not activate:
             return z, ConvCache(cols, xp.shape[2:], None)
         a, act_cache = self.act.forward(z, out=z)  # z is this layer's own and needed no more
@@ -282,7 +277,7 @@ class MaxPool(_Pool):
                 missed &= (tap != o).view(np.uint8)
                 won += missed
 
-        parallel.over_blocks(max_block, out.shape[1], x.size, pieces=True)
+        pieces.over_pieces(max_block, out.shape[1], x.size)
         if then is None:
             return out, MaxPoolCache(x.shape, winners, None, None)
         out, then_cache = then.forward(out, out=out)
@@ -313,14 +308,9 @@ class MaxPool(_Pool):
         grad = make(winners, dtype=grad_out.dtype, shape=shape)  # in the input's memory order
         windows = grad[:, :, : ho * k, : wo * k].reshape(n, c, ho, k, wo, k)
         tap = np.arange(k * k, dtype=winners.dtype).reshape(k, 1, k)  # u·k + v on the (u, ·, v) axes
-
-        def winners_block(lo, hi):  # channels lo..hi
-            part = windows[:, lo:hi]
-            won = np.empty_like(part, dtype=bool)
-            np.equal(winners[:, lo:hi, :, None, :, None], tap, out=won)
-            np.multiply(grad_out[:, lo:hi, :, None, :, None], won, out=part)
-
-        parallel.over_blocks(winners_block, c, grad.size)
+        won = np.empty_like(windows, dtype=bool)
+        np.equal(winners[:, :, :, None, :, None], tap, out=won)
+        np.multiply(grad_out[:, :, :, None, :, None], won, out=windows)
         return grad
 
     def signature(self, cache):
