@@ -257,7 +257,7 @@ def _conv_ops(xp, w, s, cols, delta, rows, with_input_delta: bool) -> list:
         ops.append(
             (
                 "input delta",
-                lambda: conv.convolve_full_rotated(delta, conv.rot180(w), s, xp.shape[2:], rows=rows),
+                lambda: conv.convolve_full_rotated(delta, conv.rot180(w), s, xp.shape[2:]),
                 (k, f, p),
                 rows.size + w.size + xp.size,
             )

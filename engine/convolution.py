@@ -226,40 +226,67 @@ def delta_rows(delta: np.ndarray) -> np.ndarray:
     return delta.transpose(1, 2, 3, 0).reshape(delta.shape[1], -1)
 
 
-def convolve_full_rotated(
-    delta: np.ndarray, w_rot: np.ndarray, stride: int, in_shape: tuple[int, int], rows: np.ndarray | None = None
-) -> np.ndarray:
+def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int, in_shape: tuple[int, int]) -> np.ndarray:
     """The error passed back (fast): ``δ^l ∗_full rot180(w)``, the sum of the reference, reordered.
 
     The reference sums ``δ̃[n,f,y+u,x+v] · w_rot[f,c,u,v]`` over ``f, u, v``,
-    where ``δ̃`` is the dilated and (k−1)-padded delta, mostly zeros.  Here the
-    sum over ``f`` for every tap ``(u, v)`` of the rotated kernel is one GEMM,
-    ``(w_rot)^T δ`` (BP2's transpose), and each tap's map is then added at the
-    offset where that tap meets the non-zero entries of ``δ̃``:
-    ``y = i·s + (kh−1−u)``.  The padding and dilation zeros are never
-    multiplied.  Call with ``w_rot = rot180(w)``.  delta: (N, F, Ho, Wo) → (N, C, H, W);
-    ``rows`` may pass ``delta_rows(delta)`` when the caller has it already.
+    where ``δ̃`` is the dilated and (k−1)-padded delta, mostly zeros.  Here part
+    of that sum is one GEMM and the rest are additions of its results at the
+    offsets where the kernel meets the non-zero entries of ``δ̃``: kernel row
+    ``u`` meets δ's row ``i`` at ``y = i·s + (kh−1−u)``, kernel column ``v`` its
+    column ``j`` at ``x = j·s + (kw−1−v)``.
+
+    - Stride 1: the GEMM sums over ``f`` and the kernel columns ``v``.  Its right
+      operand ``D[(f, v), (i, x, n)]`` is δ's rows placed once per kernel column
+      at the offset where that column meets them (zero elsewhere: the "full"
+      padding along x only), and ``(w_rot)^T`` is laid out with rows ``(c, u)``;
+      each of the ``kh`` row maps is then added at its row offset.
+    - Stride > 1: D would be mostly the dilation's zeros, so the GEMM sums over
+      ``f`` alone, ``(w_rot)^T δ`` (BP2's transpose) with rows ``(c, u, v)``,
+      and each of the ``kh·kw`` tap maps is added at its offset.
+
+    Either way no padding row is multiplied.  Call with ``w_rot = rot180(w)``.
+    delta: (N, F, Ho, Wo) → (N, C, H, W), ``in_shape`` = (H, W) of the (padded) layer input.
     """
     f, c, kh, kw = w_rot.shape
     n, _, ho, wo = delta.shape
     h, wd = in_shape
-    d = delta_rows(delta) if rows is None else rows  # (F, Ho·Wo·N)
-    w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)  # (w_rot)^T, rows (c, u, v)
-    out = np.zeros((c, h, wd, n), dtype=np.result_type(w_t, d))  # δ^{l-1}, batch innermost
+    dm = delta.transpose(1, 2, 3, 0)  # (F, Ho, Wo, N): a view in the engine's layout
+    out = np.zeros((c, h, wd, n), dtype=np.result_type(w_rot, delta))  # δ^{l-1}, batch innermost
     s = stride
-    # The tap maps of a block of δ's rows at a time, so that no temporary is above 32 MiB (all
-    # C·kh·kw × Ho·Wo·N numbers are 66 MB at batch 256 in float64: mapped and faulted in afresh every
-    # step).  Each entry of out still receives its kh·kw terms in the same order.
-    block = max(1, TAPS_BLOCK // (c * kh * kw * wo * n * out.itemsize))
+    if s == 1:
+        w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 0, 3)).reshape(c * kh, f * kw)  # rows (c, u), cols (f, v)
+        per_row = (f * kw + c * kh) * wd * n * out.itemsize  # D and the row maps, both alive in the GEMM
+    else:
+        w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)  # rows (c, u, v)
+        per_row = c * kh * kw * wo * n * out.itemsize
+    # A block of δ's rows at a time, so that the temporaries stay under 32 MiB (above, they would be
+    # mapped and faulted in afresh every step).  Each entry of out still receives its terms in the
+    # same order.
+    block = max(1, TAPS_BLOCK // per_row)
     for i0 in range(0, ho, block):
         i1 = min(i0 + block, ho)
-        taps = (w_t @ d[:, i0 * wo * n : i1 * wo * n]).reshape(c, kh, kw, i1 - i0, wo, n)  # (w_rot)^T δ: one GEMM
-        rows_out = s * (i1 - i0 - 1) + 1
-        for u in range(kh):
+        rows_out = s * (i1 - i0 - 1) + 1  # the rows of out one row offset covers
+        if s == 1:
+            d = np.empty((f, kw, i1 - i0, wd, n), dtype=out.dtype)
             for v in range(kw):
-                y0, x0 = kh - 1 - u + s * i0, kw - 1 - v
-                out[:, y0 : y0 + rows_out : s, x0 : x0 + s * (wo - 1) + 1 : s] += taps[:, u, v]
-        del taps
+                x0 = kw - 1 - v
+                d[:, v, :, :x0] = 0
+                d[:, v, :, x0 : x0 + wo] = dm[:, i0:i1]
+                d[:, v, :, x0 + wo :] = 0
+            maps = (w_t @ d.reshape(f * kw, -1)).reshape(c, kh, i1 - i0, wd, n)  # Σ over f and v
+            del d
+            for u in range(kh):
+                y0 = kh - 1 - u + i0
+                out[:, y0 : y0 + rows_out] += maps[:, u]
+        else:
+            d = delta_rows(delta)[:, i0 * wo * n : i1 * wo * n]  # (F, rows·Wo·N)
+            maps = (w_t @ d).reshape(c, kh, kw, i1 - i0, wo, n)  # Σ over f: (w_rot)^T δ
+            for u in range(kh):
+                for v in range(kw):
+                    y0, x0 = kh - 1 - u + s * i0, kw - 1 - v
+                    out[:, y0 : y0 + rows_out : s, x0 : x0 + s * (wo - 1) + 1 : s] += maps[:, u, v]
+        del maps
     return out.transpose(3, 0, 1, 2)
 
 

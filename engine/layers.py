@@ -112,7 +112,7 @@ class Conv2D(Layer):
         w = self.params["W"]
         # δ^l = ∂C/∂a ⊙ σ'(z^l); a deferred ReLU was applied (and differentiated) by the pool above.
         delta = grad_out if cache.act is None else self.act.backward(grad_out, cache.act)
-        rows = conv.delta_rows(delta)  # laid out once for both GEMMs
+        rows = conv.delta_rows(delta)  # (F, Ho·Wo·N), for the weight gradient's GEMM and the bias
         grads = {
             "W": conv.weight_gradient(
                 None, delta, self.stride, w.shape[2:], cols=cache.cols, rows=rows
@@ -122,9 +122,7 @@ class Conv2D(Layer):
         if not need_input_grad:
             return None, grads
         kernel = conv.rot180(w) if self.rotate_kernels else w
-        grad_in = conv.convolve_full_rotated(
-            delta, kernel, self.stride, cache.padded_shape, rows=rows
-        )  # δ^l ∗_full rot180(w)
+        grad_in = conv.convolve_full_rotated(delta, kernel, self.stride, cache.padded_shape)  # δ^l ∗_full rot180(w)
         return conv.unpad(grad_in, self.padding), grads
 
     def signature(self, cache):

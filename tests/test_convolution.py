@@ -141,6 +141,23 @@ def test_convolve_full_rotated_fast_equals_reference(c):
     np.testing.assert_allclose(fast, ref, **FAST_VS_REFERENCE)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_convolve_full_rotated_in_blocks_of_rows_gives_the_same_numbers(monkeypatch, stride):
+    """Blocks of δ's rows (what keeps a batch-256 step's temporaries under 32 MiB) change no bit:
+    one row at a time equals all rows at once, in both the stride-1 and the strided formulation."""
+    import engine.convolution as convolution
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((6, 3, 3, 2))
+    delta = rng.standard_normal((4, 6, 5, 7))
+    in_shape = ((5 - 1) * stride + 3 + 1, (7 - 1) * stride + 2)  # a floored row at the bottom
+    whole = convolve_full_rotated(delta, rot180(w), stride, in_shape)
+    monkeypatch.setattr(convolution, "TAPS_BLOCK", 1)
+    np.testing.assert_array_equal(convolve_full_rotated(delta, rot180(w), stride, in_shape), whole)
+    ref = convolve_full_rotated_reference(delta, rot180(w), stride, in_shape)
+    np.testing.assert_allclose(whole, ref, **FAST_VS_REFERENCE)
+
+
 @pytest.mark.parametrize("c", CONFIGS, ids=_cid)
 def test_weight_gradient_fast_equals_reference(c):
     """∂C/∂w = a ⋆ δ: the GEMM version equals the loop, with and without precomputed cols."""
