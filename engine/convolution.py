@@ -260,6 +260,7 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int, in_
     else:
         w_t = np.ascontiguousarray(w_rot.transpose(1, 2, 3, 0)).reshape(c * kh * kw, f)  # rows (c, u, v)
         per_row = c * kh * kw * wo * n * out.itemsize
+        rows = delta_rows(delta)  # (F, Ho·Wo·N)
     # A block of δ's rows at a time, so that the temporaries stay under 32 MiB (above, they would be
     # mapped and faulted in afresh every step).  Each entry of out still receives its terms in the
     # same order.
@@ -280,8 +281,7 @@ def convolve_full_rotated(delta: np.ndarray, w_rot: np.ndarray, stride: int, in_
                 y0 = kh - 1 - u + i0
                 out[:, y0 : y0 + rows_out] += maps[:, u]
         else:
-            d = delta_rows(delta)[:, i0 * wo * n : i1 * wo * n]  # (F, rows·Wo·N)
-            maps = (w_t @ d).reshape(c, kh, kw, i1 - i0, wo, n)  # Σ over f: (w_rot)^T δ
+            maps = (w_t @ rows[:, i0 * wo * n : i1 * wo * n]).reshape(c, kh, kw, i1 - i0, wo, n)  # Σ over f
             for u in range(kh):
                 for v in range(kw):
                     y0, x0 = kh - 1 - u + s * i0, kw - 1 - v

@@ -115,7 +115,8 @@ class Network:
 
         ``fuse``: the ReLU of a conv layer right under a max-pool is applied after the pool
         (``relu_under_pool``; docs/engine-speed.md).  The loss, the parameter gradients and the
-        network's output are the same numbers, but that conv layer's output is then z, not σ(z),
+        network's output are the same numbers (a NaN in z makes the loss NaN either way, and then
+        the two may route its window's gradient differently), but that conv layer's output is z,
         and the gradient of the pool's input is δ: so not with ``observe``, nor where each layer's
         own output, input gradient or kinks are looked at (the gradient check).
         """

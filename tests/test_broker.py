@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from kombu import Connection
-from kombu.transport import virtual
+from kombu.transport import filesystem, virtual
 
 import workers.broker
 from convlab.config import Settings
@@ -136,10 +136,30 @@ def test_a_binding_table_being_written_is_never_seen_half_written(broker, tmp_pa
         channel.close()
 
 
+def test_a_garbled_binding_table_is_rewritten_and_an_unreadable_one_left_alone(broker, tmp_path):
+    """A table stock kombu left half-written is replaced by the bindings declared from then on; a
+    table file that cannot be read at all is an error, and nothing is written over it."""
+    channel = broker.channel()
+    table = tmp_path / "control" / "convlab.exchange"
+    table.write_bytes(b'[["a", "", "queue-a"]')  # cut off mid-write
+    channel._queue_bind("convlab", "b", None, "queue-b")
+    assert [b.queue for b in channel.get_table("convlab")] == ["queue-b"]
+
+    table.unlink()
+    table.mkdir()  # reading it fails with an OSError (IsADirectoryError)
+    with pytest.raises(filesystem.ChannelError):
+        channel._queue_bind("convlab", "c", None, "queue-c")
+    assert table.is_dir()
+    with pytest.raises(filesystem.ChannelError):
+        channel.get_table("convlab")
+    assert not list((tmp_path / "control").glob("*.tmp"))
+    channel.close()
+
+
 _CHILD = """
 import json, sys
 from kombu import Connection
-from kombu.transport import virtual
+from kombu.transport import filesystem, virtual
 from workers.broker import TRANSPORT
 role, folder, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 opts = {k: f"{folder}/{v}" for k, v in (("data_folder_in", "queue"), ("data_folder_out", "queue"),

@@ -80,11 +80,16 @@ class Channel(filesystem.Channel):
             staged.unlink(missing_ok=True)
             raise filesystem.ChannelError(f"Cannot add message {name!r} to the queue folder") from exc
 
+    def _read_table(self, exchange) -> list:
+        """The bindings in ``exchange``'s table file (``OSError`` if it cannot be read, ``ValueError`` or
+        ``TypeError`` if it is not a table)."""
+        table = loads(bytes_to_str(self._exchange_file(exchange).read_bytes()))
+        return [filesystem.exchange_queue_t(*binding) for binding in table]
+
     def get_table(self, exchange):
         """The queues bound to ``exchange``: the table file is always whole, so no lock is needed."""
         try:
-            table = loads(bytes_to_str(self._exchange_file(exchange).read_bytes()))
-            return [filesystem.exchange_queue_t(*binding) for binding in table]
+            return self._read_table(exchange)
         except FileNotFoundError:
             return []
         except (OSError, ValueError, TypeError) as exc:
@@ -108,18 +113,22 @@ class Channel(filesystem.Channel):
         try:
             with open(file.with_name(file.name + ".lock"), "a") as lock:  # "a": never truncated
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+                garbled = False
                 try:
-                    table = self.get_table(exchange)
-                except filesystem.ChannelError:
-                    # Left half-written by stock kombu: every consumer binds its queue again when it
-                    # starts, so a table rebuilt from here on is complete again soon.
-                    log.warning("embedded broker: exchange table %s was unreadable; rebuilt", file, exc_info=True)
+                    table = self._read_table(exchange)
+                except FileNotFoundError:
                     table = []
+                except (ValueError, TypeError):
+                    # Left half-written by stock kombu.  Every consumer binds its queue again when it
+                    # starts, so a table rewritten from here on is complete again soon.  (A file that
+                    # cannot be read at all is an OSError: raised below, the table left as it is.)
+                    log.warning("embedded broker: exchange table %s is not a table; rewritten", file)
+                    table, garbled = [], True
                 new = change(table)
-                if new != table:
+                if new != table or garbled:
                     staged = file.with_name(f"{file.name}.{uuid.uuid4().hex}.tmp")  # same file system
-                    _write(staged, str_to_bytes(dumps(new)))
                     try:
+                        _write(staged, str_to_bytes(dumps(new)))
                         os.replace(staged, file)
                     finally:
                         staged.unlink(missing_ok=True)
