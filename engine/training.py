@@ -190,10 +190,7 @@ class Trainer:
         self.watch.history.clear()
         batches = self.batches_per_epoch(len(x_train))
         while st.step < until:
-            if st.order is None:
-                st.order = self.rng.permutation(len(x_train))
-            idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
-            x, y = x_train[idx], y_train[idx]
+            x, y = self._batch(x_train, y_train)
             try:
                 self._watched_step(x, y, health=False)
             except Diverged as exc:
@@ -239,15 +236,12 @@ class Trainer:
         st = self.state
         self._keep_finite()
         while st.epoch < self.epochs:
-            if st.order is None:
-                st.order = self.rng.permutation(n)
             started = time.perf_counter()
             stop = False
             while st.batch < batches and not stop:
                 if not self.snapshots or st.step - self.snapshots[-1].step >= SNAPSHOT_EVERY:
                     self._snapshot()
-                idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
-                x, y = x_train[idx], y_train[idx]
+                x, y = self._batch(x_train, y_train)
                 try:
                     # Overflow is what the watch reports, in its own words: no RuntimeWarning per step.
                     with np.errstate(over="ignore", invalid="ignore"):
@@ -288,6 +282,14 @@ class Trainer:
             if stop and st.epoch < self.epochs:
                 return False
         return True
+
+    def _batch(self, x_train, y_train) -> tuple[np.ndarray, np.ndarray]:
+        """The samples of the current batch (the epoch's shuffle is drawn at its first batch)."""
+        st = self.state
+        if st.order is None:
+            st.order = self.rng.permutation(len(x_train))
+        idx = st.order[st.batch * self.batch_size : (st.batch + 1) * self.batch_size]
+        return x_train[idx], y_train[idx]
 
     def batches_per_epoch(self, n: int) -> int:
         """Mini-batches in one epoch of ``n`` samples (the last one may be short)."""
