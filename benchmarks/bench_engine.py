@@ -9,8 +9,10 @@ ratios, measured side by side, mean anything.
 
     python benchmarks/bench_engine.py [--repeats 15] [--batches 10 64 256]
 
-Also prints the GFLOP/s the engine reaches against NumPy's own GEMM rate on
-the same machine, and the peak memory of a batch-256 step; then, per conv layer
+Timed in the same blocks is the step's matrix products alone (the derivation's
+GEMMs, NumPy's ``@`` on contiguous operands, nothing around them): their time
+over PyTorch's is the least ratio any engine built on NumPy's GEMMs could reach
+on the machine.  Also prints the peak memory of a batch-256 step; then, per conv layer
 and per operation (forward correlation with its im2col, input delta with the
 rotated kernel, weight gradient), the GFLOP/s reached, NumPy's GEMM rate on the
 same matrix shapes (the two timed alternately) and the ratio, next to the
@@ -33,6 +35,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import Network
 from engine import convolution as conv
-from engine.layers import Conv2D, MaxPool
+from engine.layers import Conv2D, Dense, MaxPool
 from engine.optimizers import SGD
 
 REFERENCE = {
@@ -58,14 +61,53 @@ REFERENCE = {
 }
 
 
-def step_flops(batch: int) -> float:
-    """Multiply-adds ×2 of one training step: forward, input delta (not for the first layer), weight gradient."""
-    conv1 = 24 * 24 * 20 * 25  # per sample, forward
-    conv2 = 8 * 8 * 40 * 500
-    dense = 640 * 100 + 100 * 10
-    fwd = conv1 + conv2 + dense
-    bwd = conv1 + 2 * conv2 + 2 * dense  # weight grads everywhere, input grads past the first layer
-    return 2.0 * batch * (fwd + bwd)
+def step_gemms(net: Network, batch: int) -> list[tuple[int, int, int]]:
+    """The (m, k, n) of every matrix product in one training step of ``net``, in the derivation's shapes.
+
+    A conv layer's forward correlation is ``W (F, C·kh·kw) @ cols (C·kh·kw, Ho·Wo·N)``, its weight
+    gradient ``δ (F, Ho·Wo·N) @ colsᵀ`` and its input delta ``rot180(W)ᵀ (C·kh·kw, F) @ δ``; a dense
+    layer's are ``a (N, in) @ Wᵀ``, ``aᵀ @ δ`` and ``δ @ W``.  The first layer needs no input delta.
+    """
+    gemms = []
+    a = np.zeros((1, *net.input_shape), dtype=net.dtype)
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Conv2D):
+            f, c, kh, kw = layer.params["W"].shape
+            h, w = a.shape[2] + 2 * layer.padding, a.shape[3] + 2 * layer.padding
+            p = conv.output_size(h, kh, layer.stride) * conv.output_size(w, kw, layer.stride) * batch
+            gemms += [(f, c * kh * kw, p), (f, p, c * kh * kw)] + ([(c * kh * kw, f, p)] if i else [])
+        elif isinstance(layer, Dense):
+            units, inputs = layer.params["W"].shape
+            gemms += [(batch, inputs, units), (inputs, batch, units)] + ([(batch, units, inputs)] if i else [])
+        a, _ = layer.forward(a, False)
+    return gemms
+
+
+def step_flops(net: Network, batch: int) -> float:
+    """Multiplications and additions of one training step's matrix products (:func:`step_gemms`)."""
+    return sum(2.0 * m * k * n for m, k, n in step_gemms(net, batch))
+
+
+def gemm_floor(net: Network, batch: int, dtype) -> Callable[[], None]:
+    """A call that computes one training step's matrix products and nothing else.
+
+    Its time is a floor for any engine that computes a step as these GEMMs with NumPy: no im2col, no
+    max-pool, no activation, no update, and C-contiguous operands, each product in whichever
+    orientation (``A @ B`` or ``(Bᵀ @ Aᵀ)ᵀ``) this machine's BLAS runs faster.
+    """
+    rng = np.random.default_rng(3)
+    products = []
+    for m, k, n in step_gemms(net, batch):
+        left, right = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        left_t, right_t = np.ascontiguousarray(left.T), np.ascontiguousarray(right.T)
+        ways = [lambda a=left, b=right: a @ b, lambda a=right_t, b=left_t: a @ b]
+        products.append(min(ways, key=lambda fn: _median_ms(fn, 5)))
+
+    def floor():
+        for product in products:
+            product()
+
+    return floor
 
 
 def torch_model(net: Network, dtype):
@@ -540,15 +582,20 @@ PARTS = ("steps", "watch", "ops", "share", "profile", "memory", "workers")
 
 
 def steps_table(args) -> None:
-    """Engine against PyTorch, one training step, in alternating blocks; the ratios and their geometric mean."""
+    """Engine against PyTorch, one training step, in alternating blocks; the ratios and their geometric mean.
+
+    Timed in the same blocks: the step's GEMMs alone (:func:`gemm_floor`), and its ratio to PyTorch's
+    step, the least ratio an engine built on NumPy's GEMMs can reach on this machine.
+    """
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}")
-    ratios = []
+    ratios, floors = [], []
     print(
-        f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} {'GEMM GFLOP/s':>12}"
+        f"{'dtype':8} {'batch':>5} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
+        f"{'GEMMs ms':>9} {'GEMMs/torch':>11}"
     )
     for dtype in args.dtypes:
         npdt = np.dtype(dtype)
@@ -564,15 +611,20 @@ def steps_table(args) -> None:
             y = rng.integers(0, 10, batch)
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-            me, mt = _alternating_blocks(_steps(net, opt, x, y, model, topt, lossf, xt, yt), args.repeats)
-            ratio = me / mt
-            ratios.append(ratio)
+            fns = [*_steps(net, opt, x, y, model, topt, lossf, xt, yt), gemm_floor(net, batch, npdt)]
+            me, mt, mg = _alternating_blocks(fns, args.repeats)
+            ratios.append(me / mt)
+            floors.append(mg / mt)
             print(
-                f"{dtype:8} {batch:5d} {me * 1e3:10.2f} {mt * 1e3:9.2f} {ratio:6.2f} "
-                f"{step_flops(batch) / me / 1e9:8.2f} {gemm_rate(npdt, 5):12.2f}"
+                f"{dtype:8} {batch:5d} {me * 1e3:10.2f} {mt * 1e3:9.2f} {me / mt:6.2f} "
+                f"{step_flops(net, batch) / me / 1e9:8.2f} {mg * 1e3:9.2f} {mg / mt:11.2f}"
             )
-    geo = float(np.exp(np.mean(np.log(ratios))))
-    print(f"geometric mean engine/torch: {geo:.3f}, worst {max(ratios):.2f} ({load()})")
+    print(f"geometric mean engine/torch: {_geomean(ratios):.3f}, worst {max(ratios):.2f} ({load()})")
+    print(f"geometric mean GEMMs alone/torch: {_geomean(floors):.3f}, worst {max(floors):.2f}")
+
+
+def _geomean(values) -> float:
+    return float(np.exp(np.mean(np.log(values))))
 
 
 if __name__ == "__main__":
